@@ -1,0 +1,1 @@
+"""EM3: end-to-end multimodal ranking."""

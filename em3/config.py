@@ -1,0 +1,227 @@
+"""One typed configuration for every stage, loaded from YAML; unknown keys are rejected by name.
+
+Each stage reads its own section. Defaults are the embedded demo defaults, so an empty YAML file is a valid config.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Section(BaseModel):
+    """Strict base: unknown keys are errors, values are validated, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticConfig(Section):
+    """The token-level synthetic dataset (see em3.data.synthetic)."""
+
+    n_users: int = Field(800, gt=0)
+    n_items: int = Field(1200, gt=0)
+    n_days: int = Field(30, gt=2)
+    impressions_per_user: int = Field(60, gt=0)
+    new_item_fraction: float = Field(0.3, ge=0, lt=1, description="items released during validation and test")
+    missing_modality_rate: float = Field(0.05, ge=0, lt=1)
+    image_tokens: int = Field(9, gt=0)
+    text_tokens: int = Field(12, gt=0)
+    image_dim: int = Field(48, gt=0)
+    text_dim: int = Field(32, gt=0)
+    n_attributes: int = Field(4, gt=0, description="latent attributes per modality")
+
+
+class DataConfig(Section):
+    source: Literal["synthetic"] = "synthetic"
+    synthetic: SyntheticConfig = SyntheticConfig()
+    max_history: int = Field(30, gt=0, description="most recent earlier clicks kept per impression")
+    valid_days: int = Field(4, gt=0, description="last days before the test period used for validation")
+    test_days: int = Field(6, gt=0, description="last days of the log used for test")
+    cold_max_train: int = Field(
+        3, ge=1, description="an item is cold on a row when it had fewer interactions than this in train"
+    )
+
+
+class FQFormerConfig(Section):
+    d_model: int = Field(64, gt=0)
+    n_queries: int = Field(2, gt=0)
+    n_layers: int = Field(1, gt=0)
+    n_heads: int = Field(4, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> FQFormerConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"fqformer.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        return self
+
+
+class LoRAConfig(Section):
+    rank: int = Field(4, gt=0)
+    alpha: float = Field(8.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class ModelConfig(Section):
+    variant: Literal["id_only", "two_stage", "em3"] = "em3"
+    backbone: Literal["din", "dcn"] = "din"
+    embed_dim: int = Field(32, gt=0)
+    fusion: Literal["fqformer", "mean"] = "fqformer"
+    fqformer: FQFormerConfig = FQFormerConfig()
+    history_mode: Literal["full", "lora", "frozen"] = "lora"
+    lora: LoRAConfig = LoRAConfig()
+    cic_weight: float = Field(0.1, ge=0, description="λ of the CIC loss; 0 disables CIC")
+    cic_temperature: float = Field(0.1, gt=0)
+    cic_dim: int = Field(32, gt=0)
+    mlp_hidden: tuple[int, ...] = (128, 64)
+    attention_hidden: tuple[int, ...] = (64,)
+    cross_layers: int = Field(2, ge=1)
+    dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class TrainConfig(Section):
+    batch_size: int = Field(256, gt=0)
+    epochs: int = Field(10, gt=0)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    patience: int = Field(3, ge=1, description="epochs without a better validation AUC before stopping")
+    checkpoint_every: int = Field(200, gt=0, description="steps between checkpoints")
+    max_steps: int | None = Field(None, gt=0, description="stop after this many steps (for quick runs)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
+    progress: bool = True
+
+
+class FeaturesConfig(Section):
+    """The `features` stage (see em3.features): frozen encoders -> the per-item token store."""
+
+    image_encoder: str = Field("efficientnet-lite0", description="built in, or a Hugging Face id / path")
+    text_encoder: str = Field("all-minilm-l6-v2", description="built in, or a Hugging Face id / path")
+    image_size: int = Field(224, ge=32, description="input side of the built-in image encoder")
+    image_grid: int = Field(3, ge=1, description="feature maps are average-pooled to grid² image tokens")
+    max_text_tokens: int = Field(32, ge=2, description="text tokens kept per item (truncated / padded)")
+    batch_size: int = Field(32, gt=0)
+    decode_workers: int = Field(4, ge=1, description="threads decoding images ahead of the encoder")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True
+
+
+class RawSyntheticConfig(Section):
+    """The raw-layout (H&M-like) synthetic dataset with rendered images (see em3.data.raw_synthetic)."""
+
+    seed: int = 0
+    n_users: int = Field(300, gt=0)
+    n_items: int = Field(400, gt=0)
+    n_purchases: int = Field(6000, gt=0, description="expected purchase rows (before multi-unit duplicates)")
+    n_days: int = Field(120, gt=1)
+    end_date: date = date(2020, 9, 22)
+    image_size: int = Field(128, ge=32)
+    late_item_fraction: float = Field(0.15, ge=0, lt=1, description="products released only at the end")
+    late_release_days: int = Field(21, gt=0, description="late products are released within these last days")
+    taste_rank: int = Field(2, gt=0, description="rank of the bilinear visual x textual user taste")
+    taste_strength: float = Field(2.0, ge=0)
+    popularity_strength: float = Field(1.0, ge=0)
+    drift_days: float = Field(60.0, gt=0, description="time constant of the slow drift of user tastes")
+    duplicate_rate: float = Field(0.05, ge=0, lt=1, description="purchases written as duplicate rows (units)")
+
+    @model_validator(mode="after")
+    def _late_window_fits(self) -> RawSyntheticConfig:
+        if self.late_release_days >= self.n_days:
+            days = f"late_release_days ({self.late_release_days}) must be below n_days ({self.n_days})"
+            raise ValueError(f"raw_synthetic.{days}")
+        return self
+
+
+class IngestConfig(Section):
+    """The ingest stage: raw logs to canonical Parquet tables (see em3.ingest). The data rules used by its raw
+    checks (date range, text length) are recorded in the manifest and re-applied by `validate`."""
+
+    source: str = Field("data/raw", description="local folder or s3://bucket/prefix")
+    format: Literal["hm", "native"] = Field("hm", description="hm: Kaggle H&M purchases; native: impressions")
+    native_log: str = Field("impressions.csv", description="native: impression log, .csv or .parquet")
+    native_items: str = Field("items.csv", description="native: items file, .csv or .parquet")
+    negatives_per_positive: int = Field(4, ge=1, description="purchase logs: negatives sampled per purchase")
+    seed: int = Field(0, description="seed of the negative sampling")
+    valid_start: date = Field(date(2020, 3, 1), description="first day of the validation split")
+    test_start: date = Field(date(2020, 6, 1), description="first day of the test split")
+    cold_max_train: int = Field(3, ge=1, description="an item is cold with fewer positive train rows")
+    min_date: date = Field(date(2000, 1, 1), description="earliest accepted event date")
+    max_date: date = Field(date(2099, 12, 31), description="latest accepted event date")
+    max_text_chars: int = Field(5000, gt=0, description="longest accepted item text")
+
+    @model_validator(mode="after")
+    def _dates_ordered(self) -> IngestConfig:
+        if not self.min_date <= self.valid_start < self.test_start <= self.max_date:
+            raise ValueError(
+                "ingest dates must satisfy min_date <= valid_start < test_start <= max_date "
+                f"(got {self.min_date}, {self.valid_start}, {self.test_start}, {self.max_date})"
+            )
+        return self
+
+
+class ValidateConfig(Section):
+    """The validate stage: canonical-table checks and the quarantine threshold (see em3.validation)."""
+
+    max_bad_fraction: float = Field(0.05, ge=0, le=1, description="fail when a table quarantines more")
+
+
+class Config(Section):
+    name: str = "em3"
+    seed: int = 0
+    output_dir: Path = Path("runs/em3")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    raw_synthetic: RawSyntheticConfig = RawSyntheticConfig()
+    ingest: IngestConfig = IngestConfig()
+    validation: ValidateConfig = ValidateConfig()  # not `validate`: that name shadows BaseModel.validate
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {key!r} (check the spelling; see em3/config.py for the keys allowed)"
+    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def parse_config(values: dict[str, Any], source: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(values)
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe(error) for error in exc.errors())
+        raise ConfigError(f"{source}: invalid config:\n  {problems}") from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Load a YAML config; ``overrides`` are dotted keys (``{"model.backbone": "dcn"}``) applied on top."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(values).__name__}")
+    for dotted, value in (overrides or {}).items():
+        set_dotted(values, dotted, value)
+    return parse_config(values, str(path))
+
+
+def set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested dict, creating the intermediate mappings."""
+    *parents, leaf = dotted.split(".")
+    node = values
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value

@@ -1,0 +1,99 @@
+"""Fusion of an item's modality tokens into a fixed-length vector.
+
+``FQFormer`` (EM3's Fusion-Q-Former): learnable query tokens and the tokens of every modality, each projected to
+width d plus a modality-type embedding, pass through self-attention layers *together* (not BLIP-2's
+cross-attention). The query outputs, flattened, are the fused item vector. Padding tokens and missing modalities are
+masked out of attention; the queries are always present, so an item without any content still gets a vector.
+
+``MeanFusion`` is the ablation without the FQ-Former: masked mean of each modality's projected tokens.
+"""
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        # x: (N, S, d), keep: (N, S) True = token takes part
+        n, s, d = x.shape
+        q, k, v = self.qkv(x).view(n, s, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)  # 3×(N,h,S,dh)
+        attn_mask = keep[:, None, None, :]  # (N, 1, 1, S): every query position sees the kept keys only
+        dropout = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)  # (N, h, S, dh)
+        return self.proj(y.transpose(1, 2).reshape(n, s, d))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.attn = SelfAttention(d_model, n_heads, dropout)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model), nn.Dropout(dropout)
+        )
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), keep)
+        return x + self.ffn(self.norm2(x))
+
+
+class FQFormer(nn.Module):
+    def __init__(
+        self,
+        modality_dims: Sequence[int],
+        d_model: int = 64,
+        n_queries: int = 2,
+        n_layers: int = 1,
+        n_heads: int = 4,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(n_queries, d_model) * 0.02)
+        self.modality_proj = nn.ModuleList(nn.Linear(dim, d_model) for dim in modality_dims)
+        self.type_embed = nn.Embedding(1 + len(modality_dims), d_model)  # type 0 = query, 1.. = modalities
+        nn.init.normal_(self.type_embed.weight, std=0.02)  # small, so item content dominates the query outputs
+        self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.out_dim = n_queries * d_model
+
+    def forward(self, tokens: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> torch.Tensor:
+        # tokens[m]: (N, T_m, d_m), masks[m]: (N, T_m) True = real token → (N, n_queries * d_model)
+        n = tokens[0].shape[0]
+        queries = (self.queries + self.type_embed.weight[0]).expand(n, -1, -1)  # (N, Q, d)
+        parts = [queries] + [
+            proj(x) + self.type_embed.weight[m + 1]
+            for m, (proj, x) in enumerate(zip(self.modality_proj, tokens, strict=False))
+        ]
+        x = torch.cat(parts, dim=1)  # (N, Q + ΣT_m, d)
+        keep = torch.cat([masks[0].new_ones(n, queries.shape[1]), *masks], dim=1)
+        for block in self.blocks:
+            x = block(x, keep)
+        return self.norm(x[:, : queries.shape[1]]).flatten(1)  # (N, Q * d)
+
+
+class MeanFusion(nn.Module):
+    def __init__(self, modality_dims: Sequence[int], d_model: int = 64):
+        super().__init__()
+        self.modality_proj = nn.ModuleList(nn.Linear(dim, d_model) for dim in modality_dims)
+        self.out_dim = len(modality_dims) * d_model
+
+    def forward(self, tokens: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> torch.Tensor:
+        # → (N, M * d): per modality the masked mean of projected tokens, zeros when the modality is missing
+        means = []
+        for proj, x, mask in zip(self.modality_proj, tokens, masks, strict=False):
+            weights = mask.unsqueeze(-1).to(x.dtype)  # (N, T, 1)
+            means.append((proj(x) * weights).sum(1) / weights.sum(1).clamp(min=1.0))
+        return torch.cat(means, dim=-1)

@@ -1,0 +1,55 @@
+"""The content side of the user-behaviour sequence, where EM3 keeps long histories affordable (DESIGN §1).
+
+The target item goes through the fully trainable content tower. History items use the *same* tower in one of
+three modes:
+
+- ``full``: with gradient, like the target (memory and compute grow with the history length);
+- ``frozen``: without gradient (no activations kept);
+- ``lora``: the fusion without gradient, and the content head as a frozen copy of the target's head (same base
+  weights, shared, receiving no gradient from this branch) plus trainable rank-r LoRA deltas (``peft``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from em3.config import LoRAConfig
+from em3.data.token_store import ItemContent
+from em3.models.content import TokenContent
+
+
+class HistoryContent(nn.Module):
+    def __init__(self, tower: TokenContent, mode: str, lora: LoRAConfig):
+        super().__init__()
+        self.mode = mode
+        self.tower = [tower]  # the target's tower, held without registering it twice
+        if mode == "lora":
+            from peft import LoraConfig, inject_adapter_in_model
+
+            # A second container over the same Linear modules; peft wraps them there, leaving the target's head bare.
+            self.lora_head = nn.Sequential(*tower.head)
+            targets = [name for name, module in self.lora_head.named_children() if isinstance(module, nn.Linear)]
+            config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets)
+            inject_adapter_in_model(config, self.lora_head)
+            tower.head.requires_grad_(True)  # peft froze the shared base; the target side still trains it
+
+    def forward(self, content: ItemContent) -> torch.Tensor:
+        tower = self.tower[0]
+        if self.mode == "full":
+            return tower(content)
+        if self.mode == "frozen":
+            with torch.no_grad():
+                return tower(content)
+        with torch.no_grad():
+            fused = tower.fuse(content)
+        detached_base = {name: p.detach() for name, p in self.lora_head.named_parameters() if "lora_" not in name}
+        return torch.func.functional_call(self.lora_head, detached_base, (fused,), strict=False)  # (N, E)
+
+    def trainable_parameters(self) -> int:
+        """Parameters that receive gradient through the history branch."""
+        if self.mode == "full":
+            return sum(p.numel() for p in self.tower[0].parameters())
+        if self.mode == "lora":
+            return sum(p.numel() for name, p in self.lora_head.named_parameters() if "lora_" in name)
+        return 0

@@ -1,0 +1,116 @@
+"""The ranking model: ID embeddings, an optional content tower, a backbone, and the click and CIC losses.
+
+Variants (DESIGN §3): ``id_only`` (IDs and context only), ``two_stage`` (+ frozen pooled content through a trainable
+projection), ``em3`` (+ FQ-Former over the item tokens trained end-to-end, a LoRA history branch, CIC).
+An item is represented as [ID embedding ; content embedding].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from em3.config import ModelConfig
+from em3.data.dataset import Batch
+from em3.data.token_store import ItemContent
+from em3.layers import FieldEmbeddings
+from em3.losses import cic_loss
+from em3.models.backbones import BACKBONES
+from em3.models.content import PooledContent, TokenContent
+from em3.models.history import HistoryContent
+
+
+@dataclass(frozen=True)
+class ModelShapes:
+    """What the model needs to know about the data: vocabulary sizes and content widths."""
+
+    n_users: int
+    n_items: int
+    context_cardinalities: tuple[int, ...]
+    image_dim: int
+    text_dim: int
+    pooled_dim: int
+
+
+class Ranker(nn.Module):
+    def __init__(self, cfg: ModelConfig, shapes: ModelShapes):
+        super().__init__()
+        self.cfg = cfg
+        self.shapes = shapes
+        dim = cfg.embed_dim
+        self.user_embed = nn.Embedding(shapes.n_users, dim, padding_idx=0)
+        self.item_embed = nn.Embedding(shapes.n_items, dim, padding_idx=0)
+        self.context_embed = FieldEmbeddings(shapes.context_cardinalities, dim)
+        self.content: nn.Module | None = None
+        self.history_content: nn.Module | None = None
+        if cfg.variant == "two_stage":
+            self.content = PooledContent(shapes.pooled_dim, dim)
+            self.history_content = self.content
+        elif cfg.variant == "em3":
+            self.content = TokenContent(shapes.image_dim, shapes.text_dim, cfg)
+            self.history_content = HistoryContent(self.content, cfg.history_mode, cfg.lora)
+        self.use_cic = cfg.variant == "em3" and cfg.cic_weight > 0
+        if self.use_cic:
+            self.cic_content_head = nn.Linear(dim, cfg.cic_dim)
+            self.cic_id_head = nn.Linear(dim, cfg.cic_dim)
+        item_dim = dim * (2 if self.content is not None else 1)
+        self.backbone = BACKBONES[cfg.backbone](cfg, dim, item_dim, self.context_embed.out_dim)
+        for table in (self.user_embed, self.item_embed, *self.context_embed.tables):
+            nn.init.normal_(table.weight, std=0.05)  # small: unseen (cold) IDs stay close to neutral
+            table.weight.data[0].zero_()
+
+    @property
+    def uses_content(self) -> bool:
+        return self.content is not None
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Click logits (B,) and named losses; ``losses["loss"]`` is what training minimises."""
+        target_id = self.item_embed(batch.item)  # (B, E)
+        target, history = target_id, self.item_embed(batch.history)  # (B, E), (B, L, E)
+        if self.content is not None:
+            target_content = self.content(batch.target_content)[batch.target_pos]  # (B, E)
+            history_content = self.history_content(batch.history_content)[batch.history_pos]  # (B, L, E)
+            target = torch.cat([target_id, target_content], dim=-1)  # (B, 2E)
+            history = torch.cat([history, history_content], dim=-1)  # (B, L, 2E)
+        logits = self.backbone(
+            self.user_embed(batch.user),
+            target,
+            history,
+            batch.history != 0,
+            self.context_embed(batch.context),
+        )
+        losses = {"bce": F.binary_cross_entropy_with_logits(logits.float(), batch.label)}
+        loss = losses["bce"]
+        if self.use_cic:
+            losses["cic"] = cic_loss(
+                self.cic_content_head(target_content),
+                self.cic_id_head(target_id),
+                batch.item,
+                self.cfg.cic_temperature,
+            )
+            loss = loss + self.cfg.cic_weight * losses["cic"]
+        losses["loss"] = loss
+        return logits, losses
+
+    @torch.no_grad()
+    def item_embeddings(self, items: torch.Tensor, content: ItemContent | None) -> dict[str, torch.Tensor]:
+        """ID and (if any) content embeddings of the given item rows, for similarity metrics and retrieval."""
+        result = {"id": self.item_embed(items)}
+        if self.content is not None:
+            result["content"] = self.content(content)
+        return result
+
+    def parameter_counts(self) -> dict[str, int]:
+        history = self.history_content
+        if isinstance(history, HistoryContent):
+            history_trainable = history.trainable_parameters()
+        else:
+            history_trainable = sum(p.numel() for p in history.parameters()) if history is not None else 0
+        return {
+            "total": sum(p.numel() for p in self.parameters()),
+            "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
+            "history_content_trainable": history_trainable,
+        }

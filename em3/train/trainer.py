@@ -1,0 +1,203 @@
+"""The training loop: AdamW, gradient clipping, early stopping on validation AUC, exact resume, bf16 on CUDA.
+
+Outputs under ``cfg.output_dir``: ``checkpoints/last.pt`` (resume point), ``model/`` (best weights as
+safetensors, the config, the data shapes) and ``metrics/train.json`` (validation history and test metrics).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_model, save_model
+from tqdm.auto import tqdm
+
+from em3.config import Config
+from em3.data.dataset import RankingData, Split, batch_indices, epoch_order, make_batch
+from em3.metrics import ranking_metrics
+from em3.models import ModelShapes, Ranker
+from em3.train.checkpoint import load_checkpoint, save_checkpoint
+from em3.train.optim import make_optimizer
+
+
+@dataclass
+class TrainResult:
+    model: Ranker
+    metrics: dict
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def model_shapes(data: RankingData) -> ModelShapes:
+    store = data.store
+    return ModelShapes(
+        n_users=data.n_users,
+        n_items=data.n_items,
+        context_cardinalities=tuple(data.context_cardinalities),
+        image_dim=store.image_dim,
+        text_dim=store.text_dim,
+        pooled_dim=store.pooled_dim,
+    )
+
+
+def autocast_for(device: torch.device, bf16: bool):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and bf16 else nullcontext()
+
+
+@torch.no_grad()
+def predict(model: Ranker, split: Split, data: RankingData, batch_size: int, bf16: bool = True) -> np.ndarray:
+    """Click logits for every row of ``split``."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    logits = []
+    for index in batch_indices(torch.arange(len(split)), batch_size):
+        batch = make_batch(split, index, data.store, model.uses_content).to(device)
+        with autocast_for(device, bf16):
+            logits.append(model(batch)[0].float().cpu())
+    model.train(was_training)
+    return torch.cat(logits).numpy() if logits else np.zeros(0, dtype=np.float32)
+
+
+def evaluate(model: Ranker, split: Split, data: RankingData, cfg: Config) -> dict[str, float]:
+    logits = predict(model, split, data, cfg.train.batch_size, cfg.train.bf16)
+    return ranking_metrics(split.user.numpy(), split.label.numpy(), logits, split.cold.numpy())
+
+
+def _save_weights(model: torch.nn.Module, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    save_model(model, str(tmp))  # handles the tensors the history branch shares with the target side
+    os.replace(tmp, path)
+
+
+def train(cfg: Config, data: RankingData, resume: bool = False) -> TrainResult:
+    """Train ``cfg.model`` on ``data``; with ``resume`` continue exactly from ``checkpoints/last.pt``."""
+    out = Path(cfg.output_dir)
+    checkpoint, best_weights = out / "checkpoints" / "last.pt", out / "model" / "model.safetensors"
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.train.device)
+    shapes = model_shapes(data)
+    model = Ranker(cfg.model, shapes).to(device)
+    optimizer = make_optimizer(model, cfg.train)
+    loop = {"step": 0, "epoch": 0, "batch": 0, "best_auc": -math.inf, "best_epoch": -1, "bad_epochs": 0,
+            "history": [], "stopped_by": None}  # fmt: skip
+    if resume:
+        if not checkpoint.exists():
+            raise FileNotFoundError(f"cannot resume: no checkpoint at {checkpoint}; run without --resume first")
+        loop = load_checkpoint(checkpoint, model, optimizer)
+        if loop["stopped_by"] == "max_steps":
+            loop["stopped_by"] = None  # continue up to the (new) step budget
+    else:
+        best_weights.unlink(missing_ok=True)  # a fresh run never reports an earlier run's weights
+    _write_model_card(out / "model", cfg, shapes)
+
+    tc = cfg.train
+    steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
+    total = min(tc.epochs * steps_per_epoch, tc.max_steps or math.inf)
+    bar = tqdm(total=total, initial=loop["step"], desc=cfg.name, unit="step", disable=not tc.progress)
+    started = time.perf_counter()
+    model.train()
+    while loop["stopped_by"] is None:
+        order = epoch_order(len(data.train), cfg.seed, loop["epoch"])
+        for index in batch_indices(order, tc.batch_size, loop["batch"]):
+            if tc.max_steps and loop["step"] >= tc.max_steps:
+                loop["stopped_by"] = "max_steps"
+                break
+            batch = make_batch(data.train, index, data.store, model.uses_content).to(device)
+            with autocast_for(device, tc.bf16):
+                _, losses = model(batch)
+            if not torch.isfinite(losses["loss"]):
+                loss, step = losses["loss"].item(), loop["step"]
+                raise FloatingPointError(f"{cfg.name}: loss is {loss} at step {step}; lower train.lr or check inputs")
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            loop["step"] += 1
+            loop["batch"] += 1
+            bar.update()
+            bar.set_postfix({name: f"{value.item():.4f}" for name, value in losses.items()})
+            if loop["step"] % tc.checkpoint_every == 0:
+                save_checkpoint(checkpoint, model, optimizer, loop)
+        else:
+            _end_epoch(model, data, cfg, loop, best_weights)
+        save_checkpoint(checkpoint, model, optimizer, loop)
+    bar.close()
+
+    if best_weights.exists():
+        load_model(model, str(best_weights), device=str(device))
+    else:  # stopped before the first validation: the current weights are the model
+        _save_weights(model, best_weights)
+    metrics = {
+        "name": cfg.name,
+        "variant": cfg.model.variant,
+        "backbone": cfg.model.backbone,
+        "steps": loop["step"],
+        "best_epoch": loop["best_epoch"],
+        "stopped_by": loop["stopped_by"],
+        "train_seconds": round(time.perf_counter() - started, 2),
+        "parameters": model.parameter_counts(),
+        "valid_history": loop["history"],
+        "valid": evaluate(model, data.valid, data, cfg),
+        "test": evaluate(model, data.test, data, cfg),
+    }
+    _write_json(out / "metrics" / "train.json", metrics)
+    return TrainResult(model=model, metrics=metrics)
+
+
+def _end_epoch(model: Ranker, data: RankingData, cfg: Config, loop: dict, best_weights: Path) -> None:
+    """Validate, keep the best weights, decide on early stopping, and move the loop to the next epoch."""
+    valid = evaluate(model, data.valid, data, cfg)
+    loop["history"].append({"epoch": loop["epoch"], "step": loop["step"], **valid})
+    tqdm.write(f"{cfg.name} epoch {loop['epoch']}: valid auc {valid['auc']:.4f} gauc {valid['gauc']:.4f}")
+    if valid["auc"] > loop["best_auc"]:
+        loop.update(best_auc=valid["auc"], best_epoch=loop["epoch"], bad_epochs=0)
+        _save_weights(model, best_weights)
+    else:
+        loop["bad_epochs"] += 1
+    loop["epoch"] += 1
+    loop["batch"] = 0
+    if loop["bad_epochs"] >= cfg.train.patience:
+        loop["stopped_by"] = "early_stopping"
+    elif loop["epoch"] >= cfg.train.epochs:
+        loop["stopped_by"] = "epochs"
+
+
+def _write_model_card(directory: Path, cfg: Config, shapes: ModelShapes) -> None:
+    """The config and data shapes that rebuild the model from its safetensors weights, without pickle."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    _write_json(directory / "shapes.json", asdict(shapes))
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(_finite_or_null(value), indent=2))
+    os.replace(tmp, path)
+
+
+def _finite_or_null(value):
+    """JSON has no NaN: a metric that is undefined (e.g. no cold rows) is written as null."""
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,49 @@
+"""Shared fixtures: the real H&M sample (read in place), a small synthetic log and configs that train in seconds."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from em3.config import Config, parse_config
+from em3.data.synthetic import generate_synthetic
+
+torch.set_num_threads(1)  # tiny models: one thread per test process is faster, and `make test` runs two processes
+
+HM_SAMPLE = Path(os.environ.get("EM3_HM_SAMPLE", Path(__file__).resolve().parents[2] / "shared" / "data" / "hm_sample"))
+
+SMALL = {
+    "data": {"synthetic": {"n_users": 400, "n_items": 800, "impressions_per_user": 50, "n_days": 20},
+             "valid_days": 3, "test_days": 4, "max_history": 10},
+    "model": {"embed_dim": 16, "mlp_hidden": [32], "attention_hidden": [16],
+              "fqformer": {"d_model": 16, "n_heads": 2}, "cic_dim": 16},
+    "train": {"batch_size": 128, "epochs": 2, "progress": False, "checkpoint_every": 10},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def small_config() -> Config:
+    return parse_config(SMALL, "tests/conftest.py")
+
+
+@pytest.fixture(scope="session")
+def small_data(small_config):
+    return generate_synthetic(small_config.data, small_config.seed)
+
+
+def with_updates(cfg: Config, **sections) -> Config:
+    """Copy of ``cfg`` with top-level fields or section fields replaced: with_updates(cfg, model={"variant": ...})."""
+    update = {}
+    for key, value in sections.items():
+        current = getattr(cfg, key)
+        update[key] = current.model_copy(update=value) if isinstance(value, dict) else value
+    return cfg.model_copy(update=update)
+
+
+@pytest.fixture(scope="session")
+def hm_sample() -> Path:
+    """The real H&M sample, read in place (never copied into the repository)."""
+    if not (HM_SAMPLE / "articles.csv").is_file():
+        pytest.skip(f"the H&M sample is not at {HM_SAMPLE} (set EM3_HM_SAMPLE; it lives outside the repository)")
+    return HM_SAMPLE

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from em3.layers import FQFormer, MeanFusion
+
+IMAGE_DIM, TEXT_DIM = 12, 8
+
+
+def make_inputs(n: int, t_img: int, t_txt: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    tokens = [torch.randn(n, t_img, IMAGE_DIM, generator=g), torch.randn(n, t_txt, TEXT_DIM, generator=g)]
+    masks = [torch.ones(n, t_img, dtype=torch.bool), torch.ones(n, t_txt, dtype=torch.bool)]
+    return tokens, masks
+
+
+@pytest.fixture
+def fq() -> FQFormer:
+    torch.manual_seed(0)
+    return FQFormer((IMAGE_DIM, TEXT_DIM), d_model=16, n_queries=2, n_layers=2, n_heads=4).eval()
+
+
+@pytest.mark.parametrize("t_img,t_txt", [(1, 1), (9, 32), (49, 5)])
+def test_output_length_is_fixed_whatever_the_token_counts(fq, t_img, t_txt):
+    tokens, masks = make_inputs(3, t_img, t_txt)
+    assert fq(tokens, masks).shape == (3, 2 * 16)
+
+
+def test_masked_modality_tokens_do_not_change_the_output(fq):
+    tokens, masks = make_inputs(4, 5, 6)
+    masks[1][:] = False  # text missing
+    masks[0][:, 3:] = False  # image padding
+    before = fq(tokens, masks)
+    changed = [tokens[0].clone(), torch.randn_like(tokens[1]) * 100]
+    changed[0][:, 3:] = 1e3
+    after = fq(changed, masks)
+    torch.testing.assert_close(before, after)
+    # and the unmasked tokens do matter
+    changed[0][:, 0] += 1.0
+    assert not torch.allclose(fq(changed, masks), before)
+
+
+def test_item_without_any_content_gets_a_finite_vector_from_the_queries(fq):
+    tokens, masks = make_inputs(2, 3, 3)
+    masks = [torch.zeros_like(m) for m in masks]
+    out = fq(tokens, masks)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[0], out[1])  # nothing item-specific is left
+
+
+def test_click_loss_gradients_reach_queries_and_attention_weights(fq):
+    fq.train()
+    tokens, masks = make_inputs(8, 4, 4)
+    head = torch.nn.Linear(fq.out_dim, 1)
+    labels = torch.randint(0, 2, (8,)).float()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(head(fq(tokens, masks)).squeeze(-1), labels)
+    loss.backward()
+    for name in (
+        "queries",
+        "blocks.0.attn.qkv.weight",
+        "blocks.1.attn.proj.weight",
+        "modality_proj.1.weight",
+    ):
+        grad = dict(fq.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_mean_fusion_ignores_masked_tokens_and_zeros_missing_modalities():
+    torch.manual_seed(0)
+    fusion = MeanFusion((IMAGE_DIM, TEXT_DIM), d_model=4)
+    tokens, masks = make_inputs(2, 3, 3)
+    masks[0][0, 1:] = False
+    masks[1][1] = False
+    out = fusion(tokens, masks)
+    expected_image = fusion.modality_proj[0](tokens[0][0, :1]).mean(0)
+    torch.testing.assert_close(out[0, :4], expected_image)
+    torch.testing.assert_close(out[1, 4:], torch.zeros(4))

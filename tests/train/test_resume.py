@@ -1,0 +1,53 @@
+import json
+import math
+
+import pytest
+import torch
+
+from em3.train import train
+from em3.train.checkpoint import load_checkpoint
+from em3.train.optim import make_optimizer
+from tests.conftest import with_updates
+
+
+@pytest.mark.parametrize("variant", ["em3", "two_stage"])
+def test_n_steps_then_resume_n_equals_2n_steps(small_config, small_data, tmp_path, variant):
+    """Across an epoch boundary and with dropout on: the weights must be identical."""
+    steps_per_epoch = math.ceil(len(small_data.train) / small_config.train.batch_size)
+    n = steps_per_epoch - 3  # the resumed half crosses the end of epoch 0 (and its validation)
+    base = with_updates(small_config, model={"variant": variant, "dropout": 0.2},
+                        train={"epochs": 3, "checkpoint_every": 11})  # fmt: skip
+    straight = with_updates(base, output_dir=tmp_path / "straight", train={"max_steps": 2 * n})
+    train(straight, small_data)
+
+    split = with_updates(base, output_dir=tmp_path / "split", train={"max_steps": n})
+    first = train(split, small_data)
+    assert first.metrics["steps"] == n and first.metrics["stopped_by"] == "max_steps"
+    resumed = train(with_updates(split, train={"max_steps": 2 * n}), small_data, resume=True)
+    assert resumed.metrics["steps"] == 2 * n
+
+    states = []
+    for run in ("straight", "split"):
+        state = torch.load(tmp_path / run / "checkpoints" / "last.pt", weights_only=True)
+        assert state["loop"]["step"] == 2 * n
+        states.append(state["model"])
+    assert states[0].keys() == states[1].keys()
+    for key in states[0]:
+        assert torch.equal(states[0][key], states[1][key]), key
+    history = [json.loads((tmp_path / run / "metrics" / "train.json").read_text())["valid_history"]
+               for run in ("straight", "split")]  # fmt: skip
+    assert history[0] == history[1] and len(history[0]) == 1  # the epoch-end validation happened once, identically
+
+
+def test_resume_without_a_checkpoint_says_what_to_do(small_config, small_data, tmp_path):
+    cfg = with_updates(small_config, output_dir=tmp_path / "none")
+    with pytest.raises(FileNotFoundError, match="run without --resume first"):
+        train(cfg, small_data, resume=True)
+
+
+def test_checkpoints_load_with_weights_only(small_config, small_data, tmp_path):
+    cfg = with_updates(small_config, output_dir=tmp_path / "run", train={"max_steps": 3})
+    result = train(cfg, small_data)
+    optimizer = make_optimizer(result.model, cfg.train)
+    loop = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", result.model, optimizer)
+    assert loop["step"] == 3
