@@ -1,0 +1,57 @@
+"""``manifest.json``: what ingest read (source, sha256 of every file), with which parameters, what it wrote
+(row counts per table and split) and what its raw checks quarantined. ``validate`` reads it back
+(em3.validation.contract.read_manifest).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import pandas as pd
+
+from em3.config import IngestConfig
+from em3.validation.contract import SPLITS
+from em3.validation.engine import Checked
+
+
+def make_manifest(
+    cfg: IngestConfig,
+    files: dict[str, str],
+    images_sha: str,
+    tables: dict[str, pd.DataFrame],
+    checks: list[Checked],
+    negatives_missing: int,
+) -> dict[str, Any]:
+    interactions = tables["interactions"]
+    by_split = interactions.groupby("split")["label"]
+    return {
+        "em3_version": _version(),
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "source": cfg.source,
+        "format": cfg.format,
+        "params": cfg.model_dump(mode="json"),
+        "files": files,
+        "images": {
+            "copied": int((tables["items"]["image_path"] != "").sum()),
+            "sha256_of_SHA256SUMS": images_sha,
+        },
+        "rows": {name: len(table) for name, table in tables.items()},
+        "splits": {
+            split: {
+                "rows": int(by_split.size().get(split, 0)),
+                "positives": int(by_split.sum().get(split, 0)),
+            }
+            for split in SPLITS
+        },
+        "negatives_missing": negatives_missing,
+        "raw_checks": [check.summary for check in checks],
+    }
+
+
+def _version() -> str:
+    try:
+        return version("em3")
+    except PackageNotFoundError:
+        return "unknown"

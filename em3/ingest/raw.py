@@ -1,0 +1,165 @@
+"""Read one raw table (CSV or Parquet) with every value as a string, or fail with a DataError that says why.
+
+Values stay strings (empty string for a missing value) so that nothing is lost or guessed before the checks:
+ids keep their leading zeros, and a bad value becomes a quarantined row rather than a crash. Structural
+problems are errors naming the file: empty file, no data rows, missing or unexpected columns, wrong delimiter,
+a row with the wrong number of fields, an unterminated quoted field (truncated file), bytes that are not
+UTF-8.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pyarrow import csv as pacsv
+
+from em3.ingest.sources import Source
+from em3.validation.engine import Checked
+from em3.validation.errors import DataError
+
+CHUNK = 1 << 20
+SHOWN_ROWS = 3
+
+
+def fetch_table(
+    source: Source,
+    rel: str,
+    scratch: Path,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    extra: bool = False,
+) -> tuple[pd.DataFrame, str]:
+    """``read_table`` on file ``rel`` of ``source`` (downloaded under ``scratch`` when remote)."""
+    name = f"{source.uri.rstrip('/')}/{rel}"
+    path = source.local(rel, scratch)
+    if path is None:
+        raise DataError(f"{name}: file not found; expected a table with columns {list(required)}")
+    return read_table(path, name, required, optional, extra)
+
+
+@dataclass
+class RawData:
+    """A source's clean raw rows in common form, with its checks and file hashes."""
+
+    events: pd.DataFrame  # user_id, item_id, ts (day), label, units, sales_channel_id; may repeat per day
+    items: pd.DataFrame  # item_id, text, image_key ("" if none), then categorical columns as strings
+    users: pd.DataFrame  # user_id, age (float, NaN allowed), then other columns as strings
+    checks: list[Checked]  # raw tables, in the order they were checked
+    files: dict[str, str]  # source-relative path -> sha256
+    image_root: str  # folder of the image keys in the source
+    purchases: bool  # events are purchases only: negatives must be sampled
+
+
+def read_table(
+    path: Path, name: str, required: Sequence[str], optional: Sequence[str] = (), extra: bool = False
+) -> tuple[pd.DataFrame, str]:
+    """The table at ``path`` (shown as ``name`` in errors) as strings, and the file's sha256.
+
+    ``required`` columns must be present, ``optional`` ones may be; others are errors unless ``extra``.
+    """
+    if not path.stat().st_size:
+        raise DataError(f"{name}: empty file (0 bytes); expected a header with columns {list(required)}")
+    digest, quotes = _scan(path)
+    if path.suffix == ".csv":
+        header = _header(path, name)
+        _check_columns(header, name, required, optional, extra)
+        if quotes % 2:
+            raise DataError(f"{name}: unterminated quoted field; the file looks truncated")
+        frame = _read_csv(path, name, header)
+    elif path.suffix == ".parquet":
+        frame = _read_parquet(path, name)
+        _check_columns(frame.columns.tolist(), name, required, optional, extra)
+    else:
+        raise DataError(f"{name}: unsupported file type {path.suffix!r}; expected .csv or .parquet")
+    if frame.empty:
+        raise DataError(f"{name}: no data rows; expected at least one row under the header")
+    return frame, digest
+
+
+def _scan(path: Path) -> tuple[str, int]:
+    """sha256 of the file and its count of double quotes (odd means an unterminated quoted field)."""
+    sha, quotes = hashlib.sha256(), 0
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK):
+            sha.update(chunk)
+            quotes += chunk.count(b'"')
+    return sha.hexdigest(), quotes
+
+
+def _header(path: Path, name: str) -> list[str]:
+    with path.open("rb") as file:
+        line = file.readline()
+    try:
+        text = line.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{name}: line 1 (header) is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return next(csv.reader([text]))
+
+
+def _read_csv(path: Path, name: str, header: list[str]) -> pd.DataFrame:
+    bad_rows: list[str] = []
+
+    def invalid(row: pacsv.InvalidRow) -> str:
+        bad_rows.append(f"row {row.number} has {row.actual_columns} fields: {row.text[:120]!r}")
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=False),  # row numbers in errors need a sequential read
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={column: pa.string() for column in header},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        if "UTF8" in str(exc):
+            raise DataError(f"{name}: {_first_non_utf8(path)} is not UTF-8 text; expected a UTF-8 CSV") from None
+        raise DataError(f"{name}: not a readable CSV ({exc})") from None
+    if bad_rows:
+        raise DataError(
+            f"{name}: {len(bad_rows)} row(s) do not have the {len(header)} fields of the header (rows count "
+            f"the header as row 1; a short last row means a truncated file): " + "; ".join(bad_rows[:SHOWN_ROWS])
+        )
+    return table.to_pandas()
+
+
+def _first_non_utf8(path: Path) -> str:
+    with path.open("rb") as file:
+        for number, line in enumerate(file, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"line {number} (byte {exc.start} of the line: {line[exc.start : exc.start + 4]!r})"
+    return "a value"
+
+
+def _read_parquet(path: Path, name: str) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
+    columns = [pc.fill_null(pc.cast(column, pa.string()), "") for column in table.columns]
+    return pa.table(columns, names=table.column_names).to_pandas()
+
+
+def _check_columns(found: list[str], name: str, required: Sequence[str], optional: Sequence[str], extra: bool) -> None:
+    expected = f"expected columns {list(required)}" + (f" (optional: {list(optional)})" if optional else "")
+    if len(found) == 1 and any(sep in found[0] for sep in ";\t|"):
+        raise DataError(f"{name}: the header is one column {found[0]!r}: wrong delimiter? {expected}, comma-separated")
+    if duplicated := sorted({column for column in found if found.count(column) > 1}):
+        raise DataError(f"{name}: duplicate column(s) {duplicated}; {expected}")
+    if missing := [column for column in required if column not in found]:
+        raise DataError(f"{name}: missing column(s) {missing}; {expected}")
+    if not extra and (unexpected := [c for c in found if c not in (*required, *optional)]):
+        raise DataError(f"{name}: unexpected column(s) {unexpected}; {expected}")

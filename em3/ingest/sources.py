@@ -1,0 +1,101 @@
+"""Where raw data comes from: a local folder or ``s3://bucket/prefix``, read by paths relative to that root.
+
+S3 goes through boto3 with the standard AWS environment (``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``, keys or
+profiles); nothing about credentials is passed or logged here. Relative paths that come from input (config
+values, ``image_path`` columns) must stay inside the root: no ``..`` segment, no absolute path, no backslash.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from em3.validation.contract import check_relative
+from em3.validation.errors import DataError
+
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class Source(Protocol):
+    uri: str
+
+    def fetch(self, rel: str, dest: Path) -> bool:
+        """Copy file ``rel`` to ``dest``; False when there is no such file."""
+
+    def local(self, rel: str, scratch: Path) -> Path | None:
+        """A local path holding file ``rel`` (downloaded under ``scratch`` if needed), None when missing."""
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    root: Path
+
+    @property
+    def uri(self) -> str:
+        return str(self.root)
+
+    def fetch(self, rel: str, dest: Path) -> bool:
+        path = self.root / check_relative(rel, self.uri)
+        if not path.is_file():
+            return False
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+        return True
+
+    def local(self, rel: str, scratch: Path) -> Path | None:
+        path = self.root / check_relative(rel, self.uri)
+        return path if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class S3Source:
+    bucket: str
+    prefix: str
+    client: Any
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def fetch(self, rel: str, dest: Path) -> bool:
+        from botocore.exceptions import ClientError
+
+        key = self.prefix + check_relative(rel, self.uri)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.client.download_file(self.bucket, key, str(dest))
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in {"404", "NoSuchKey", "NotFound"}:
+                return False
+            raise DataError(f"s3://{self.bucket}/{key}: cannot read ({code or exc})") from None
+        return True
+
+    def local(self, rel: str, scratch: Path) -> Path | None:
+        dest = scratch / check_relative(rel, self.uri)
+        return dest if self.fetch(rel, dest) else None
+
+
+def open_source(uri: str) -> Source:
+    """A local folder, or ``s3://bucket/prefix`` (boto3, standard retries, configured by the environment)."""
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        if not BUCKET.match(bucket):
+            raise DataError(f"{uri}: {bucket!r} is not a valid S3 bucket name")
+        prefix = prefix.rstrip("/")
+        if prefix:
+            check_relative(prefix, f"{uri} (key prefix)")
+        import boto3
+        from botocore.config import Config
+
+        client = boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 10}))
+        return S3Source(bucket, prefix + "/" if prefix else "", client)
+    if "://" in uri:
+        raise DataError(f"{uri}: unsupported source; expected a local folder or s3://bucket/prefix")
+    root = Path(uri)
+    if not root.is_dir():
+        raise DataError(f"{uri}: source folder not found")
+    return LocalSource(root)

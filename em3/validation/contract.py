@@ -1,0 +1,78 @@
+"""The canonical data contract between ingest and the later stages (DESIGN.md §4): tables and columns, the
+time split, the manifest, and which relative paths taken from input are acceptable.
+
+``interactions.parquet``: ``user_id`` (str), ``item_id`` (str), ``ts`` (date), ``label`` (int8 0/1),
+``split`` (train/valid/test), ``cold`` (bool: the item had fewer than ``cold_max_train`` positive train
+rows), ``sales_channel_id`` (int16), ``units`` (int16: units bought or clicks; 0 for sampled negatives);
+one row per (user, item, day). No price: it exists only for purchases and would leak the label.
+``items.parquet``: ``item_id``, ``text``, ``image_path`` (relative to the data folder, "" if none), then
+categorical columns as strings; ``images/SHA256SUMS`` holds the sha256 of every image as ingest verified
+it (``sha256sum -c`` format, paths relative to the data folder). ``users.parquet``: ``user_id``, ``age``
+(float, NaN allowed), then other columns as strings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from em3.validation.errors import DataError
+
+MANIFEST = "manifest.json"
+IMAGE_SUMS = "images/SHA256SUMS"
+SPLITS = ("train", "valid", "test")
+INTERACTIONS = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("item_id", pa.string()),
+        ("ts", pa.date32()),
+        ("label", pa.int8()),
+        ("split", pa.string()),
+        ("cold", pa.bool_()),
+        ("sales_channel_id", pa.int16()),
+        ("units", pa.int16()),
+    ]
+)
+ITEMS = ("item_id", "text", "image_path")
+USERS = ("user_id", "age")
+
+# A relative path that leaves its root or is not portable: leading slash or drive, `..` segment, `\`, NUL.
+UNSAFE_PATH = r"^/|^[A-Za-z]:|\\|\x00|(?:^|/)\.\.(?:/|$)"
+
+
+def check_relative(path: str, what: str) -> str:
+    """``path`` if it is a non-empty relative path inside its root, else a DataError naming ``what``."""
+    if not path or re.search(UNSAFE_PATH, path):
+        raise DataError(f"{what}: {path!r} is not a relative path inside the source (no '..', no leading '/')")
+    return path
+
+
+def assign_split(ts: pd.Series, valid_start: date, test_start: date) -> pd.Series:
+    """train before ``valid_start``, valid before ``test_start``, test from then on."""
+    edges = np.array([valid_start, test_start], dtype="datetime64[ns]")
+    position = np.searchsorted(edges, ts.to_numpy(dtype="datetime64[ns]"), side="right")
+    return pd.Series(np.array(SPLITS)[position], index=ts.index)
+
+
+def read_image_sums(data_dir: Path) -> dict[str, str]:
+    """Image path (relative to ``data_dir``) -> sha256 recorded by ingest; empty when there is no record."""
+    path = data_dir / IMAGE_SUMS
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return {name: sha for sha, _, name in (line.partition("  ") for line in lines)}
+
+
+def read_manifest(data_dir: Path) -> dict[str, Any]:
+    path = data_dir / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{path}: not found; expected the output of `em3 ingest`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None

@@ -1,0 +1,70 @@
+"""The validate stage: the canonical suites on ingest's output, then the threshold over them and over the raw
+checks ingest recorded in its manifest.
+
+Writes ``report.json``, ``report.md`` and ``quarantine/<table>.parquet`` (failing canonical rows with a
+``reason``) to ``<data_dir>/validation`` or another folder (e.g. outside ingest's output, for DVC). The
+canonical tables are not rewritten: they are ingest's outputs, and rows failing here point at a broken
+contract rather than at bad input, which ingest has already quarantined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import ValidationError
+
+from em3.config import IngestConfig, ValidateConfig
+from em3.validation.contract import INTERACTIONS, ITEMS, MANIFEST, USERS, read_manifest
+from em3.validation.errors import DataError
+from em3.validation.output import staged_dir, write_json, write_parquet
+from em3.validation.report import build_report, failure_message, render_markdown
+from em3.validation.suites import check_interactions, check_items, check_users
+
+REPORT = "report.json"
+
+
+def run_validate(cfg: ValidateConfig, data_dir: Path, out_dir: Path | None = None) -> dict[str, Any]:
+    """Validate ``data_dir`` (an ingest output) into ``out_dir`` (default ``data_dir/validation``, replaced);
+    returns the report, or raises DataError with it when a table's quarantined fraction exceeds
+    ``cfg.max_bad_fraction``."""
+    data_dir = Path(data_dir)
+    out_dir = Path(out_dir) if out_dir is not None else data_dir / "validation"
+    manifest = read_manifest(data_dir)
+    try:
+        rules, raw_checks = IngestConfig.model_validate(manifest["params"]), manifest["raw_checks"]
+    except (KeyError, ValidationError) as exc:
+        raise DataError(f"{data_dir / MANIFEST}: not written by this em3 version's ingest ({exc})") from None
+    users = _read(data_dir, "users", USERS)
+    items = _read(data_dir, "items", ITEMS)
+    interactions = _read(data_dir, "interactions", INTERACTIONS.names)
+    checks = [
+        check_interactions(interactions, rules, users["user_id"], items["item_id"]),
+        check_items(items, rules, data_dir),
+        check_users(users),
+    ]
+    report = build_report(
+        {"ingest": raw_checks, "validate": [check.summary for check in checks]},
+        cfg.max_bad_fraction,
+    )
+    with staged_dir(out_dir, REPORT) as out:
+        for check in checks:
+            if len(check.quarantine):
+                write_parquet(check.quarantine, out / "quarantine" / f"{check.summary['table']}.parquet")
+        write_json(report, out / REPORT)
+        (out / "report.md").write_text(render_markdown(report))
+    if not report["passed"]:
+        raise DataError(f"{failure_message(report)}\nReport: {out_dir / 'report.md'}")
+    return report
+
+
+def _read(data_dir: Path, table: str, columns: Sequence[str]) -> pd.DataFrame:
+    path = data_dir / f"{table}.parquet"
+    if not path.is_file():
+        raise DataError(f"{path}: not found; expected the {table} table written by `em3 ingest`")
+    frame = pd.read_parquet(path)
+    if missing := [column for column in columns if column not in frame.columns]:
+        raise DataError(f"{path}: missing column(s) {missing}; expected {list(columns)}")
+    return frame

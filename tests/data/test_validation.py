@@ -1,0 +1,149 @@
+"""The validate stage and the check engine: canonical suites, quarantine with reasons, threshold, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from em3.config import ConfigError, IngestConfig, ValidateConfig, parse_config
+from em3.validation import DataError, run_validate
+from em3.validation.contract import INTERACTIONS
+from em3.validation.engine import check_table, rule
+from em3.validation.output import write_parquet
+from tests.data.conftest import ARTICLES, ingest, read
+
+
+@pytest.fixture
+def data_dir(hm_dir: Path, tmp_path: Path) -> Path:
+    ingest(hm_dir, tmp_path / "data")
+    return tmp_path / "data"
+
+
+def table(report: dict, stage: str, name: str) -> dict:
+    (found,) = [t for t in report["tables"] if (t["stage"], t["table"]) == (stage, name)]
+    assert found["rows_in"] == found["rows_kept"] + found["rows_quarantined"]
+    return found
+
+
+def test_clean_data_passes_and_writes_the_report(data_dir: Path) -> None:
+    report = run_validate(ValidateConfig(), data_dir)
+    assert report["passed"]
+    assert [(t["stage"], t["table"]) for t in report["tables"]] == [
+        ("ingest", "articles"),
+        ("ingest", "customers"),
+        ("ingest", "transactions"),
+        ("ingest", "images"),
+        ("validate", "interactions"),
+        ("validate", "items"),
+        ("validate", "users"),
+    ]
+    assert all(t["rows_quarantined"] == 0 for t in report["tables"])
+    assert table(report, "validate", "interactions")["rows_in"] == len(read(data_dir, "interactions"))
+    assert json.loads((data_dir / "validation" / "report.json").read_text()) == report
+    assert (data_dir / "validation" / "report.md").read_text().startswith("# Data validation: PASSED")
+    assert not (data_dir / "validation" / "quarantine").exists()
+    elsewhere = data_dir.parent / "reports" / "validation"
+    assert run_validate(ValidateConfig(), data_dir, elsewhere) == report
+    assert (elsewhere / "report.md").read_text() == (data_dir / "validation" / "report.md").read_text()
+
+
+def test_sample_passes(sample_out: Path) -> None:
+    report = run_validate(ValidateConfig(), sample_out)
+    assert report["passed"]
+    assert table(report, "validate", "items")["rows_kept"] == 4109
+    assert table(report, "validate", "interactions")["rows_kept"] == 5 * 8856
+
+
+def test_too_many_bad_rows_fail_with_a_readable_report(hm_dir: Path, tmp_path: Path) -> None:
+    path = hm_dir / "transactions_train.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    bad = [line.replace(",0.0254,", ",-1,") for line in lines[1:11]]
+    path.write_text("".join(lines[:1] + bad + lines[11:]))
+    ingest(hm_dir, tmp_path / "data")  # bad rows never stop ingest
+    with pytest.raises(DataError) as failure:
+        run_validate(ValidateConfig(), tmp_path / "data")
+    message = str(failure.value)
+    assert "more than 5.00% of the rows were quarantined in ingest/transactions 7.94%" in message
+    assert "| expect_column_values_to_be_between | price | non-negative | 10 | '-1' |" in message
+    assert "| ingest | transactions | 126 | 116 | 10 | 7.94% | FAILED |" in message
+    report = json.loads((tmp_path / "data" / "validation" / "report.json").read_text())
+    assert not report["passed"] and table(report, "ingest", "transactions")["rows_quarantined"] == 10
+    assert run_validate(ValidateConfig(max_bad_fraction=0.08), tmp_path / "data")["passed"]
+
+
+def test_canonical_violations_are_quarantined_with_reasons(data_dir: Path) -> None:
+    rows = read(data_dir, "interactions")
+    rows.loc[0, "label"] = 2
+    rows.loc[1, "item_id"] = "0000000000"
+    rows.loc[2, "split"] = "test"  # a January row
+    write_parquet(pd.concat([rows, rows.iloc[[5]]], ignore_index=True), data_dir / "interactions.parquet", INTERACTIONS)
+    items = read(data_dir, "items")
+    (data_dir / items.loc[7, "image_path"]).write_bytes(b"")
+    (data_dir / items.loc[8, "image_path"]).write_bytes((data_dir / items.loc[9, "image_path"]).read_bytes())
+    report = run_validate(ValidateConfig(max_bad_fraction=1.0), data_dir)
+    counts = table(report, "validate", "interactions")
+    assert (counts["rows_in"], counts["rows_quarantined"]) == (len(rows) + 1, 4)
+    bad = pd.read_parquet(data_dir / "validation" / "quarantine" / "interactions.parquet")
+    assert bad["reason"].tolist() == [
+        "expect_column_values_to_be_in_set(label): 0 or 1",
+        "expect_column_values_to_be_in_set(item_id): an item of items.parquet",
+        "expect_column_values_to_be_in_set(split): the split of ts (valid from 2020-03-01, test from 2020-06-01)",
+        "expect_column_values_to_be_in_set(user_id): one row per (user_id, item_id, ts)",
+    ]
+    assert bad["label"].tolist()[0] == 2 and bad["item_id"].tolist()[1] == "0000000000"
+    image = pd.read_parquet(data_dir / "validation" / "quarantine" / "items.parquet")
+    assert image["item_id"].tolist() == [ARTICLES[7]] and "image_path" in image.loc[0, "reason"]  # 8: changed, valid
+
+
+def test_rerun_replaces_the_previous_report(data_dir: Path) -> None:
+    (data_dir / "validation").mkdir()
+    (data_dir / "validation" / "report.json").write_text("{}")
+    (data_dir / "validation" / "old.parquet").write_text("stale")
+    run_validate(ValidateConfig(), data_dir)
+    assert sorted(p.name for p in (data_dir / "validation").iterdir()) == ["report.json", "report.md"]
+
+
+def test_missing_inputs_are_data_errors(data_dir: Path, tmp_path: Path) -> None:
+    (data_dir / "users.parquet").unlink()
+    with pytest.raises(DataError, match=r"users.parquet: not found; expected the users table"):
+        run_validate(ValidateConfig(), data_dir)
+    with pytest.raises(DataError, match=r"manifest.json: not found; expected the output of `em3 ingest`"):
+        run_validate(ValidateConfig(), tmp_path / "nothing")
+
+
+def test_check_table_joins_reasons_and_reconciles() -> None:
+    rows = pd.DataFrame({"id": ["1", "x", "3", "3"], "price": ["1.5", "-2", "oops", "4"]}, index=[10, 11, 12, 13])
+    checked = rows.assign(price=pd.to_numeric(rows["price"], errors="coerce"), id_repeated=rows["id"].duplicated())
+    result = check_table(
+        "t",
+        rows,
+        checked,
+        [
+            rule("id", "digits", "expect_column_values_to_match_regex", regex=r"^\d+$"),
+            rule("id", "unique", "expect_column_values_to_be_in_set", on="id_repeated", value_set=[False]),
+            rule("price", "a number", "expect_column_values_to_not_be_null"),
+            rule("price", "non-negative", "expect_column_values_to_be_between", min_value=0),
+        ],
+    )
+    assert result.kept.index.tolist() == [10] and result.quarantine.index.tolist() == [11, 12, 13]
+    assert result.quarantine["price"].tolist() == ["-2", "oops", "4"]  # original values, not parsed ones
+    assert result.quarantine.loc[11, "reason"] == (
+        "expect_column_values_to_match_regex(id): digits; expect_column_values_to_be_between(price): non-negative"
+    )
+    assert result.summary["rows_in"] == 4 and result.summary["rows_kept"] + result.summary["rows_quarantined"] == 4
+    assert [f["sample"] for f in result.summary["failures"]] == [["x"], ["3"], ["oops"], ["-2"]]
+    with pytest.raises(ValueError, match="share one unique index"):
+        check_table("t", rows, checked.reset_index(drop=True), [])
+
+
+def test_config_sections_are_strict() -> None:
+    assert parse_config({}).ingest == IngestConfig() and parse_config({}).validation.max_bad_fraction == 0.05
+    with pytest.raises(ConfigError, match="unknown key 'ingest.negatives'"):
+        parse_config({"ingest": {"negatives": 3}})
+    with pytest.raises(ConfigError, match="valid_start < test_start"):
+        parse_config({"ingest": {"valid_start": "2020-07-01"}})
+    with pytest.raises(ConfigError, match="validation.max_bad_fraction"):
+        parse_config({"validation": {"max_bad_fraction": 1.5}})
