@@ -9,4 +9,6 @@ def load_data(cfg: Config) -> RankingData:
         from em3.data.synthetic import generate_synthetic
 
         return generate_synthetic(cfg.data, cfg.seed)
-    raise ValueError(f"data.source {cfg.data.source!r} is not supported")
+    from em3.data.tables import load_tables
+
+    return load_tables(cfg.data.tables_dir, cfg.data.store_dir, cfg.data.max_history)

@@ -19,6 +19,7 @@ import torch
 
 from em3.config import DataConfig
 from em3.data.dataset import RankingData, Split
+from em3.data.history import earlier_day_histories
 from em3.data.token_store import TokenStore
 
 N_MODES = 2
@@ -121,7 +122,7 @@ def generate_synthetic(cfg: DataConfig, seed: int) -> RankingData:
     logit = AFFINITY_SCALE * affinity + STYLE_WEIGHT * style[item] + quirk[item] + 0.3 * (channel == 2) - 1.3
     label = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
 
-    history = _histories(user, day, item, label, cfg.max_history)
+    history = earlier_day_histories(user, day, item, label, cfg.max_history)
     split = np.where(day >= test_start, 2, np.where(day >= valid_start, 1, 0))
     item_train_interactions = np.bincount(item[split == 0], minlength=n_rows)
     cold = item_train_interactions[item] < cfg.cold_max_train
@@ -146,16 +147,3 @@ def generate_synthetic(cfg: DataConfig, seed: int) -> RankingData:
         store=store,
         item_train_interactions=item_train_interactions,
     )
-
-
-def _histories(user: np.ndarray, day: np.ndarray, item: np.ndarray, label: np.ndarray, length: int) -> np.ndarray:
-    """For each impression, the user's clicked items of *earlier days*, most recent first, zero-padded."""
-    history = np.zeros((len(user), length), dtype=np.int64)
-    order = np.lexsort((day, user))
-    boundaries = np.flatnonzero(np.diff(user[order])) + 1
-    for rows in np.split(order, boundaries):
-        clicked = rows[label[rows] == 1]  # in day order
-        for r in rows:
-            earlier = item[clicked[day[clicked] < day[r]]][::-1][:length]
-            history[r, : len(earlier)] = earlier
-    return history

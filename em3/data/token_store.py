@@ -7,15 +7,15 @@ item without content. Row ``i + 1`` holds ``item_ids[i]``. Training never runs t
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from em3.atomic import staged_dir
+
+INDEX = "index.json"
 ARRAYS = ("image_tokens", "image_mask", "text_tokens", "text_mask", "pooled_image", "pooled_text")
 
 
@@ -98,29 +98,17 @@ class TokenStore:
     def save(self, directory: str | Path) -> Path:
         """Write atomically: a crash never leaves a complete-looking partial store."""
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with staged_dir(directory, INDEX) as staging:
             for name in ARRAYS:
                 np.save(staging / f"{name}.npy", getattr(self, name))
             index = {"item_ids": self.item_ids, "content_hashes": self.content_hashes}
-            (staging / "index.json").write_text(json.dumps(index))
-            if directory.exists():
-                retired = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-                os.replace(directory, retired)
-                os.replace(staging, directory)
-                shutil.rmtree(retired)
-            else:
-                os.replace(staging, directory)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+            (staging / INDEX).write_text(json.dumps(index))
         return directory
 
     @classmethod
     def load(cls, directory: str | Path, mmap: bool = True) -> TokenStore:
         directory = Path(directory)
-        index_file = directory / "index.json"
+        index_file = directory / INDEX
         if not index_file.exists():
             raise FileNotFoundError(f"{directory} is not a token store (no index.json); run `em3 features` first")
         index = json.loads(index_file.read_text())

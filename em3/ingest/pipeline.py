@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from em3.atomic import staged_dir, write_json
 from em3.config import IngestConfig
 from em3.ingest.hm import read_hm
 from em3.ingest.images import copy_images
@@ -20,8 +21,8 @@ from em3.ingest.interactions import build_interactions
 from em3.ingest.manifest import make_manifest
 from em3.ingest.native import read_native
 from em3.ingest.sources import open_source
-from em3.validation.contract import INTERACTIONS, MANIFEST
-from em3.validation.output import staged_dir, write_json, write_parquet
+from em3.validation.contract import INTERACTIONS, MANIFEST, resolve_split_dates
+from em3.validation.output import write_parquet
 
 QUARANTINE = "quarantine"
 
@@ -32,6 +33,7 @@ def run_ingest(cfg: IngestConfig, out_dir: Path) -> dict[str, Any]:
     read = read_hm if cfg.format == "hm" else read_native
     with tempfile.TemporaryDirectory() as scratch, staged_dir(Path(out_dir), MANIFEST) as stage:
         raw = read(source, cfg, Path(scratch))
+        cfg = resolve_split_dates(cfg, raw.events["ts"])  # the manifest records the dates used
         image_paths, images, images_sha = copy_images(source, raw.items, raw.image_root, stage)
         interactions, negatives_missing = build_interactions(raw.events, raw.purchases, cfg)
         items = raw.items.drop(columns="image_key")
@@ -44,5 +46,5 @@ def run_ingest(cfg: IngestConfig, out_dir: Path) -> dict[str, Any]:
             if len(check.quarantine):
                 write_parquet(check.quarantine, stage / QUARANTINE / f"{check.summary['table']}.parquet")
         manifest = make_manifest(cfg, raw.files, images_sha, tables, checks, negatives_missing)
-        write_json(manifest, stage / MANIFEST)
+        write_json(stage / MANIFEST, manifest)
     return manifest

@@ -6,26 +6,26 @@ safetensors, the config, the data shapes) and ``metrics/train.json`` (validation
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 from tqdm.auto import tqdm
 
+from em3.atomic import write_json
 from em3.config import Config
 from em3.data.dataset import RankingData, Split, batch_indices, epoch_order, make_batch
 from em3.metrics import ranking_metrics
 from em3.models import ModelShapes, Ranker
+from em3.models.io import save_weights, write_model_card
 from em3.train.checkpoint import load_checkpoint, save_checkpoint
 from em3.train.optim import make_optimizer
+from em3.validation.errors import DataError
 
 
 @dataclass
@@ -78,15 +78,11 @@ def evaluate(model: Ranker, split: Split, data: RankingData, cfg: Config) -> dic
     return ranking_metrics(split.user.numpy(), split.label.numpy(), logits, split.cold.numpy())
 
 
-def _save_weights(model: torch.nn.Module, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_model(model, str(tmp))  # handles the tensors the history branch shares with the target side
-    os.replace(tmp, path)
-
-
 def train(cfg: Config, data: RankingData, resume: bool = False) -> TrainResult:
     """Train ``cfg.model`` on ``data``; with ``resume`` continue exactly from ``checkpoints/last.pt``."""
+    for name in ("train", "valid"):
+        if len(getattr(data, name)) == 0:
+            raise DataError(f"the {name} split is empty: check the split dates (ingest.valid_start, ingest.test_start)")
     out = Path(cfg.output_dir)
     checkpoint, best_weights = out / "checkpoints" / "last.pt", out / "model" / "model.safetensors"
     torch.manual_seed(cfg.seed)
@@ -104,7 +100,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False) -> TrainResult:
             loop["stopped_by"] = None  # continue up to the (new) step budget
     else:
         best_weights.unlink(missing_ok=True)  # a fresh run never reports an earlier run's weights
-    _write_model_card(out / "model", cfg, shapes)
+    write_model_card(out / "model", cfg, shapes)
 
     tc = cfg.train
     steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
@@ -142,7 +138,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False) -> TrainResult:
     if best_weights.exists():
         load_model(model, str(best_weights), device=str(device))
     else:  # stopped before the first validation: the current weights are the model
-        _save_weights(model, best_weights)
+        save_weights(model, best_weights)
     metrics = {
         "name": cfg.name,
         "variant": cfg.model.variant,
@@ -156,7 +152,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False) -> TrainResult:
         "valid": evaluate(model, data.valid, data, cfg),
         "test": evaluate(model, data.test, data, cfg),
     }
-    _write_json(out / "metrics" / "train.json", metrics)
+    write_json(out / "metrics" / "train.json", metrics)
     return TrainResult(model=model, metrics=metrics)
 
 
@@ -167,7 +163,7 @@ def _end_epoch(model: Ranker, data: RankingData, cfg: Config, loop: dict, best_w
     tqdm.write(f"{cfg.name} epoch {loop['epoch']}: valid auc {valid['auc']:.4f} gauc {valid['gauc']:.4f}")
     if valid["auc"] > loop["best_auc"]:
         loop.update(best_auc=valid["auc"], best_epoch=loop["epoch"], bad_epochs=0)
-        _save_weights(model, best_weights)
+        save_weights(model, best_weights)
     else:
         loop["bad_epochs"] += 1
     loop["epoch"] += 1
@@ -176,28 +172,3 @@ def _end_epoch(model: Ranker, data: RankingData, cfg: Config, loop: dict, best_w
         loop["stopped_by"] = "early_stopping"
     elif loop["epoch"] >= cfg.train.epochs:
         loop["stopped_by"] = "epochs"
-
-
-def _write_model_card(directory: Path, cfg: Config, shapes: ModelShapes) -> None:
-    """The config and data shapes that rebuild the model from its safetensors weights, without pickle."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    _write_json(directory / "shapes.json", asdict(shapes))
-
-
-def _write_json(path: Path, value: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(_finite_or_null(value), indent=2))
-    os.replace(tmp, path)
-
-
-def _finite_or_null(value):
-    """JSON has no NaN: a metric that is undefined (e.g. no cold rows) is written as null."""
-    if isinstance(value, dict):
-        return {key: _finite_or_null(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite_or_null(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

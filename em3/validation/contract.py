@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from em3.config import IngestConfig
 from em3.validation.errors import DataError
 
 MANIFEST = "manifest.json"
@@ -52,6 +53,19 @@ def check_relative(path: str, what: str) -> str:
     if not path or re.search(UNSAFE_PATH, path):
         raise DataError(f"{what}: {path!r} is not a relative path inside the source (no '..', no leading '/')")
     return path
+
+
+VALID_AT, TEST_AT = 0.70, 0.85  # default split points, as fractions of the log's date range
+
+
+def resolve_split_dates(cfg: IngestConfig, ts: pd.Series) -> IngestConfig:
+    """``cfg`` with concrete split dates: those configured, else 70 % and 85 % into the range of ``ts``."""
+    if cfg.valid_start and cfg.test_start:
+        return cfg
+    first, last = pd.Timestamp(ts.min()), pd.Timestamp(ts.max())
+    at = {"valid_start": VALID_AT, "test_start": TEST_AT}
+    dates = {name: getattr(cfg, name) or (first + (last - first) * fraction).date() for name, fraction in at.items()}
+    return IngestConfig.model_validate({**cfg.model_dump(), **dates})
 
 
 def assign_split(ts: pd.Series, valid_start: date, test_start: date) -> pd.Series:

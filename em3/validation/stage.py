@@ -16,10 +16,11 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
+from em3.atomic import staged_dir, write_json
 from em3.config import IngestConfig, ValidateConfig
 from em3.validation.contract import INTERACTIONS, ITEMS, MANIFEST, USERS, read_manifest
 from em3.validation.errors import DataError
-from em3.validation.output import staged_dir, write_json, write_parquet
+from em3.validation.output import write_parquet
 from em3.validation.report import build_report, failure_message, render_markdown
 from em3.validation.suites import check_interactions, check_items, check_users
 
@@ -53,7 +54,7 @@ def run_validate(cfg: ValidateConfig, data_dir: Path, out_dir: Path | None = Non
         for check in checks:
             if len(check.quarantine):
                 write_parquet(check.quarantine, out / "quarantine" / f"{check.summary['table']}.parquet")
-        write_json(report, out / REPORT)
+        write_json(out / REPORT, report)
         (out / "report.md").write_text(render_markdown(report))
     if not report["passed"]:
         raise DataError(f"{failure_message(report)}\nReport: {out_dir / 'report.md'}")

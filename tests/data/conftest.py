@@ -69,9 +69,14 @@ def hm_dir(tmp_path: Path) -> Path:
     return write_tiny_hm(tmp_path / "raw")
 
 
+# The split protocol of DESIGN.md §4 for the H&M sample (the tiny fixtures use the same dates).
+HM_SPLIT = {"valid_start": "2020-03-01", "test_start": "2020-06-01"}
+
+
 def ingest(source: Path | str, out_dir: Path, **params: Any) -> dict[str, Any]:
     """run_ingest with 2 negatives per purchase (the tiny months are small)."""
-    return run_ingest(IngestConfig(source=str(source), negatives_per_positive=2, **params), out_dir)
+    params = {**HM_SPLIT, "negatives_per_positive": 2, **params}
+    return run_ingest(IngestConfig(source=str(source), **params), out_dir)
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +85,7 @@ def sample_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not (SAMPLE / "transactions_train.csv").is_file():
         pytest.skip(f"H&M sample not found at {SAMPLE} (set EM3_HM_SAMPLE); it is not part of the repository")
     out = tmp_path_factory.mktemp("hm_sample") / "data"
-    run_ingest(IngestConfig(source=str(SAMPLE)), out)
+    run_ingest(IngestConfig(source=str(SAMPLE), **HM_SPLIT), out)
     return out
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from em3.config import ConfigError, IngestConfig, ValidateConfig, parse_config
 from em3.validation import DataError, run_validate
-from em3.validation.contract import INTERACTIONS
+from em3.validation.contract import INTERACTIONS, resolve_split_dates
 from em3.validation.engine import check_table, rule
 from em3.validation.output import write_parquet
 from tests.data.conftest import ARTICLES, ingest, read
@@ -144,6 +144,14 @@ def test_config_sections_are_strict() -> None:
     with pytest.raises(ConfigError, match="unknown key 'ingest.negatives'"):
         parse_config({"ingest": {"negatives": 3}})
     with pytest.raises(ConfigError, match="valid_start < test_start"):
-        parse_config({"ingest": {"valid_start": "2020-07-01"}})
+        parse_config({"ingest": {"valid_start": "2020-07-01", "test_start": "2020-06-01"}})
     with pytest.raises(ConfigError, match="validation.max_bad_fraction"):
         parse_config({"validation": {"max_bad_fraction": 1.5}})
+
+
+def test_unset_split_dates_fall_at_70_and_85_percent_of_the_log() -> None:
+    ts = pd.Series(pd.date_range("2020-01-01", "2020-01-21", freq="D"))
+    resolved = resolve_split_dates(IngestConfig(), ts)
+    assert (str(resolved.valid_start), str(resolved.test_start)) == ("2020-01-15", "2020-01-18")
+    fixed = IngestConfig(valid_start="2020-01-05", test_start="2020-01-10")
+    assert resolve_split_dates(fixed, ts) == fixed

@@ -1,0 +1,44 @@
+"""A trained model on disk: ``model.safetensors`` + ``config.yaml`` + ``shapes.json``; rebuilt without pickle."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_model, save_model
+
+from em3.atomic import atomic_file
+from em3.config import Config, parse_config
+from em3.models.ranker import ModelShapes, Ranker
+
+WEIGHTS, CONFIG, SHAPES = "model.safetensors", "config.yaml", "shapes.json"
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """Atomic safetensors save (de-duplicates the tensors the history branch shares with the target side)."""
+    with atomic_file(path) as tmp:
+        save_model(model, str(tmp))
+
+
+def write_model_card(directory: Path, cfg: Config, shapes: ModelShapes) -> None:
+    """The config and data shapes that rebuild the model from its weights."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    (directory / SHAPES).write_text(json.dumps(asdict(shapes), indent=2))
+
+
+def load_model_dir(directory: str | Path, device: str = "cpu") -> tuple[Ranker, Config]:
+    """Rebuild a trained model (in eval mode) and its config from a model directory."""
+    directory = Path(directory)
+    missing = [name for name in (WEIGHTS, CONFIG, SHAPES) if not (directory / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{directory} is not a model directory: missing {', '.join(missing)}")
+    cfg = parse_config(yaml.safe_load((directory / CONFIG).read_text()), str(directory / CONFIG))
+    shapes = json.loads((directory / SHAPES).read_text())
+    shapes["context_cardinalities"] = tuple(shapes["context_cardinalities"])
+    model = Ranker(cfg.model, ModelShapes(**shapes))
+    load_model(model, str(directory / WEIGHTS), device=device)
+    return model.to(device).eval(), cfg
