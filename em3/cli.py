@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import yaml
 
 from em3.config import Config, ConfigError, load_config, parse_config, set_dotted
+from em3.registry import RegistryError
+from em3.validation.errors import DataError
 
 EPILOG = "Config keys: see em3/config.py; every key can be set in YAML or with --set section.key=value."
 
@@ -44,6 +47,95 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"metrics: {Path(cfg.output_dir) / 'metrics' / 'train.json'}")
 
 
+def cmd_generate(args: argparse.Namespace) -> None:
+    from em3.data.raw_synthetic import generate_raw_synthetic
+
+    cfg = _config(args)
+    summary = generate_raw_synthetic(cfg.raw_synthetic, cfg.data.raw_dir)
+    print(json.dumps(summary, indent=2, default=str))
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    from em3.ingest import run_ingest
+
+    cfg = _config(args)
+    manifest = run_ingest(cfg.ingest, cfg.data.tables_dir)
+    print(json.dumps({"tables": cfg.data.tables_dir, "rows": manifest.get("rows")}, indent=2, default=str))
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from em3.validation import run_validate
+
+    cfg = _config(args)
+    report = run_validate(cfg.validation, cfg.data.tables_dir, cfg.data.validation_dir)
+    for check in report["tables"]:
+        kept, rows_in, quarantined = check["rows_kept"], check["rows_in"], check["rows_quarantined"]
+        print(
+            f"{check['stage']:>8} {check['table']:<13} kept {kept:>10,} of {rows_in:>10,}, quarantined {quarantined:,}"
+        )
+    print(f"validation passed; report and quarantine in {cfg.data.validation_dir}")
+
+
+def cmd_features(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from em3.features import run_features
+
+    cfg = _config(args)
+    items_path = cfg.data.tables_dir / "items.parquet"
+    if not items_path.is_file():
+        raise FileNotFoundError(f"{items_path} not found: run `em3 ingest` first")
+    report = run_features(cfg.features, pd.read_parquet(items_path), cfg.data.tables_dir, cfg.data.store_dir)
+    print(json.dumps({k: report[k] for k in ("items", "items_encoded", "items_reused", "seconds")}, default=str))
+    print(f"token store: {cfg.data.store_dir}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from em3.data.loading import load_data
+    from em3.evaluation import run_evaluate
+
+    cfg = _config(args)
+    runs = args.runs or sorted(path.parent for path in Path(args.runs_root).glob("*/model"))
+    if not runs:
+        raise FileNotFoundError(f"no trained runs under {args.runs_root}/*/model; train first or pass --runs")
+    summary = run_evaluate(runs, load_data(cfg), cfg.evaluate, Path(args.out_dir))
+    print(json.dumps(summary["models"], indent=2))
+    print(f"report: {Path(args.out_dir) / 'report.html'}")
+
+
+def cmd_register(args: argparse.Namespace) -> None:
+    from em3.registry import log_run, register
+
+    cfg = _config(args)
+    run_id = log_run(cfg, args.run, data_hash=args.data_hash)
+    result = register(cfg, run_id)
+    print(f"{result['model']} version {result['version']} → {result['alias']}: {result['reason']}")
+    print(f"MLflow UI: mlflow ui --backend-store-uri {cfg.registry.tracking_uri}")
+
+
+def cmd_promote(args: argparse.Namespace) -> None:
+    from em3.registry import promote
+
+    result = promote(_config(args), args.version, args.reason)
+    print(json.dumps(result, indent=2, default=str))
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    from em3.registry import rollback
+
+    result = rollback(_config(args), args.reason)
+    print(json.dumps(result, indent=2, default=str))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from em3.registry import history
+
+    for row in history(_config(args)):
+        tags = row["tags"]
+        aliases = ",".join(row["aliases"]) or "-"
+        print(f"v{row['version']:<4} {aliases:<12} auc {tags.get('test_auc', 'n/a'):<22} {tags.get('gate_reason', '')}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from em3.demo import run_demo
 
@@ -61,36 +153,78 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="em3", description=__doc__.splitlines()[0] + " EM3 ranking workflow.")
+    parser = argparse.ArgumentParser(
+        prog="em3", description="EM3 multimodal ranking: data stages, training, evaluation."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_config(sub: argparse.ArgumentParser, required: bool) -> None:
         sub.add_argument("--config", required=required, type=Path, help="YAML config (see configs/)")
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
 
+    for name, run, help_text in (
+        ("generate", cmd_generate, "write the synthetic raw data (H&M layout, rendered images) to data.raw_dir"),
+        ("ingest", cmd_ingest, "raw logs (ingest.source: folder or s3://) → canonical tables in data.tables_dir"),
+        ("validate", cmd_validate, "check the canonical tables; report and quarantine in data.validation_dir"),
+        ("features", cmd_features, "frozen image/text encoders → the token store in data.store_dir"),
+    ):
+        stage = commands.add_parser(name, help=help_text, description=help_text, epilog=EPILOG)
+        with_config(stage, required=False)
+        stage.set_defaults(handler=run)
+
     train_p = commands.add_parser("train", help="train one model", epilog=EPILOG)
-    with_config(train_p, required=True)
+    with_config(train_p, required=False)
     train_p.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last.pt")
-    train_p.set_defaults(run=cmd_train)
+    train_p.set_defaults(handler=cmd_train)
+
+    evaluate_p = commands.add_parser(
+        "evaluate", help="test metrics, cold-start similarities and plots for trained runs", epilog=EPILOG
+    )
+    with_config(evaluate_p, required=False)
+    evaluate_p.add_argument("--runs", nargs="*", type=Path, help="run directories (default: every RUNS_ROOT/*/model)")
+    evaluate_p.add_argument("--runs-root", default="runs", help="where to look for runs (default runs)")
+    evaluate_p.add_argument("--out-dir", default="metrics", help="evaluate.json, plots/ and report.html go here")
+    evaluate_p.set_defaults(handler=cmd_evaluate)
+
+    register_p = commands.add_parser("register", help="log a run to MLflow and register it behind the gate")
+    with_config(register_p, required=False)
+    register_p.add_argument("--run", type=Path, required=True, help="run directory (holds model/ and metrics/)")
+    register_p.add_argument("--data-hash", help="hash of the training data (e.g. from the ingest manifest)")
+    register_p.set_defaults(handler=cmd_register)
+
+    promote_p = commands.add_parser("promote", help="make a registered version the champion (audited)")
+    with_config(promote_p, required=False)
+    promote_p.add_argument("--version", type=int, required=True)
+    promote_p.add_argument("--reason", required=True, help="why; recorded in the audit tags")
+    promote_p.set_defaults(handler=cmd_promote)
+
+    rollback_p = commands.add_parser("rollback", help="restore the previous champion (audited)")
+    with_config(rollback_p, required=False)
+    rollback_p.add_argument("--reason", required=True, help="why; recorded in the audit tags")
+    rollback_p.set_defaults(handler=cmd_rollback)
+
+    models_p = commands.add_parser("models", help="list registered versions with aliases and gate decisions")
+    with_config(models_p, required=False)
+    models_p.set_defaults(handler=cmd_models)
 
     demo_p = commands.add_parser("demo", help="train id_only, two_stage and em3 on synthetic data and compare",
                                  epilog=EPILOG)  # fmt: skip
     with_config(demo_p, required=False)
     demo_p.add_argument("--backbone", choices=["din", "dcn", "both"], default="both")
     demo_p.add_argument("--output-dir", default="runs/demo", help="where runs and the table go (default runs/demo)")
-    demo_p.set_defaults(run=cmd_demo)
+    demo_p.set_defaults(handler=cmd_demo)
 
     compare_p = commands.add_parser("compare", help="print the comparison table of finished runs")
     compare_p.add_argument("metrics", nargs="+", type=Path, help="metrics/train.json files")
-    compare_p.set_defaults(run=cmd_compare)
+    compare_p.set_defaults(handler=cmd_compare)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
-    except (ConfigError, FileNotFoundError) as exc:
+        args.handler(args)
+    except (ConfigError, FileNotFoundError, DataError, RegistryError) as exc:
         print(f"em3 {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

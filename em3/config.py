@@ -36,7 +36,15 @@ class SyntheticConfig(Section):
 
 
 class DataConfig(Section):
-    source: Literal["synthetic"] = "synthetic"
+    """Where training data comes from, and the folders the data stages write (relative to the working directory)."""
+
+    source: Literal["synthetic", "tables"] = Field(
+        "synthetic", description="synthetic: the token-level log in memory; tables: ingest + features outputs"
+    )
+    raw_dir: Path = Field(Path("data/raw"), description="where `em3 generate` writes the raw (H&M-layout) data")
+    tables_dir: Path = Field(Path("data/tables"), description="where `em3 ingest` writes the canonical tables")
+    validation_dir: Path = Field(Path("data/validation"), description="where `em3 validate` writes its report")
+    store_dir: Path = Field(Path("data/features"), description="where `em3 features` writes the token store")
     synthetic: SyntheticConfig = SyntheticConfig()
     max_history: int = Field(30, gt=0, description="most recent earlier clicks kept per impression")
     valid_days: int = Field(4, gt=0, description="last days before the test period used for validation")
@@ -147,8 +155,8 @@ class IngestConfig(Section):
     native_items: str = Field("items.csv", description="native: items file, .csv or .parquet")
     negatives_per_positive: int = Field(4, ge=1, description="purchase logs: negatives sampled per purchase")
     seed: int = Field(0, description="seed of the negative sampling")
-    valid_start: date = Field(date(2020, 3, 1), description="first day of the validation split")
-    test_start: date = Field(date(2020, 6, 1), description="first day of the test split")
+    valid_start: date | None = Field(None, description="first day of validation; unset: 70 % into the log's days")
+    test_start: date | None = Field(None, description="first day of test; unset: 85 % into the log's days")
     cold_max_train: int = Field(3, ge=1, description="an item is cold with fewer positive train rows")
     min_date: date = Field(date(2000, 1, 1), description="earliest accepted event date")
     max_date: date = Field(date(2099, 12, 31), description="latest accepted event date")
@@ -156,7 +164,9 @@ class IngestConfig(Section):
 
     @model_validator(mode="after")
     def _dates_ordered(self) -> IngestConfig:
-        if not self.min_date <= self.valid_start < self.test_start <= self.max_date:
+        valid = self.valid_start or self.min_date
+        test = self.test_start or self.max_date
+        if not (self.min_date <= valid <= self.max_date and self.min_date <= test <= self.max_date and valid < test):
             raise ValueError(
                 "ingest dates must satisfy min_date <= valid_start < test_start <= max_date "
                 f"(got {self.min_date}, {self.valid_start}, {self.test_start}, {self.max_date})"
@@ -170,6 +180,40 @@ class ValidateConfig(Section):
     max_bad_fraction: float = Field(0.05, ge=0, le=1, description="fail when a table quarantines more")
 
 
+class EvaluateConfig(Section):
+    """The evaluate stage: DESIGN §2 metrics, plots and the HTML report (see em3.evaluation)."""
+
+    k_neighbours: int = Field(10, gt=0, description="neighbours per item in the similarity metrics")
+    popular_quantile: float = Field(0.8, ge=0, lt=1, description="popular items: training interactions at or above it")
+    baseline: Literal["id_only", "two_stage", "em3"] = Field("two_stage", description="variant compared against")
+    popularity_buckets: int = Field(5, gt=0, description="item-popularity buckets of test rows for AUC by bucket")
+    batch_size: int = Field(1024, gt=0, description="rows or items per forward pass")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class RegistryConfig(Section):
+    """The register stage: MLflow tracking, the model registry and its promotion gate (see em3.registry)."""
+
+    tracking_uri: str = Field("sqlite:///mlflow.db", description="sqlite:///path locally, http(s)://host in production")
+    artifact_location: str | None = Field(
+        None, description="artifact root of a new experiment (e.g. s3://bucket/path); None: the store's default"
+    )
+    experiment: str = "em3"
+    model_name: str = Field("em3", pattern=r"^[\w.-]+$", description="registered model, loaded as models:/NAME@ALIAS")
+    min_auc: float = Field(0.55, ge=0, le=1, description="champion only with a test AUC of at least this")
+    min_delta: float = Field(0.0, description="champion only with a test AUC of at least the champion's + this")
+    cold_tolerance: float = Field(0.005, ge=0, description="largest accepted drop of cold_auc below the champion's")
+    required_metrics: tuple[str, ...] = Field(
+        ("auc", "gauc", "logloss", "cold_auc"), description="test metrics that must be present and finite"
+    )
+
+    @model_validator(mode="after")
+    def _auc_is_required(self) -> RegistryConfig:
+        if "auc" not in self.required_metrics:
+            raise ValueError("registry.required_metrics must include 'auc' (the gate compares it)")
+        return self
+
+
 class Config(Section):
     name: str = "em3"
     seed: int = 0
@@ -181,6 +225,8 @@ class Config(Section):
     raw_synthetic: RawSyntheticConfig = RawSyntheticConfig()
     ingest: IngestConfig = IngestConfig()
     validation: ValidateConfig = ValidateConfig()  # not `validate`: that name shadows BaseModel.validate
+    registry: RegistryConfig = RegistryConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
 
 class ConfigError(ValueError):

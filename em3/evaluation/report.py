@@ -1,0 +1,112 @@
+"""The evaluation report: one self-contained HTML page (PNGs embedded as data URIs) with the metric tables."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from html import escape
+
+HIGHER_IS_BETTER = {"logloss": False, "cold_logloss": False}
+
+CAPTIONS = {
+    "plots/roc.png": "ROC curves of every model on the test split.",
+    "plots/calibration.png": "Calibration: observed click rate against predicted probability (10 equal-width bins).",
+    "plots/auc_by_popularity.png": "Test AUC by the training interactions of the row's item (quantile buckets).",
+    "plots/similarity.png": "Per-item material similarity (cold items) and behaviour similarity (popular items).",
+}
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+.better { color: #176b1f; } .worse { color: #a1261b; }
+figure { margin: 1.5em 0; } img { max-width: 100%; }
+"""
+
+
+def render_report(summary: Mapping, plots: Mapping[str, bytes]) -> str:
+    """HTML of ``summary`` (what evaluate.json holds; null = undefined) with ``plots`` (relative path -> PNG)."""
+    models = summary["models"]
+    metrics = [key for key in next(iter(models.values()), {}) if key not in ("variant", "backbone", "run_dir")]
+    baseline = summary["baseline"]
+    similarity = summary["similarity"]
+    buckets = summary["auc_by_popularity"]["buckets"]
+    sections = [
+        "<h1>EM3 evaluation</h1>",
+        f"<p>{summary['test_rows']:,} test rows; similarity over k = {similarity['k_neighbours']} neighbours, "
+        f"{similarity['cold_items']:,} cold items, {similarity['popular_items']:,} popular items.</p>",
+        "<h2>Test metrics</h2>",
+        _table(
+            ["model", "variant", "backbone", *metrics],
+            [
+                [escape(name), escape(m["variant"]), escape(m["backbone"]), *(_metric(m, key) for key in metrics)]
+                for name, m in models.items()
+            ],
+        ),
+        "<p>Behaviour similarity is n/a for models without a content embedding (<code>id_only</code>): it is "
+        "measured in the content-embedding space. Material similarity uses the item-ID embeddings, which every "
+        "model has.</p>",
+        f"<h2>Relative change against <code>{escape(baseline['variant'])}</code> on the same backbone</h2>",
+        _relative_table(summary["relative_to_baseline"], metrics, baseline["models"]),
+        "<h2>AUC by item popularity</h2>",
+        _table(
+            ["model", *(f"{b['train_interactions']} ({b['rows']:,} rows)" for b in buckets)],
+            [[escape(name), *map(_number, values)] for name, values in summary["auc_by_popularity"]["models"].items()],
+        ),
+        "<h2>Plots</h2>",
+        *(_figure(path, png) for path, png in plots.items()),
+    ]
+    body = "\n".join(sections)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>EM3 evaluation</title>\n'
+        f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+def _relative_table(relative: Mapping[str, Mapping[str, float | None]], metrics: list[str], baselines: Mapping) -> str:
+    if not relative:
+        return "<p>No model to compare: no run of the baseline variant on the backbones evaluated.</p>"
+    rows = []
+    for name, changes in relative.items():
+        cells = []
+        for key in metrics:
+            change = changes[key]
+            if change is None or change == 0:
+                cells.append(_percent(change))
+            else:
+                better = (change > 0) == HIGHER_IS_BETTER.get(key, True)
+                cells.append(f'<span class="{"better" if better else "worse"}">{_percent(change)}</span>')
+        rows.append([escape(name), *cells])
+    note = ", ".join(f"{escape(backbone)}: {escape(name)}" for backbone, name in baselines.items())
+    return _table(["model", *metrics], rows) + f"<p>Baselines: {note}. Lower logloss is better.</p>"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table: header texts are escaped here, row cells are HTML already."""
+    head = "".join(f"<th>{escape(cell)}</th>" for cell in header)
+    lines = ["<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows]
+    return f"<table>\n<tr>{head}</tr>\n" + "\n".join(lines) + "\n</table>"
+
+
+def _figure(path: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    caption = escape(CAPTIONS.get(path, ""))
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{escape(path)}">'
+        f'<figcaption>{caption} <a href="{escape(path)}">{escape(path)}</a></figcaption></figure>'
+    )
+
+
+def _metric(model: Mapping, key: str) -> str:
+    if model[key] is None and key == "behaviour_similarity" and model["variant"] == "id_only":
+        return "n/a (no content embedding)"
+    return _number(model[key])
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:+.2f} %"

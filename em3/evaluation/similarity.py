@@ -1,0 +1,109 @@
+"""Embedding-space similarity metrics (DESIGN §2): material similarity of cold items, behaviour similarity of
+popular items. Both find an item's k nearest other items in one space (cosine) and score them in another.
+
+Neighbours are restricted to candidate items on which the second similarity is defined (non-zero vectors); the
+padding row 0 and the item itself are never neighbours. k-NN runs on chunks of queries, so memory stays at about
+``CHUNK_ELEMENTS`` similarities however many items there are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+CHUNK_ELEMENTS = 1 << 24  # query × item similarities held at once (64 MB of float32)
+
+Vectors = np.ndarray | sp.spmatrix | sp.sparray
+
+
+def material_similarity(
+    id_embeddings: np.ndarray, raw_content: np.ndarray, cold_items: np.ndarray, k: int
+) -> tuple[float, np.ndarray]:
+    """Mean raw-content cosine of each cold item to its k nearest items by ID embedding.
+
+    ``id_embeddings`` (n_rows, E) and ``raw_content`` (n_rows, D: the store's pooled image+text features) are indexed
+    by item row; items without content are not neighbours. Returns the mean over cold items and the per-item scores
+    (len(cold_items),), NaN for a cold item without content.
+    """
+    per_item = neighbour_similarity(id_embeddings, raw_content, cold_items, k)
+    return _nanmean(per_item), per_item
+
+
+def behaviour_similarity(
+    content_embeddings: np.ndarray, interaction_vectors: Vectors, popular_items: np.ndarray, k: int
+) -> tuple[float, np.ndarray]:
+    """Mean behaviour cosine of each popular item to its k nearest items by content embedding.
+
+    ``interaction_vectors`` (n_rows, n_users) are positive counts per item and user in training (sparse is fine);
+    items without interactions are not neighbours. Returns the mean over popular items and the per-item scores
+    (len(popular_items),), NaN for an item without interactions.
+    """
+    per_item = neighbour_similarity(content_embeddings, interaction_vectors, popular_items, k)
+    return _nanmean(per_item), per_item
+
+
+def interaction_matrix(items: np.ndarray, users: np.ndarray, n_items: int, n_users: int) -> sp.csr_array:
+    """Item × user counts of the given (item, user) pairs, e.g. the positive training rows."""
+    counts = np.ones(len(items), dtype=np.float32)
+    return sp.csr_array((counts, (items, users)), shape=(n_items, n_users))  # duplicates are summed
+
+
+def neighbour_similarity(search: np.ndarray, target: Vectors, queries: np.ndarray, k: int) -> np.ndarray:
+    """For each query item, the mean ``target`` cosine to its k nearest other items by ``search`` cosine.
+
+    ``search`` (n_rows, E) and ``target`` (n_rows, D) are indexed by item row. Candidate neighbours are the items
+    with a non-zero target vector, never row 0 nor the query itself. Returns (len(queries),), NaN where the query's
+    own target vector is zero or it has no candidate.
+    """
+    if sp.issparse(target):
+        target = sp.csr_array(target)
+    queries = np.asarray(queries, dtype=np.int64)
+    candidates = _nonzero_rows(target)
+    candidates[0] = False
+    result = np.full(len(queries), np.nan)
+    if not candidates.any():
+        return result
+    k = min(k, int(candidates.sum()))
+    unit = torch.nn.functional.normalize(torch.as_tensor(np.asarray(search), dtype=torch.float32), dim=1)
+    blocked = torch.from_numpy(~candidates)
+    chunk = max(1, CHUNK_ELEMENTS // max(len(unit), k * target.shape[1]))
+    for begin in range(0, len(queries), chunk):
+        rows = torch.from_numpy(queries[begin : begin + chunk])
+        scores = unit[rows] @ unit.T  # (q, n_rows)
+        scores[:, blocked] = -math.inf
+        scores[torch.arange(len(rows)), rows] = -math.inf  # never the item itself
+        top, neighbours = scores.topk(k, dim=1)  # (q, k)
+        valid = torch.isfinite(top).numpy()
+        cosines = _paired_cosine(target, rows.repeat_interleave(k).numpy(), neighbours.reshape(-1).numpy())
+        cosines = np.where(valid, cosines.reshape(-1, k), 0.0)  # (q, k)
+        with np.errstate(invalid="ignore"):
+            result[begin : begin + len(rows)] = cosines.sum(1) / valid.sum(1)
+    result[~candidates[queries]] = np.nan
+    return result
+
+
+def _paired_cosine(vectors: Vectors, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """cos(vectors[a[i]], vectors[b[i]]) for each i (P pairs), 0 where either vector is zero."""
+    va, vb = vectors[a], vectors[b]  # (P, D)
+    if sp.issparse(vectors):
+        dot = va.multiply(vb).sum(axis=1)  # csr_array rows: (P,)
+        norms = np.sqrt(va.multiply(va).sum(axis=1) * vb.multiply(vb).sum(axis=1))
+    else:
+        va, vb = np.asarray(va, dtype=np.float32), np.asarray(vb, dtype=np.float32)
+        dot = (va * vb).sum(1)
+        norms = np.linalg.norm(va, axis=1) * np.linalg.norm(vb, axis=1)
+    return np.divide(dot, norms, out=np.zeros(len(a)), where=norms > 0)
+
+
+def _nonzero_rows(vectors: Vectors) -> np.ndarray:
+    """(n_rows,) True where the row has a non-zero entry."""
+    if sp.issparse(vectors):
+        return vectors.count_nonzero(axis=1) > 0
+    return np.asarray(vectors).any(axis=1)
+
+
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan

@@ -1,0 +1,219 @@
+"""The evaluate stage: every trained run on the same test split → DESIGN §2 metrics, plots and an HTML report.
+
+Outputs under ``out_dir``: ``evaluate.json`` (metrics per model, relative change against the baseline variant on
+the same backbone, AUC by item-popularity bucket; NaN written as null), ``plots/*.png`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from em3.atomic import finite_or_null, write_bytes, write_json
+from em3.config import EvaluateConfig
+from em3.data.dataset import RankingData
+from em3.data.token_store import TokenStore
+from em3.evaluation.plots import calibration_plot, popularity_plot, roc_plot, similarity_plot
+from em3.evaluation.report import render_report
+from em3.evaluation.similarity import behaviour_similarity, interaction_matrix, material_similarity
+from em3.metrics import auc, ranking_metrics
+from em3.models import Ranker
+from em3.models.io import load_model_dir
+from em3.train.trainer import predict, resolve_device
+
+METRICS = ("auc", "gauc", "logloss", "cold_auc", "cold_gauc", "cold_logloss",
+           "material_similarity", "behaviour_similarity")  # fmt: skip
+
+
+@dataclass
+class SharedInputs:
+    """What every model is evaluated against: the test split's items, slices and reference vectors."""
+
+    cold_items: np.ndarray  # (n_cold,) items of cold test rows
+    popular_items: np.ndarray  # (n_popular,) top items by training interactions
+    raw_content: np.ndarray  # (n_rows, D) frozen pooled image+text features
+    interactions: sp.csr_array  # (n_rows, n_users) positive training counts
+    bucket: np.ndarray  # (N,) item-popularity bucket of each test row
+    bucket_labels: list[str]
+
+
+@dataclass
+class ModelResult:
+    """One run's test predictions and metrics."""
+
+    run_dir: Path
+    variant: str
+    backbone: str
+    metrics: dict[str, float]
+    logits: np.ndarray  # (N,) test click logits
+    material: np.ndarray  # (n_cold,) per cold item
+    behaviour: np.ndarray | None  # (n_popular,) per popular item; None without a content embedding
+    auc_by_bucket: list[float]
+
+
+def run_evaluate(run_dirs: list[Path], data: RankingData, cfg: EvaluateConfig, out_dir: Path) -> dict:
+    """Evaluate each run's ``model/`` on ``data.test``; write ``evaluate.json``, plots and ``report.html``.
+
+    Models are named ``<variant>_<backbone>``, or by their run directory where several runs share that name.
+    Returns what ``evaluate.json`` holds.
+    """
+    shared = shared_inputs(data, cfg)
+    results = [evaluate_run(Path(run_dir), data, cfg, shared) for run_dir in run_dirs]
+    named = dict(zip(model_names(results), results, strict=True))
+    summary = summarise(named, shared, cfg)
+    labels = data.test.label.numpy()
+    plots = {
+        "plots/roc.png": roc_plot({name: (labels, r.logits) for name, r in named.items()}),
+        "plots/calibration.png": calibration_plot({name: (labels, _sigmoid(r.logits)) for name, r in named.items()}),
+        "plots/auc_by_popularity.png": popularity_plot(shared.bucket_labels, summary["auc_by_popularity"]["models"]),
+        "plots/similarity.png": similarity_plot(
+            {name: r.material for name, r in named.items()},
+            {name: r.behaviour for name, r in named.items()},
+        ),
+    }
+    summary = finite_or_null(summary)
+    for path, png in plots.items():
+        write_bytes(out_dir / path, png)
+    write_bytes(out_dir / "report.html", render_report(summary, plots).encode())
+    write_json(out_dir / "evaluate.json", summary)
+    return summary
+
+
+def shared_inputs(data: RankingData, cfg: EvaluateConfig) -> SharedInputs:
+    train, test = data.train, data.test
+    positive = train.label.numpy() > 0
+    bucket, bucket_labels = popularity_buckets(data.item_train_interactions[test.item.numpy()], cfg.popularity_buckets)
+    return SharedInputs(
+        cold_items=np.setdiff1d(test.item[test.cold].numpy(), [0]),
+        popular_items=popular_items(data.item_train_interactions, cfg.popular_quantile),
+        raw_content=np.concatenate([data.store.pooled_image, data.store.pooled_text], axis=1),
+        interactions=interaction_matrix(
+            train.item.numpy()[positive], train.user.numpy()[positive], data.n_items, data.n_users
+        ),
+        bucket=bucket,
+        bucket_labels=bucket_labels,
+    )
+
+
+def evaluate_run(run_dir: Path, data: RankingData, cfg: EvaluateConfig, shared: SharedInputs) -> ModelResult:
+    """Test metrics, per-item similarities and AUC by popularity bucket of one run's model."""
+    model, run_cfg = load_model_dir(run_dir / "model", device=str(resolve_device(cfg.device)))
+    if (model.shapes.n_items, model.shapes.n_users) != (data.n_items, data.n_users):
+        raise ValueError(
+            f"{run_dir}: the model was trained on {model.shapes.n_items} item rows and {model.shapes.n_users} users, "
+            f"the evaluation data has {data.n_items} and {data.n_users}; evaluate on the data it was trained on"
+        )
+    test = data.test
+    labels = test.label.numpy()
+    logits = predict(model, test, data, cfg.batch_size, run_cfg.train.bf16)
+    metrics = ranking_metrics(test.user.numpy(), labels, logits, test.cold.numpy())
+    embeddings = item_embedding_tables(model, data.store, cfg.batch_size)
+    k = cfg.k_neighbours
+    metrics["material_similarity"], material = material_similarity(
+        embeddings["id"], shared.raw_content, shared.cold_items, k
+    )
+    metrics["behaviour_similarity"], behaviour = math.nan, None
+    if "content" in embeddings:
+        metrics["behaviour_similarity"], behaviour = behaviour_similarity(
+            embeddings["content"], shared.interactions, shared.popular_items, k
+        )
+    in_bucket = [shared.bucket == b for b in range(len(shared.bucket_labels))]
+    return ModelResult(
+        run_dir=run_dir,
+        variant=run_cfg.model.variant,
+        backbone=run_cfg.model.backbone,
+        metrics={name: metrics[name] for name in METRICS},
+        logits=logits,
+        material=material,
+        behaviour=behaviour,
+        auc_by_bucket=[auc(labels[rows], logits[rows]) for rows in in_bucket],
+    )
+
+
+def summarise(named: dict[str, ModelResult], shared: SharedInputs, cfg: EvaluateConfig) -> dict:
+    """The evaluate.json content (NaN still in it): metrics, baselines, relative changes, AUC by bucket."""
+    baselines: dict[str, str] = {}  # backbone -> name of its (first) baseline run
+    for name, result in named.items():
+        if result.variant == cfg.baseline:
+            baselines.setdefault(result.backbone, name)
+    buckets = [{"train_interactions": text, "rows": int((shared.bucket == b).sum())}
+               for b, text in enumerate(shared.bucket_labels)]  # fmt: skip
+    return {
+        "models": {
+            name: {"variant": r.variant, "backbone": r.backbone, "run_dir": str(r.run_dir), **r.metrics}
+            for name, r in named.items()
+        },
+        "baseline": {"variant": cfg.baseline, "models": baselines},
+        "relative_to_baseline": {
+            name: relative_change(r.metrics, named[baselines[r.backbone]].metrics)
+            for name, r in named.items()
+            if r.backbone in baselines and name != baselines[r.backbone]
+        },
+        "auc_by_popularity": {"buckets": buckets, "models": {name: r.auc_by_bucket for name, r in named.items()}},
+        "similarity": {
+            "k_neighbours": cfg.k_neighbours,
+            "cold_items": len(shared.cold_items),
+            "popular_items": len(shared.popular_items),
+        },
+        "test_rows": len(shared.bucket),
+    }
+
+
+@torch.no_grad()
+def item_embedding_tables(model: Ranker, store: TokenStore, batch_size: int) -> dict[str, np.ndarray]:
+    """ID (and content, if the model has one) embeddings of every item row, computed batch by batch."""
+    device = next(model.parameters()).device
+    parts: dict[str, list[torch.Tensor]] = defaultdict(list)
+    for rows in torch.arange(store.n_rows).split(batch_size):
+        content = store.gather(rows).to(device) if model.uses_content else None
+        for name, embedding in model.item_embeddings(rows.to(device), content).items():
+            parts[name].append(embedding.float().cpu())  # (b, E)
+    return {name: torch.cat(chunks).numpy() for name, chunks in parts.items()}  # (n_rows, E) each
+
+
+def popular_items(item_counts: np.ndarray, quantile: float) -> np.ndarray:
+    """Item rows whose training interactions reach the ``quantile`` of the catalogue's (row 0 excluded), > 0."""
+    counts = item_counts[1:]
+    threshold = np.quantile(counts, quantile)
+    return np.flatnonzero((counts >= threshold) & (counts > 0)) + 1
+
+
+def popularity_buckets(row_counts: np.ndarray, n_buckets: int) -> tuple[np.ndarray, list[str]]:
+    """Bucket each test row by its item's training interactions (quantile edges over rows, empty buckets dropped).
+
+    Returns the bucket of each row (N,) and a label per bucket: the range of interactions it holds.
+    """
+    edges = np.unique(np.quantile(row_counts, np.linspace(0, 1, n_buckets + 1)[1:-1]))
+    bucket = np.searchsorted(edges, row_counts, side="right")
+    used, bucket = np.unique(bucket, return_inverse=True)
+    labels = [f"{row_counts[bucket == b].min():g}–{row_counts[bucket == b].max():g}" for b in range(len(used))]
+    return bucket, labels
+
+
+def relative_change(metrics: dict[str, float], baseline: dict[str, float]) -> dict[str, float]:
+    """(model − baseline) / |baseline| per metric; NaN where either is undefined or the baseline is 0."""
+    return {
+        name: (value - baseline[name]) / abs(baseline[name])
+        if math.isfinite(value) and math.isfinite(baseline[name]) and baseline[name] != 0
+        else math.nan
+        for name, value in metrics.items()
+    }
+
+
+def model_names(results: list[ModelResult]) -> list[str]:
+    """``<variant>_<backbone>`` per run; the run directory's name for runs that share one."""
+    names = [f"{r.variant}_{r.backbone}" for r in results]
+    names = [r.run_dir.name if names.count(name) > 1 else name for r, name in zip(results, names, strict=True)]
+    if len(set(names)) < len(names):
+        raise ValueError(f"cannot name the evaluated runs apart ({names}); give the run directories distinct names")
+    return names
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-logits.astype(np.float64)))

@@ -1,0 +1,113 @@
+"""Log a finished training run to MLflow: the config as params, validation metrics per epoch, test metrics, the
+config YAML, the model directory (safetensors + config + shapes) and the plots. No environment values are read."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from em3.config import Config, RegistryConfig
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+GIT_COMMIT, DATA_HASH, TEST_PREFIX, VALID_PREFIX = "git_commit", "data_hash", "test_", "valid_"
+MODEL_ARTIFACTS = "model"
+UNKNOWN = "unknown"
+_BATCH = 100  # MLflow's limit of params per log_batch call
+
+
+def client(cfg: RegistryConfig) -> MlflowClient:
+    """A client bound to ``cfg.tracking_uri`` for both tracking and the registry (no global MLflow state)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+
+
+def redact(text: str) -> str:
+    """Hide the user-info part of URLs (``http://user:token@host`` → ``http://***@host``)."""
+    return re.sub(r"(?<=://)[^/@\s]+@", "***@", text)
+
+
+def git_commit() -> str:
+    """The commit of the em3 checkout this code runs from, or ``unknown`` outside a git checkout."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=10, check=True)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return UNKNOWN
+    return done.stdout.strip() or UNKNOWN
+
+
+def flatten(values: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config values as dotted keys with string values (``{"model.backbone": "din", ...}``)."""
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+def log_run(cfg: Config, run_dir: str | Path, data_hash: str | None = None) -> str:
+    """Log the training run in ``run_dir`` (``metrics/train.json``, ``model/``, optional ``plots/*.png``) to the
+    experiment ``cfg.registry.experiment``; returns the MLflow run id."""
+    from mlflow.entities import Metric, Param
+
+    from em3.models.io import CONFIG, SHAPES, WEIGHTS
+
+    run_dir = Path(run_dir)
+    metrics_file, model_dir = run_dir / "metrics" / "train.json", run_dir / MODEL_ARTIFACTS
+    needed = [metrics_file, *(model_dir / name for name in (WEIGHTS, CONFIG, SHAPES))]
+    missing = [str(path.relative_to(run_dir)) for path in needed if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a finished training run (missing {', '.join(missing)}): train first")
+    result = json.loads(metrics_file.read_text())
+
+    mlflow = client(cfg.registry)
+    tags = {GIT_COMMIT: git_commit(), DATA_HASH: data_hash or UNKNOWN, "stopped_by": str(result.get("stopped_by"))}
+    run_id = mlflow.create_run(_experiment_id(mlflow, cfg.registry), run_name=cfg.name, tags=tags).info.run_id
+    try:
+        public = json.loads(redact(json.dumps(cfg.model_dump(mode="json"))))
+        values = {**flatten(public), **flatten(result.get("parameters", {}), "parameters.")}
+        params = [Param(key, value) for key, value in values.items()]
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"{VALID_PREFIX}{key}", float(value), now, row["epoch"])
+                   for row in result["valid_history"] for key, value in row.items()
+                   if key not in ("epoch", "step") and value is not None]  # fmt: skip
+        metrics += [Metric(f"{TEST_PREFIX}{key}", float(value), now, 0)
+                    for key, value in result["test"].items() if value is not None]  # fmt: skip
+        metrics += [Metric(key, float(result[key]), now, 0) for key in ("steps", "best_epoch", "train_seconds")
+                    if result.get(key) is not None]  # fmt: skip
+        for start in range(0, max(len(params), len(metrics)), _BATCH):
+            mlflow.log_batch(run_id, metrics=metrics[start : start + _BATCH], params=params[start : start + _BATCH])
+        mlflow.log_text(run_id, yaml.safe_dump(public, sort_keys=False), "config.yaml")
+        mlflow.log_artifact(run_id, str(model_dir / WEIGHTS), MODEL_ARTIFACTS)
+        mlflow.log_artifact(run_id, str(model_dir / SHAPES), MODEL_ARTIFACTS)
+        mlflow.log_text(run_id, redact((model_dir / CONFIG).read_text()), f"{MODEL_ARTIFACTS}/{CONFIG}")
+        for plot in sorted((run_dir / "plots").rglob("*.png")):
+            mlflow.log_artifact(run_id, str(plot), plot.parent.relative_to(run_dir).as_posix())
+    except BaseException:
+        mlflow.set_terminated(run_id, "FAILED")
+        raise
+    mlflow.set_terminated(run_id)
+    return run_id
+
+
+def _experiment_id(mlflow: MlflowClient, cfg: RegistryConfig) -> str:
+    experiment = mlflow.get_experiment_by_name(cfg.experiment)
+    if experiment is None:
+        return mlflow.create_experiment(cfg.experiment, artifact_location=cfg.artifact_location)
+    if experiment.lifecycle_stage == "deleted":
+        raise RuntimeError(
+            f"MLflow experiment {cfg.experiment!r} is deleted at {redact(cfg.tracking_uri)}: restore it "
+            f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or set registry.experiment"
+        )
+    return experiment.experiment_id

@@ -1,0 +1,78 @@
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from em3.evaluation import similarity
+from em3.evaluation.similarity import behaviour_similarity, interaction_matrix, material_similarity
+from em3.evaluation.stage import popular_items, popularity_buckets
+
+# Rows 0..5; row 0 is padding. By ID cosine, item 1's nearest are 0 (padding), 5 (no content), 2, then 3;
+# item 3's nearest are 2 then 1. Neither the padding, nor item 5, nor the item itself may be a neighbour.
+ID_EMBEDDINGS = np.array([[1, 0], [1, 0.01], [1, 0.2], [1, 1], [0, 1], [1, 0.1]])
+RAW_CONTENT = np.array([[1, 1, 1], [1, 0, 0], [1, 1, 0], [0, 1, 1], [1, 0, 0], [0, 0, 0]], dtype=np.float16)
+
+
+def test_material_similarity_by_hand():
+    score, per_item = material_similarity(ID_EMBEDDINGS, RAW_CONTENT, np.array([1, 3, 5]), k=2)
+    # item 1 → {2, 3}: (cos([1,0,0],[1,1,0]) + cos([1,0,0],[0,1,1])) / 2 = (1/√2 + 0) / 2
+    # item 3 → {2, 1}: (cos([0,1,1],[1,1,0]) + cos([0,1,1],[1,0,0])) / 2 = (1/2 + 0) / 2
+    # item 5 has no content: undefined
+    np.testing.assert_allclose(per_item[:2], [(1 / math.sqrt(2)) / 2, 0.25], rtol=1e-6)
+    assert math.isnan(per_item[2])
+    assert score == pytest.approx(((1 / math.sqrt(2)) / 2 + 0.25) / 2, rel=1e-6)
+
+
+def test_behaviour_similarity_by_hand():
+    content = np.array([[1, 0], [1, 0.05], [1, 0.3], [0.2, 1], [1, 0.1]])
+    users = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 1, 1], [0, 0, 0]])  # row 0 (padding) has some
+    items, user = np.nonzero(users)
+    interactions = interaction_matrix(items, user, 5, 3)
+    score, per_item = behaviour_similarity(content, interactions, np.array([1, 2]), k=2)
+    # item 1 → {2, 3}: (cos([1,1,0],[1,0,0]) + cos([1,1,0],[0,1,1])) / 2 = (1/√2 + 1/2) / 2
+    # item 2 → {1, 3}: (1/√2 + 0) / 2; item 4 (no interactions) and padding 0 are never neighbours
+    expected = [(1 / math.sqrt(2) + 0.5) / 2, (1 / math.sqrt(2)) / 2]
+    np.testing.assert_allclose(per_item, expected, rtol=1e-6)
+    assert score == pytest.approx(np.mean(expected), rel=1e-6)
+
+
+def test_interaction_matrix_counts_repeats():
+    matrix = interaction_matrix(np.array([1, 1, 2]), np.array([0, 0, 1]), 3, 2)
+    np.testing.assert_array_equal(matrix.toarray(), [[0, 0], [2, 0], [0, 1]])
+
+
+def test_behaviour_similarity_is_higher_for_embeddings_that_know_the_behaviour():
+    rng = np.random.default_rng(0)
+    n_items, n_users, n_groups = 300, 120, 6
+    item_group, user_group = rng.integers(n_groups, size=n_items), rng.integers(n_groups, size=n_users)
+    rates = np.where(item_group[:, None] == user_group[None, :], 0.3, 0.02)  # (n_items, n_users)
+    counts = rng.binomial(1, rates)
+    counts[0] = 0  # padding
+    interactions = sp.csr_array(counts)
+    popular = np.argsort(-counts.sum(1))[: n_items // 5]
+    informed, _ = behaviour_similarity(counts.astype(float), interactions, popular, k=10)
+    random, _ = behaviour_similarity(rng.normal(size=(n_items, 16)), interactions, popular, k=10)
+    assert informed > random + 0.1
+
+
+def test_chunked_neighbours_equal_one_chunk(monkeypatch):
+    rng = np.random.default_rng(1)
+    search, target = rng.normal(size=(50, 4)), rng.normal(size=(50, 6))
+    queries = np.arange(1, 50)
+    whole = similarity.neighbour_similarity(search, target, queries, k=3)
+    monkeypatch.setattr(similarity, "CHUNK_ELEMENTS", 120)  # a few queries per chunk
+    np.testing.assert_allclose(similarity.neighbour_similarity(search, target, queries, k=3), whole)
+
+
+def test_popular_items_are_the_top_quintile_with_interactions():
+    counts = np.array([99, 0, 0, 0, 0, 0, 0, 1, 2, 5, 9])  # row 0 (padding) is ignored
+    np.testing.assert_array_equal(popular_items(counts, 0.8), [9, 10])
+    np.testing.assert_array_equal(popular_items(np.zeros(6), 0.8), [])
+
+
+def test_popularity_buckets_drop_empty_ones():
+    row_counts = np.array([0, 0, 0, 0, 0, 0, 3, 4, 10, 20])
+    bucket, labels = popularity_buckets(row_counts, 5)
+    assert labels == ["0–0", "3–4", "10–20"]
+    np.testing.assert_array_equal(bucket, [0, 0, 0, 0, 0, 0, 1, 1, 2, 2])

@@ -1,0 +1,85 @@
+import json
+import math
+
+import pytest
+from PIL import Image
+
+from em3.config import EvaluateConfig
+from em3.evaluation import run_evaluate
+from em3.metrics import auc
+from em3.models.io import load_model_dir
+from em3.train import train
+from em3.train.trainer import predict
+from tests.conftest import with_updates
+
+PLOTS = ("roc", "calibration", "auc_by_popularity", "similarity")
+DEFINED = ("auc", "gauc", "logloss", "cold_auc", "material_similarity")
+
+
+@pytest.fixture(scope="module")
+def evaluated(small_config, small_data, tmp_path_factory):
+    """Two tiny trained runs (id_only, em3 on DIN), evaluated with id_only as the baseline."""
+    root = tmp_path_factory.mktemp("evaluate")
+    run_dirs = []
+    for variant in ("id_only", "em3"):
+        cfg = with_updates(small_config, output_dir=root / variant, model={"variant": variant},
+                           train={"max_steps": 20})  # fmt: skip
+        train(cfg, small_data)
+        run_dirs.append(cfg.output_dir)
+    out = root / "evaluation"
+    summary = run_evaluate(run_dirs, small_data, EvaluateConfig(baseline="id_only", k_neighbours=5), out)
+    return summary, out, run_dirs
+
+
+def test_json_has_the_documented_shape(evaluated):
+    summary, out, _ = evaluated
+    assert json.loads((out / "evaluate.json").read_text()) == summary
+    models = summary["models"]
+    assert set(models) == {"id_only_din", "em3_din"}
+    for metrics in models.values():
+        for name in DEFINED:
+            assert math.isfinite(metrics[name]), name
+    assert models["id_only_din"]["behaviour_similarity"] is None  # no content embedding
+    assert math.isfinite(models["em3_din"]["behaviour_similarity"])
+    assert summary["baseline"] == {"variant": "id_only", "models": {"din": "id_only_din"}}
+    relative = summary["relative_to_baseline"]
+    assert set(relative) == {"em3_din"}
+    expected = models["em3_din"]["auc"] / models["id_only_din"]["auc"] - 1
+    assert relative["em3_din"]["auc"] == pytest.approx(expected)
+    assert relative["em3_din"]["behaviour_similarity"] is None
+    buckets = summary["auc_by_popularity"]
+    assert sum(bucket["rows"] for bucket in buckets["buckets"]) == summary["test_rows"]
+    assert all(len(values) == len(buckets["buckets"]) for values in buckets["models"].values())
+
+
+def test_auc_equals_the_metric_on_predictions(evaluated, small_data):
+    summary, _, run_dirs = evaluated
+    for run_dir, name in zip(run_dirs, ("id_only_din", "em3_din"), strict=True):
+        model, _ = load_model_dir(run_dir / "model")
+        logits = predict(model, small_data.test, small_data, batch_size=333)
+        expected = auc(small_data.test.label.numpy(), logits)
+        assert summary["models"][name]["auc"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_plots_are_pngs_and_the_report_shows_them(evaluated):
+    _, out, _ = evaluated
+    html = (out / "report.html").read_text()
+    for plot in PLOTS:
+        path = out / "plots" / f"{plot}.png"
+        with Image.open(path) as image:
+            image.verify()
+            assert image.format == "PNG"
+        assert f'href="plots/{plot}.png"' in html
+    assert html.count("data:image/png;base64,") == len(PLOTS)
+    assert "no content embedding" in html
+    assert not list(out.rglob(".*tmp*"))  # no temporary files left behind
+
+
+def test_mismatched_data_is_refused(evaluated, small_config, tmp_path):
+    from em3.data.synthetic import generate_synthetic
+
+    _, _, run_dirs = evaluated
+    synthetic = small_config.data.synthetic.model_copy(update={"n_items": 100})
+    other = generate_synthetic(small_config.data.model_copy(update={"synthetic": synthetic}), seed=0)
+    with pytest.raises(ValueError, match="evaluate on the data it was trained on"):
+        run_evaluate(run_dirs[:1], other, EvaluateConfig(), tmp_path)
