@@ -22,10 +22,10 @@ demo: $(INSTALLED)  ## synthetic data → train id_only, two_stage and em3 on DI
 	$(PY) -m em3 demo
 
 test: $(INSTALLED)  ## the default suite (slow checks excluded), two processes
-	$(PY) -m pytest -n 2 -m "not slow"
+	$(PY) -m pytest -n 2 --dist loadfile -m "not slow"
 
 test-all: $(INSTALLED)
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check em3 tests

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from em3.progress import progress_bar
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -136,7 +138,6 @@ def fill(
     cfg: FeaturesConfig,
 ) -> None:
     """Fill one modality's rows: copy unchanged content from `previous`, encode the rest in batches."""
-    from tqdm.auto import tqdm
 
     cached = cached_rows(modality, arrays, previous)
     modality.keys = [""] * (len(modality.contents) + 1)
@@ -161,7 +162,7 @@ def fill(
     batches = chunks(list(pending), cfg.batch_size)
     sources = ([modality.contents[pending[key][0] - 1].source for key in batch] for batch in batches)
     total = sum(map(len, pending.values()))
-    with tqdm(total=total, desc=f"{modality.name} encoder", unit="item", disable=not cfg.progress) as bar:
+    with progress_bar(total=total, desc=f"{modality.name} encoder", unit="item", disable=not cfg.progress) as bar:
         for batch, prepared in zip(batches, prefetched(pool, modality.prepare, sources), strict=True):
             good = {key: value for key, value in zip(batch, prepared, strict=True) if value is not None}
             for key in batch:

@@ -23,6 +23,7 @@ from em3.data.dataset import RankingData, Split, batch_indices, epoch_order, mak
 from em3.metrics import ranking_metrics
 from em3.models import ModelShapes, Ranker
 from em3.models.io import save_weights, write_model_card
+from em3.progress import progress_bar
 from em3.train.checkpoint import load_checkpoint, save_checkpoint
 from em3.train.optim import make_optimizer
 from em3.validation.errors import DataError
@@ -105,7 +106,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False) -> TrainResult:
     tc = cfg.train
     steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
     total = min(tc.epochs * steps_per_epoch, tc.max_steps or math.inf)
-    bar = tqdm(total=total, initial=loop["step"], desc=cfg.name, unit="step", disable=not tc.progress)
+    bar = progress_bar(total=total, initial=loop["step"], desc=cfg.name, unit="step", disable=not tc.progress)
     started = time.perf_counter()
     model.train()
     while loop["stopped_by"] is None:
@@ -127,7 +128,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False) -> TrainResult:
             loop["step"] += 1
             loop["batch"] += 1
             bar.update()
-            bar.set_postfix({name: f"{value.item():.4f}" for name, value in losses.items()})
+            bar.set_postfix({name: f"{value.item():.4f}" for name, value in losses.items()}, refresh=False)
             if loop["step"] % tc.checkpoint_every == 0:
                 save_checkpoint(checkpoint, model, optimizer, loop)
         else:
