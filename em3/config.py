@@ -5,6 +5,7 @@ Each stage reads its own section. Defaults are the embedded demo defaults, so an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -253,15 +254,20 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    return config_from_yaml(path.read_text(), str(path), overrides)
+
+
+def config_from_yaml(text: str, source: str, overrides: Mapping[str, Any] | None = None) -> Config:
+    """A config from YAML (or JSON) text; ``source`` names it in errors; dotted ``overrides`` apply on top."""
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(values).__name__}")
+        raise ConfigError(f"{source}: expected a mapping of sections at the top level, got {type(values).__name__}")
     for dotted, value in (overrides or {}).items():
         set_dotted(values, dotted, value)
-    return parse_config(values, str(path))
+    return parse_config(values, source)
 
 
 def set_dotted(values: dict[str, Any], dotted: str, value: Any) -> None:

@@ -28,6 +28,7 @@ def real_items(root: Path) -> pd.DataFrame:
         {
             "item_id": chosen["article_id"].to_numpy(),
             "product_code": chosen["product_code"].to_numpy(),
+            "product_group_name": chosen["product_group_name"].to_numpy(),
             "text": text.to_numpy(),
             "image_path": [f"images/{i[:3]}/{i}.jpg" for i in chosen["article_id"]],
         }
@@ -84,7 +85,16 @@ def test_real_items_are_encoded_deterministically_with_the_expected_layout(hm_sa
     image_similarity = cosine(a.pooled_image[1:])
     assert image_similarity[same].mean() - image_similarity[other].mean() > 0.15
 
+    # the criterion, across products: items of one product group are closer than items of different groups
+    groups = items["product_group_name"].to_numpy()
+    same_group = (groups[:, None] == groups[None, :]) & ~np.eye(len(groups), dtype=bool)
+    assert same_group.any() and (~same_group).any()
+    for similarity in (text_similarity, image_similarity):
+        assert similarity[same_group].mean() > similarity[groups[:, None] != groups[None, :]].mean()
+
     assert report["items"] == 20 and report["items_encoded"] == 20 and report["items_reused"] == 0
+    rerun = run_features(cfg, items, hm_sample, tmp_path / "a")
+    assert rerun["items_encoded"] == 0 and rerun["items_reused"] == 20  # a second run encodes nothing
     assert report["image"]["missing"] == {} and report["text"]["missing"] == {}
     assert report["bytes_per_item"] == 9 * 1280 * 2 + 32 * 384 * 2 + (1280 + 384) * 2 + 9 + 32 == 50_985
     assert report["bytes_per_item"] * 100_000 < 6e9, "the default store must stay within a few GB per 100k items"
