@@ -29,6 +29,10 @@ class ItemContent:
     text_mask: torch.Tensor  # (..., T_txt)
     pooled: torch.Tensor  # (..., d_img + d_txt) frozen pooled features, zeros where a modality is missing
 
+    def __getitem__(self, index: slice | torch.Tensor) -> ItemContent:
+        """The content of a subset of the items (along the first dimension)."""
+        return ItemContent(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+
     def to(self, device: torch.device | str) -> ItemContent:
         return ItemContent(*(getattr(self, f).to(device, non_blocking=True) for f in self.__dataclass_fields__))
 

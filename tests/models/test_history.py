@@ -70,3 +70,15 @@ def test_history_modes_run_in_the_full_model(small_config, small_data, mode):
     logits, losses = model(batch)
     assert logits.shape == (16,) and set(losses) == {"bce", "cic", "loss"}
     losses["loss"].backward()
+
+
+@pytest.mark.parametrize("mode", ["lora", "frozen"])
+def test_history_items_encoded_in_chunks_give_the_same_embeddings(small_config, small_data, mode, monkeypatch):
+    import em3.models.history as history
+
+    model = build(small_config, small_data, history_mode=mode).eval()
+    batch = make_batch(small_data.train, torch.arange(64), small_data.store, True)
+    whole = model.history_content(batch.history_content)
+    monkeypatch.setattr(history, "NO_GRAD_CHUNK", 7)
+    torch.testing.assert_close(model.history_content(batch.history_content), whole)
+    assert len(batch.history_items) > 7  # more than one chunk was used
