@@ -18,7 +18,7 @@ $(INSTALLED): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
-demo: $(INSTALLED)  ## synthetic data → train id_only, two_stage and em3 on DIN and DCN → comparison table
+demo: $(INSTALLED)  ## synthetic data → the whole Kubeflow pipeline locally (kfp.local) → summary table
 	$(PY) -m em3 demo
 
 test: $(INSTALLED)  ## the default suite (slow checks excluded), two processes

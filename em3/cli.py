@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from em3.config import Config, ConfigError, load_config, parse_config, set_dotted
+from em3.config import Config, ConfigError, config_from_yaml, load_config
+from em3.pipeline import VARIANTS
 from em3.registry import RegistryError
 from em3.validation.errors import DataError
 
@@ -30,10 +31,7 @@ def _config(args: argparse.Namespace) -> Config:
     overrides = _overrides(args.set)
     if args.config:
         return load_config(args.config, overrides)
-    values: dict = {}
-    for key, value in overrides.items():
-        set_dotted(values, key, value)
-    return parse_config(values, "--set")
+    return config_from_yaml("", "--set", overrides)  # the embedded defaults
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -137,13 +135,35 @@ def cmd_models(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from em3.demo import run_demo
+    from em3.demo import demo_config, run_demo
 
-    backbones = ["din", "dcn"] if args.backbone == "both" else [args.backbone]
-    table = run_demo(_config(args), backbones, Path(args.output_dir))
-    print("\nTest metrics on the synthetic log (same data, split and seed for every model):\n")
+    output_dir = Path(args.output_dir)
+    cfg = _config(args) if args.config else demo_config(output_dir, _overrides(args.set))
+    table = run_demo(cfg, output_dir, args.variants)
+    print("\nThe whole pipeline on synthetic data (kfp.local); test metrics of every model on the same split:\n")
     print(table)
-    print(f"\nSaved to {Path(args.output_dir) / 'comparison.md'}; per-model metrics in {args.output_dir}/*/metrics/")
+    print(f"\nSaved to {output_dir / 'summary.md'}")
+
+
+def cmd_pipeline_compile(args: argparse.Namespace) -> None:
+    from em3.pipeline import PIPELINE_YAML, compile_pipeline
+
+    print(f"compiled: {compile_pipeline(args.out or PIPELINE_YAML)}")
+
+
+def cmd_pipeline_run(args: argparse.Namespace) -> None:
+    from em3.pipeline import run_local, summary_table
+
+    summary = run_local(_config(args), args.pipeline_root, args.variants, args.synthetic, cache=not args.no_cache)
+    print(summary_table(summary))
+
+
+def cmd_pipeline_submit(args: argparse.Namespace) -> None:
+    from em3.pipeline import submit
+
+    caching = False if args.no_cache else None  # None: each task's own setting
+    run_id = submit(args.host, _config(args), args.variants, args.experiment, args.run_name, args.namespace, caching)
+    print(f"created run {run_id} on {args.host} (experiment {args.experiment!r})")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -207,12 +227,38 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(models_p, required=False)
     models_p.set_defaults(handler=cmd_models)
 
-    demo_p = commands.add_parser("demo", help="train id_only, two_stage and em3 on synthetic data and compare",
-                                 epilog=EPILOG)  # fmt: skip
+    def with_variants(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="models to train")
+
+    demo_p = commands.add_parser("demo", epilog=EPILOG, help="synthetic data → the whole pipeline locally (kfp.local) "
+                                 "→ metrics per model, the gate's decision, the registered version")  # fmt: skip
     with_config(demo_p, required=False)
-    demo_p.add_argument("--backbone", choices=["din", "dcn", "both"], default="both")
-    demo_p.add_argument("--output-dir", default="runs/demo", help="where runs and the table go (default runs/demo)")
+    with_variants(demo_p)
+    demo_p.add_argument("--output-dir", default="runs/demo", help="pipeline outputs and MLflow (default runs/demo)")
     demo_p.set_defaults(handler=cmd_demo)
+
+    pipeline_p = commands.add_parser("pipeline", help="the Kubeflow pipeline: compile, run here, submit to a cluster")
+    actions = pipeline_p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    compile_p = actions.add_parser("compile", help="compile the pipeline to YAML for the Kubeflow UI")
+    compile_p.add_argument("--out", type=Path, help="output file (default pipelines/em3_pipeline.yaml)")
+    compile_p.set_defaults(handler=cmd_pipeline_compile)
+    run_p = actions.add_parser("run", epilog=EPILOG, help="run the whole pipeline on this machine (kfp.local)")
+    with_config(run_p, required=False)
+    with_variants(run_p)
+    run_p.add_argument("--local", action="store_true", required=True, help="run here (on a cluster: `submit`)")
+    run_p.add_argument("--pipeline-root", type=Path, default=Path("runs/pipeline"), help="task outputs go here")
+    run_p.add_argument("--synthetic", action="store_true", help="generate raw_synthetic data instead of ingest.source")
+    run_p.add_argument("--no-cache", action="store_true", help="rerun tasks whose inputs are unchanged")
+    run_p.set_defaults(handler=cmd_pipeline_run)
+    submit_p = actions.add_parser("submit", epilog=EPILOG, help="create a run on a Kubeflow Pipelines endpoint")
+    with_config(submit_p, required=False)
+    with_variants(submit_p)
+    submit_p.add_argument("--host", required=True, help="Kubeflow Pipelines API, e.g. http://localhost:8080")
+    submit_p.add_argument("--experiment", default="em3", help="Kubeflow experiment (default em3)")
+    submit_p.add_argument("--run-name", help="name of the run (default: generated)")
+    submit_p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installations)")
+    submit_p.add_argument("--no-cache", action="store_true", help="run every task, even unchanged ones")
+    submit_p.set_defaults(handler=cmd_pipeline_submit)
 
     compare_p = commands.add_parser("compare", help="print the comparison table of finished runs")
     compare_p.add_argument("metrics", nargs="+", type=Path, help="metrics/train.json files")

@@ -1,0 +1,71 @@
+"""Data components: synthetic raw data (for the demo), ingest, validate and the frozen-encoder features.
+
+Component bodies run in the image (or a kfp.local subprocess): imports go inside them, logic lives in ``em3``.
+``config`` is the pipeline's config parameter (YAML text, see em3/config.py); each stage reads its section.
+"""
+
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Output, component
+
+from components.image import EM3_IMAGE
+
+
+@component(base_image=EM3_IMAGE, install_kfp_package=False)
+def generate(config: str, raw: Output[Dataset]):
+    """Write the raw-layout (H&M-like) synthetic data of ``raw_synthetic`` with rendered images."""
+    from pathlib import Path
+
+    from em3.config import config_from_yaml
+    from em3.data.raw_synthetic import generate_raw_synthetic
+
+    cfg = config_from_yaml(config, "config parameter")
+    summary = generate_raw_synthetic(cfg.raw_synthetic, Path(raw.path))
+    raw.metadata.update({key: summary[key] for key in ("users", "items", "transactions")})
+
+
+@component(base_image=EM3_IMAGE, install_kfp_package=False)
+def ingest(config: str, data_uri: str, tables: Output[Dataset], metrics: Output[Metrics]) -> str:
+    """Raw logs at ``data_uri`` (a folder or s3://bucket/prefix) → canonical Parquet tables, images, manifest.
+    Returns the data hash (em3.pipeline.data_hash), which register records on the model version."""
+    from pathlib import Path
+
+    from em3.config import config_from_yaml
+    from em3.ingest import run_ingest
+    from em3.pipeline import data_hash, log_metrics
+
+    cfg = config_from_yaml(config, "config parameter", {"ingest.source": data_uri})
+    manifest = run_ingest(cfg.ingest, Path(tables.path))
+    log_metrics(metrics, manifest["rows"], prefix="rows.")
+    log_metrics(metrics, {split: counts["rows"] for split, counts in manifest["splits"].items()}, prefix="rows.")
+    tables.metadata["data_hash"] = data_hash(tables.path)
+    return tables.metadata["data_hash"]
+
+
+@component(base_image=EM3_IMAGE, install_kfp_package=False)
+def validate(config: str, tables: Input[Dataset], validation: Output[Dataset], report: Output[Markdown]):
+    """Great Expectations checks of the tables; fails (stopping the run, the report in its error) past
+    ``validation.max_bad_fraction``."""
+    import shutil
+    from pathlib import Path
+
+    from em3.config import config_from_yaml
+    from em3.validation import run_validate
+
+    cfg = config_from_yaml(config, "config parameter")
+    run_validate(cfg.validation, Path(tables.path), Path(validation.path))
+    shutil.copyfile(Path(validation.path) / "report.md", report.path)
+
+
+@component(base_image=EM3_IMAGE, install_kfp_package=False)
+def features(config: str, tables: Input[Dataset], store: Output[Dataset]):
+    """Frozen image and text encoders over the items table → the token store (GPU when the pod has one)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from em3.config import config_from_yaml
+    from em3.features import run_features
+
+    cfg = config_from_yaml(config, "config parameter")
+    items = pd.read_parquet(Path(tables.path) / "items.parquet")
+    summary = run_features(cfg.features, items, Path(tables.path), Path(store.path))
+    store.metadata.update({key: summary[key] for key in ("items", "items_encoded", "seconds")})

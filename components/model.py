@@ -1,0 +1,90 @@
+"""Model components: train one variant (on a GPU node in the cluster), evaluate them all, register the best.
+
+Component bodies run in the image (or a kfp.local subprocess): imports go inside them, logic lives in ``em3``.
+``config`` is the pipeline's config parameter (YAML text, see em3/config.py).
+"""
+
+from typing import NamedTuple
+
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output, component
+
+from components.image import EM3_GPU_IMAGE, EM3_IMAGE
+
+
+@component(base_image=EM3_GPU_IMAGE, install_kfp_package=False)
+def train(
+    config: str,
+    variant: str,
+    backbone: str,
+    tables: Input[Dataset],
+    store: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+):
+    """Train ``variant`` on ``backbone`` (CUDA with bf16 when the pod has a GPU). The model folder holds
+    ``model/`` (safetensors + config + shapes), ``metrics/train.json`` and ``checkpoints/``."""
+    from em3.config import config_from_yaml
+    from em3.data.loading import load_data
+    from em3.pipeline import log_metrics
+    from em3.train import train as fit
+
+    run = {"name": f"{variant}_{backbone}", "output_dir": model.path, "model.variant": variant,
+           "model.backbone": backbone, "data.source": "tables", "data.tables_dir": tables.path,
+           "data.store_dir": store.path}  # fmt: skip
+    cfg = config_from_yaml(config, "config parameter", run)
+    result = fit(cfg, load_data(cfg)).metrics
+    model.metadata.update({"variant": variant, "backbone": backbone, "framework": "pytorch"})
+    log_metrics(metrics, result["test"], prefix="test_")
+    log_metrics(metrics, result["valid"], prefix="valid_")
+    log_metrics(metrics, {key: result[key] for key in ("steps", "train_seconds")})
+
+
+@component(base_image=EM3_IMAGE, install_kfp_package=False)
+def evaluate(
+    config: str,
+    tables: Input[Dataset],
+    store: Input[Dataset],
+    models: Input[list[Model]],
+    evaluation: Output[Dataset],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+):
+    """Every trained model on the same test split: DESIGN §2 metrics (``<model>.<metric>`` in the UI), plots,
+    ``evaluate.json`` and the HTML report."""
+    import shutil
+    from pathlib import Path
+
+    from em3.config import config_from_yaml
+    from em3.data.tables import load_tables
+    from em3.evaluation import run_evaluate
+    from em3.pipeline import log_metrics
+
+    cfg = config_from_yaml(config, "config parameter")
+    data = load_tables(tables.path, store.path, cfg.data.max_history)
+    summary = run_evaluate([Path(m.path) for m in models], data, cfg.evaluate, Path(evaluation.path))
+    shutil.copyfile(Path(evaluation.path) / "report.html", report.path)
+    for name, values in summary["models"].items():
+        log_metrics(metrics, values, prefix=f"{name}.")
+
+
+@component(base_image=EM3_IMAGE, install_kfp_package=False)
+def register(
+    config: str,
+    data_hash: str,
+    min_auc: float,
+    min_delta: float,
+    cold_tolerance: float,
+    models: Input[list[Model]],
+    evaluation: Input[Dataset],
+) -> NamedTuple("Registered", [("model", str), ("version", int), ("alias", str), ("reason", str), ("candidate", str)]):
+    """Log the model with the best validation AUC to MLflow (with the evaluation plots) and register it: the gate
+    makes it ``champion`` or ``challenger`` and tags the reason. MLflow settings: ``registry`` in the config."""
+    from pathlib import Path
+
+    from em3.config import config_from_yaml
+    from em3.pipeline import register_best
+
+    gate = {"registry.min_auc": min_auc, "registry.min_delta": min_delta, "registry.cold_tolerance": cold_tolerance}
+    cfg = config_from_yaml(config, "config parameter", gate)
+    result = register_best(cfg, [m.path for m in models], Path(evaluation.path) / "plots", data_hash)
+    return tuple(result[key] for key in ("model", "version", "alias", "reason", "candidate"))
