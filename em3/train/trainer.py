@@ -28,6 +28,8 @@ from em3.train.checkpoint import load_checkpoint, save_checkpoint
 from em3.train.optim import make_optimizer
 from em3.validation.errors import DataError
 
+POSTFIX_EVERY = 20  # steps between loss read-outs on the progress bar
+
 
 @dataclass
 class TrainResult:
@@ -128,7 +130,8 @@ def train(cfg: Config, data: RankingData, resume: bool = False) -> TrainResult:
             loop["step"] += 1
             loop["batch"] += 1
             bar.update()
-            bar.set_postfix({name: f"{value.item():.4f}" for name, value in losses.items()}, refresh=False)
+            if loop["step"] % POSTFIX_EVERY == 0:  # .item() waits for the GPU: not on every step
+                bar.set_postfix({name: f"{value.item():.4f}" for name, value in losses.items()}, refresh=False)
             if loop["step"] % tc.checkpoint_every == 0:
                 save_checkpoint(checkpoint, model, optimizer, loop)
         else:
