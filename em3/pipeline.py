@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from em3.config import Config, ConfigError, load_config
+from em3.report import fmt_metric, markdown_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_YAML = REPO_ROOT / "pipelines" / "em3_pipeline.yaml"
@@ -173,13 +174,11 @@ def submit(
 
 def summary_table(summary: dict) -> str:
     """The demo's summary: test metrics per model (markdown), the gate's decision and the MLflow UI command."""
-    header = ("model", *SUMMARY_METRICS)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join([name, *(_fmt(values.get(key)) for key in SUMMARY_METRICS)]) + " |"
-              for name, values in summary["models"].items()]  # fmt: skip
+    rows = [{"model": name, **{key: fmt_metric(values.get(key)) for key in SUMMARY_METRICS}}
+            for name, values in summary["models"].items()]  # fmt: skip
     registered = summary["registered"]
     return "\n".join([
-        *lines,
+        markdown_table(rows, ("model", *SUMMARY_METRICS)),
         "",
         f"Registered: {registered['candidate']} (best validation AUC) as {registered['model']} version "
         f"{registered['version']} → {registered['alias']}",
@@ -187,7 +186,3 @@ def summary_table(summary: dict) -> str:
         f"Artifacts of every task: {summary['pipeline_root']}",
         f"MLflow UI: mlflow ui --backend-store-uri {summary['tracking_uri']}",
     ])  # fmt: skip
-
-
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.4f}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 COLUMNS = (
@@ -20,7 +20,7 @@ COLUMNS = (
 )
 
 
-def _fmt(value: float | None, digits: int = 4) -> str:
+def fmt_metric(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
@@ -36,21 +36,21 @@ def comparison_rows(metrics: Iterable[dict]) -> list[dict[str, str]]:
             {
                 "model": m["variant"],
                 "backbone": m["backbone"],
-                "auc": _fmt(test["auc"]),
-                "gauc": _fmt(test["gauc"]),
-                "logloss": _fmt(test["logloss"]),
-                "cold_auc": _fmt(test["cold_auc"]),
+                "auc": fmt_metric(test["auc"]),
+                "gauc": fmt_metric(test["gauc"]),
+                "logloss": fmt_metric(test["logloss"]),
+                "cold_auc": fmt_metric(test["cold_auc"]),
                 "Δauc vs two_stage": delta,
                 "params": f"{m['parameters']['trainable']:,}",
-                "seconds": _fmt(m["train_seconds"], 1),
+                "seconds": fmt_metric(m["train_seconds"], 1),
             }
         )
     return rows
 
 
-def markdown_table(rows: list[dict[str, str]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(row[c] for c in COLUMNS) + " |" for row in rows]
+def markdown_table(rows: list[dict[str, str]], columns: Sequence[str] = COLUMNS) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row[c] for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -29,7 +29,8 @@ def load_tables(tables_dir: str | Path, store_dir: str | Path, max_history: int)
         raise FileNotFoundError(f"{path} not found: run `em3 ingest` (and `em3 validate`) first")
     frame = pd.read_parquet(path)
     store = TokenStore.load(store_dir)
-    unknown = ~frame["item_id"].isin(store.index())
+    rows = store.index()
+    unknown = ~frame["item_id"].isin(rows)
     if unknown.any():
         examples = ", ".join(frame.loc[unknown, "item_id"].astype(str).unique()[:3])
         raise ValueError(
@@ -37,7 +38,7 @@ def load_tables(tables_dir: str | Path, store_dir: str | Path, max_history: int)
             f"(e.g. {examples}); re-run `em3 features` on the current items table"
         )
 
-    item = frame["item_id"].map(store.index()).to_numpy(np.int64)
+    item = frame["item_id"].map(rows).to_numpy(np.int64)
     user, n_users = _categorical(frame["user_id"])
     day = pd.to_datetime(frame["ts"]).to_numpy("datetime64[D]").astype(np.int64)
     label = frame["label"].to_numpy(np.int64)
