@@ -46,7 +46,7 @@ from em3.data.token_store import TokenStore
 from em3.models import ModelShapes, Ranker
 from em3.profiling import PeakMemory, machine_info
 from em3.train.optim import make_optimizer
-from em3.train.trainer import autocast_for
+from em3.train.trainer import optimisation_step
 
 if TYPE_CHECKING:
     from transformers import BatchEncoding
@@ -124,17 +124,14 @@ class Trainee:
         """One training step on the next batch of the rotation; returns the seconds spent building the batch."""
         started = time.perf_counter()
         index = self.batches[self.cursor % len(self.batches)]
+        if self.model.content_cache_every and self.cursor % self.model.content_cache_every == 0:
+            self.model.refresh_content_cache(self.store)  # counted in the batch-building share
         self.cursor += 1
-        batch = make_batch(self.rows, index, self.store, self.model.uses_content).to(self.device)
+        batch = make_batch(self.rows, index, self.store, self.model.content_inputs).to(self.device)
         built = time.perf_counter()
-        with autocast_for(self.device, self.train_cfg.bf16):
-            _, losses = self.model(batch)
+        losses = optimisation_step(self.model, self.optimizer, batch, self.train_cfg, self.device)
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(f"loss is {losses['loss'].item()}")
-        self.optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg.grad_clip)
-        self.optimizer.step()
         return built - started
 
     def timed(self, min_seconds: float) -> tuple[float, float]:

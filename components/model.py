@@ -21,18 +21,18 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
 ):
-    """Train ``variant`` on ``backbone`` (CUDA with bf16 when the pod has a GPU). The model folder holds
-    ``model/`` (safetensors + config + shapes), ``metrics/train.json`` and ``checkpoints/``."""
+    """Train ``variant`` on ``backbone`` (CUDA with bf16 when the pod has a GPU; with several GPUs, one ``torchrun``
+    process per GPU). The model folder holds ``model/`` (safetensors + config + shapes), ``metrics/train.json`` and
+    ``checkpoints/``."""
     from em3.config import config_from_yaml
-    from em3.data.loading import load_data
     from em3.pipeline import log_metrics
-    from em3.train import train as fit
+    from em3.train.launch import train_here
 
     run = {"name": f"{variant}_{backbone}", "output_dir": model.path, "model.variant": variant,
            "model.backbone": backbone, "data.source": "tables", "data.tables_dir": tables.path,
            "data.store_dir": store.path}  # fmt: skip
     cfg = config_from_yaml(config, "config parameter", run)
-    result = fit(cfg, load_data(cfg)).metrics
+    result = train_here(cfg)
     model.metadata.update({"variant": variant, "backbone": backbone, "framework": "pytorch"})
     log_metrics(metrics, result["test"], prefix="test_")
     log_metrics(metrics, result["valid"], prefix="valid_")

@@ -82,6 +82,13 @@ class ModelConfig(Section):
     fusion: Literal["fqformer", "mean"] = "fqformer"
     fqformer: FQFormerConfig = FQFormerConfig()
     history_mode: Literal["full", "lora", "frozen"] = "lora"
+    content_cache_every: int = Field(
+        50,
+        ge=0,
+        description="em3: a per-item cache of fused content (the whole catalogue through the FQ-Former without "
+        "gradient), read by lora/frozen history items in training (refreshed every this many steps) and by every "
+        "item in prediction (refreshed first); 0 = no cache: fuse each batch's items",
+    )
     lora: LoRAConfig = LoRAConfig()
     cic_weight: float = Field(0.1, ge=0, description="λ of the CIC loss; 0 disables CIC")
     cic_temperature: float = Field(0.1, gt=0)

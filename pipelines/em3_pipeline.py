@@ -3,24 +3,31 @@ evaluate → register behind the gate. Compile it with ``em3 pipeline compile`` 
 pipelines.em3_pipeline`` from the repository root); run it here with ``em3 pipeline run --local`` (kfp.local
 ignores the Kubernetes settings below).
 
-Cluster settings: train tasks ask for one ``nvidia.com/gpu`` on a node labelled ``nvidia.com/gpu.present=true``
-and tolerate the ``nvidia.com/gpu`` taint; ingest and register read S3 credentials from the secret ``em3-s3``;
+Cluster settings: train tasks ask for ``EM3_TRAIN_GPUS`` (read when compiling; default 1) ``nvidia.com/gpu`` on a
+node labelled ``nvidia.com/gpu.present=true`` and tolerate the ``nvidia.com/gpu`` taint (with several GPUs a task
+trains with one ``torchrun`` process per GPU); ingest and register read S3 credentials from the secret ``em3-s3``;
 register reads MLflow credentials from ``em3-mlflow`` (optional: servers without auth need none).
 """
 
+import os
 from pathlib import Path
 from typing import NamedTuple
 
 from kfp import dsl, kubernetes
 
 from components import evaluate, features, generate, ingest, register, train, validate
+from em3.cluster import (
+    CPU_PER_GPU,
+    GPU_NODE_LABEL,
+    GPU_RESOURCE,
+    MEMORY_GIB_PER_GPU,
+    MLFLOW_ENV,
+    MLFLOW_SECRET,
+    S3_ENV,
+    S3_SECRET,
+)
 
-S3_SECRET = "em3-s3"
-S3_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
-MLFLOW_SECRET = "em3-mlflow"
-MLFLOW_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
-GPU_RESOURCE, GPU_NODE_LABEL = "nvidia.com/gpu", ("nvidia.com/gpu.present", "true")
-TRAIN_CPU, TRAIN_MEMORY = "4", "16Gi"
+TRAIN_GPUS = int(os.environ.get("EM3_TRAIN_GPUS", "1"))
 # The config parameter's default (YAML, keys in em3/config.py; one line: KFP's header comment breaks on newlines).
 # Data folders, data source, backbone, variant and the gate's thresholds come from the pipeline's parameters.
 CLUSTER_CONFIG = (
@@ -64,8 +71,9 @@ def em3_pipeline(
 
     with dsl.ParallelFor(variants) as variant:
         trained = train(config=config, variant=variant, backbone=backbone, tables=tables, store=store)
-        trained.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(1)
-        trained.set_cpu_request(TRAIN_CPU).set_memory_request(TRAIN_MEMORY)
+        trained.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(TRAIN_GPUS)
+        trained.set_cpu_request(str(CPU_PER_GPU * TRAIN_GPUS))
+        trained.set_memory_request(f"{MEMORY_GIB_PER_GPU * TRAIN_GPUS}Gi")
         kubernetes.add_node_selector(trained, *GPU_NODE_LABEL)
         kubernetes.add_toleration(trained, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
 

@@ -1,13 +1,15 @@
 """Training data in model form: integer-indexed impressions with behaviour histories, and batches of them.
 
 Index conventions: user and item index 0 mean unknown/padding; item indices are rows of the ``TokenStore``.
-A batch carries the content of its *unique* target items and of its *unique* history items, each encoded once.
+A batch carries the content of its *unique* target items and of its *unique* history items, each encoded once,
+and only the content the model reads (``ContentInputs``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from typing import Literal
 
 import numpy as np
 import torch
@@ -48,6 +50,18 @@ class RankingData:
         return self.store.n_rows
 
 
+ContentKind = Literal["tokens", "pooled"] | None
+
+
+@dataclass(frozen=True)
+class ContentInputs:
+    """The item content a model reads per batch, for targets and for history items: token tensors (which include
+    the pooled vectors), pooled vectors only, or nothing."""
+
+    target: ContentKind = None
+    history: ContentKind = None
+
+
 @dataclass
 class Batch:
     user: torch.Tensor  # (B,)
@@ -70,7 +84,7 @@ class Batch:
         return Batch(**moved)
 
 
-def make_batch(split: Split, index: torch.Tensor, store: TokenStore, with_content: bool) -> Batch:
+def make_batch(split: Split, index: torch.Tensor, store: TokenStore, inputs: ContentInputs) -> Batch:
     part = split.rows(index)
     target_items, target_pos = torch.unique(part.item, return_inverse=True)
     history_items, history_pos = torch.unique(part.history, return_inverse=True)
@@ -84,9 +98,13 @@ def make_batch(split: Split, index: torch.Tensor, store: TokenStore, with_conten
         history_pos=history_pos,
         target_items=target_items,
         history_items=history_items,
-        target_content=store.gather(target_items) if with_content else None,
-        history_content=store.gather(history_items) if with_content else None,
+        target_content=_gather(store, target_items, inputs.target),
+        history_content=_gather(store, history_items, inputs.history),
     )
+
+
+def _gather(store: TokenStore, items: torch.Tensor, kind: ContentKind) -> ItemContent | None:
+    return None if kind is None else store.gather(items, tokens=kind == "tokens")
 
 
 def epoch_order(n_rows: int, seed: int, epoch: int) -> torch.Tensor:

@@ -2,18 +2,21 @@
 
 Row 0 is reserved for "no item" (padding and unknown ids): its masks are all False, so every model sees it as an
 item without content. Row ``i + 1`` holds ``item_ids[i]``. Training never runs the encoders; it gathers rows.
+A loaded store gathers rows with positioned file reads (em3.data.mapped.RowFiles), not through its mappings, so
+reading all of it, however large, does not grow the process's RSS.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from em3.atomic import staged_dir
+from em3.data.mapped import RowFiles
 
 INDEX = "index.json"
 ARRAYS = ("image_tokens", "image_mask", "text_tokens", "text_mask", "pooled_image", "pooled_text")
@@ -21,20 +24,26 @@ ARRAYS = ("image_tokens", "image_mask", "text_tokens", "text_mask", "pooled_imag
 
 @dataclass
 class ItemContent:
-    """Content of a batch of items, as float32/bool tensors ready for the model."""
+    """Content of a batch of items, as float32/bool tensors ready for the model (tokens None when only pooled
+    vectors were gathered)."""
 
-    image_tokens: torch.Tensor  # (..., T_img, d_img)
-    image_mask: torch.Tensor  # (..., T_img) True = real token
-    text_tokens: torch.Tensor  # (..., T_txt, d_txt)
-    text_mask: torch.Tensor  # (..., T_txt)
+    image_tokens: torch.Tensor | None  # (..., T_img, d_img)
+    image_mask: torch.Tensor | None  # (..., T_img) True = real token
+    text_tokens: torch.Tensor | None  # (..., T_txt, d_txt)
+    text_mask: torch.Tensor | None  # (..., T_txt)
     pooled: torch.Tensor  # (..., d_img + d_txt) frozen pooled features, zeros where a modality is missing
 
     def __getitem__(self, index: slice | torch.Tensor) -> ItemContent:
         """The content of a subset of the items (along the first dimension)."""
-        return ItemContent(*(getattr(self, f)[index] for f in self.__dataclass_fields__))
+        return ItemContent(*(_apply(getattr(self, f), lambda t: t[index]) for f in self.__dataclass_fields__))
 
     def to(self, device: torch.device | str) -> ItemContent:
-        return ItemContent(*(getattr(self, f).to(device, non_blocking=True) for f in self.__dataclass_fields__))
+        moved = (_apply(getattr(self, f), lambda t: t.to(device, non_blocking=True)) for f in self.__dataclass_fields__)
+        return ItemContent(*moved)
+
+
+def _apply(value: torch.Tensor | None, fn) -> torch.Tensor | None:
+    return None if value is None else fn(value)
 
 
 @dataclass
@@ -49,6 +58,7 @@ class TokenStore:
     pooled_image: np.ndarray  # (n_rows, d_img) float16
     pooled_text: np.ndarray  # (n_rows, d_txt) float16
     content_hashes: list[str] | None = None
+    files: RowFiles | None = field(default=None, repr=False, compare=False)  # the arrays' files, when loaded
 
     def __post_init__(self) -> None:
         n_rows = len(self.item_ids) + 1
@@ -82,22 +92,29 @@ class TokenStore:
         """Map item id -> row."""
         return {item_id: row + 1 for row, item_id in enumerate(self.item_ids)}
 
-    def gather(self, rows: torch.Tensor) -> ItemContent:
-        """Content of the given rows (any shape of int tensor), read from the (memory-mapped) arrays."""
+    def gather(self, rows: torch.Tensor, tokens: bool = True) -> ItemContent:
+        """Content of the given rows (any shape of int tensor), read from the store's files (``read_rows``); with
+        ``tokens=False`` only the pooled vectors (a fraction of the bytes)."""
         flat = rows.reshape(-1).cpu().numpy()
 
-        def take(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-            values = torch.from_numpy(np.ascontiguousarray(array[flat])).to(dtype)
-            return values.reshape(*rows.shape, *array.shape[1:])
+        def take(name: str, dtype: torch.dtype) -> torch.Tensor | None:
+            if not tokens:
+                return None
+            values = torch.from_numpy(np.ascontiguousarray(self.read_rows(name, flat))).to(dtype)
+            return values.reshape(*rows.shape, *getattr(self, name).shape[1:])
 
-        pooled = np.concatenate([self.pooled_image[flat], self.pooled_text[flat]], axis=-1)
+        pooled = np.concatenate([self.read_rows("pooled_image", flat), self.read_rows("pooled_text", flat)], axis=-1)
         return ItemContent(
-            image_tokens=take(self.image_tokens, torch.float32),
-            image_mask=take(self.image_mask, torch.bool),
-            text_tokens=take(self.text_tokens, torch.float32),
-            text_mask=take(self.text_mask, torch.bool),
+            image_tokens=take("image_tokens", torch.float32),
+            image_mask=take("image_mask", torch.bool),
+            text_tokens=take("text_tokens", torch.float32),
+            text_mask=take("text_mask", torch.bool),
             pooled=torch.from_numpy(pooled).float().reshape(*rows.shape, pooled.shape[-1]),
         )
+
+    def read_rows(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """``array[rows]`` of the array ``name`` (one of ``ARRAYS``), read from its file when the store was loaded."""
+        return getattr(self, name)[rows] if self.files is None else self.files.read(name, rows)
 
     def save(self, directory: str | Path) -> Path:
         """Write atomically: a crash never leaves a complete-looking partial store."""
@@ -105,8 +122,7 @@ class TokenStore:
         with staged_dir(directory, INDEX) as staging:
             for name in ARRAYS:
                 np.save(staging / f"{name}.npy", getattr(self, name))
-            index = {"item_ids": self.item_ids, "content_hashes": self.content_hashes}
-            (staging / INDEX).write_text(json.dumps(index))
+            write_index(staging, self.item_ids, self.content_hashes)
         return directory
 
     @classmethod
@@ -117,4 +133,12 @@ class TokenStore:
             raise FileNotFoundError(f"{directory} is not a token store (no index.json); run `em3 features` first")
         index = json.loads(index_file.read_text())
         arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None) for name in ARRAYS}
-        return cls(item_ids=index["item_ids"], content_hashes=index.get("content_hashes"), **arrays)
+        files = RowFiles() if mmap else None  # gathers read the files, not the mappings (em3.data.mapped)
+        for name in ARRAYS if files else ():
+            files.open(name, directory / f"{name}.npy")
+        return cls(item_ids=index["item_ids"], content_hashes=index.get("content_hashes"), files=files, **arrays)
+
+
+def write_index(directory: Path, item_ids: list[str], content_hashes: list[str] | None) -> None:
+    """The store's ``index.json``: item ids (row i + 1 = item_ids[i]) and per-item content hashes."""
+    (directory / INDEX).write_text(json.dumps({"item_ids": item_ids, "content_hashes": content_hashes}))

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from em3.config import ModelConfig
-from em3.data.token_store import ItemContent
+from em3.data.token_store import ItemContent, TokenStore
 from em3.layers import FQFormer, MeanFusion
 
 
@@ -22,9 +22,15 @@ class PooledContent(nn.Module):
 
 
 class TokenContent(nn.Module):
-    """``em3``: fusion of the item's image and text tokens (FQ-Former, or mean pooling as the ablation) → head."""
+    """``em3``: fusion of the item's image and text tokens (FQ-Former, or mean pooling as the ablation) → head.
 
-    def __init__(self, image_dim: int, text_dim: int, cfg: ModelConfig):
+    With ``cache`` it also keeps a per-item cache of fused vectors (DESIGN §1's "per-item embedding cache"): the
+    whole catalogue fused without gradient by ``refresh``, read wherever content is not given (history items in
+    training, every item in prediction). It is derived from the weights, so it is left out of the saved weights;
+    checkpoints carry it, so that resume stays exact.
+    """
+
+    def __init__(self, image_dim: int, text_dim: int, cfg: ModelConfig, n_items: int, cache: bool = False):
         super().__init__()
         fq = cfg.fqformer
         dims = (image_dim, text_dim)
@@ -35,10 +41,33 @@ class TokenContent(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(self.fusion.out_dim, cfg.embed_dim), nn.GELU(), nn.Linear(cfg.embed_dim, cfg.embed_dim)
         )
+        self.has_cache = cache
+        if cache:
+            self.register_buffer("fused_cache", torch.zeros(n_items, self.fusion.out_dim), persistent=False)
+            self.register_buffer("cache_ready", torch.tensor(False), persistent=False)
 
     def fuse(self, content: ItemContent) -> torch.Tensor:
         tokens = (content.image_tokens, content.text_tokens)
         return self.fusion(tokens, (content.image_mask, content.text_mask))  # (N, fusion.out_dim)
 
+    def fused(self, items: torch.Tensor, content: ItemContent | None) -> torch.Tensor:
+        """Fused vectors (N, F) of the item rows ``items`` (N,): from ``content``, or from the cache when None."""
+        if content is not None:
+            return self.fuse(content)
+        if not (self.has_cache and self.cache_ready):
+            raise RuntimeError("no item content and no fresh cache: call Ranker.refresh_content_cache(store) first")
+        return self.fused_cache[items]
+
     def forward(self, content: ItemContent) -> torch.Tensor:
         return self.head(self.fuse(content))  # (N, E)
+
+    @torch.no_grad()
+    def refresh(self, store: TokenStore, chunk: int) -> None:
+        """Fuse every item of ``store`` with the current weights (eval mode: no dropout) into the cache."""
+        was_training, device = self.training, self.fused_cache.device
+        self.eval()
+        for start in range(0, store.n_rows, chunk):
+            rows = torch.arange(start, min(start + chunk, store.n_rows))
+            self.fused_cache[start : start + len(rows)] = self.fuse(store.gather(rows).to(device)).float()
+        self.train(was_training)
+        self.cache_ready.fill_(True)

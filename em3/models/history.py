@@ -7,6 +7,9 @@ three modes:
 - ``frozen``: without gradient (no activations kept);
 - ``lora``: the fusion without gradient, and the content head as a frozen copy of the target's head (same base
   weights, shared, receiving no gradient from this branch) plus trainable rank-r LoRA deltas (``peft``).
+
+In ``frozen`` and ``lora`` modes with ``cache_every`` > 0, training reads the no-gradient fusion of history items
+from the tower's per-item cache, refreshed every ``cache_every`` steps, so a step fuses only its target items.
 """
 
 from __future__ import annotations
@@ -20,14 +23,15 @@ from em3.config import LoRAConfig
 from em3.data.token_store import ItemContent
 from em3.models.content import TokenContent
 
-NO_GRAD_CHUNK = 4096  # history items encoded at a time without gradient (bench/speed.py: 0.12x the peak of one call)
+NO_GRAD_CHUNK = 4096  # items encoded at a time without gradient (bench/speed.py: 0.12x the peak of one call)
 
 
 class HistoryContent(nn.Module):
-    def __init__(self, tower: TokenContent, mode: str, lora: LoRAConfig):
+    def __init__(self, tower: TokenContent, mode: str, lora: LoRAConfig, cache_every: int = 0):
         super().__init__()
         self.mode = mode
         self.tower = [tower]  # the target's tower, held without registering it twice
+        self.cache_every = 0 if mode == "full" else cache_every  # steps between refreshes; 0: no cache in training
         if mode == "lora":
             from peft import LoraConfig, inject_adapter_in_model
 
@@ -38,13 +42,16 @@ class HistoryContent(nn.Module):
             inject_adapter_in_model(config, self.lora_head)
             tower.head.requires_grad_(True)  # peft froze the shared base; the target side still trains it
 
-    def forward(self, content: ItemContent) -> torch.Tensor:
+    def forward(self, items: torch.Tensor, content: ItemContent | None) -> torch.Tensor:
+        """Content embeddings (N, E) of the item rows ``items`` (N,); ``content`` None: read the tower's cache."""
         tower = self.tower[0]
         if self.mode == "full":
-            return tower(content)
+            return tower.head(tower.fused(items, content))
+        # (N, F): from the cache, or each item through the fusion without gradient
+        fused = tower.fused(items, None) if content is None else _chunked_no_grad(tower.fuse, content)
         if self.mode == "frozen":
-            return _chunked_no_grad(tower, content)
-        fused = _chunked_no_grad(tower.fuse, content)
+            with torch.no_grad():
+                return tower.head(fused)
         detached_base = {name: p.detach() for name, p in self.lora_head.named_parameters() if "lora_" not in name}
         return torch.func.functional_call(self.lora_head, detached_base, (fused,), strict=False)  # (N, E)
 

@@ -10,7 +10,7 @@ import torch
 import yaml
 from safetensors.torch import load_model, save_model
 
-from em3.atomic import atomic_file
+from em3.atomic import atomic_file, staged_dir
 from em3.config import Config, parse_config
 from em3.models.ranker import ModelShapes, Ranker
 
@@ -23,11 +23,13 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
         save_model(model, str(tmp))
 
 
-def write_model_card(directory: Path, cfg: Config, shapes: ModelShapes) -> None:
-    """The config and data shapes that rebuild the model from its weights."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / CONFIG).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-    (directory / SHAPES).write_text(json.dumps(asdict(shapes), indent=2))
+def save_model_dir(directory: Path, model: torch.nn.Module, cfg: Config, shapes: ModelShapes) -> None:
+    """Weights, config and data shapes (what rebuilds the model) into a staged folder that replaces ``directory``
+    only when complete: a crash never leaves a model directory that looks whole."""
+    with staged_dir(Path(directory), WEIGHTS) as staging:
+        save_model(model, str(staging / WEIGHTS))
+        (staging / CONFIG).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+        (staging / SHAPES).write_text(json.dumps(asdict(shapes), indent=2))
 
 
 def load_model_dir(directory: str | Path, device: str = "cpu") -> tuple[Ranker, Config]:

@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from em3.config import ModelConfig
-from em3.data.dataset import Batch
-from em3.data.token_store import ItemContent
+from em3.data.dataset import Batch, ContentInputs
+from em3.data.token_store import ItemContent, TokenStore
 from em3.layers import FieldEmbeddings
 from em3.losses import cic_loss
 from em3.models.backbones import BACKBONES
 from em3.models.content import PooledContent, TokenContent
-from em3.models.history import HistoryContent
+from em3.models.history import NO_GRAD_CHUNK, HistoryContent
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,9 @@ class Ranker(nn.Module):
             self.content = PooledContent(shapes.pooled_dim, dim)
             self.history_content = self.content
         elif cfg.variant == "em3":
-            self.content = TokenContent(shapes.image_dim, shapes.text_dim, cfg)
-            self.history_content = HistoryContent(self.content, cfg.history_mode, cfg.lora)
+            cache = cfg.content_cache_every > 0
+            self.content = TokenContent(shapes.image_dim, shapes.text_dim, cfg, shapes.n_items, cache)
+            self.history_content = HistoryContent(self.content, cfg.history_mode, cfg.lora, cfg.content_cache_every)
         self.use_cic = cfg.variant == "em3" and cfg.cic_weight > 0
         if self.use_cic:
             self.cic_content_head = nn.Linear(dim, cfg.cic_dim)
@@ -66,13 +67,42 @@ class Ranker(nn.Module):
     def uses_content(self) -> bool:
         return self.content is not None
 
+    @property
+    def content_inputs(self) -> ContentInputs:
+        """What ``make_batch`` must gather for a training step."""
+        if isinstance(self.content, PooledContent):
+            return ContentInputs("pooled", "pooled")
+        if isinstance(self.history_content, HistoryContent):
+            return ContentInputs("tokens", None if self.history_content.cache_every else "tokens")
+        return ContentInputs()
+
+    @property
+    def prediction_inputs(self) -> ContentInputs:
+        """What ``make_batch`` must gather for prediction (nothing when a refreshed cache holds every item)."""
+        return ContentInputs() if self.has_content_cache else self.content_inputs
+
+    @property
+    def has_content_cache(self) -> bool:
+        return isinstance(self.content, TokenContent) and self.content.has_cache
+
+    @property
+    def content_cache_every(self) -> int:
+        """Training steps between cache refreshes (0: training does not read the cache)."""
+        history = self.history_content
+        return history.cache_every if isinstance(history, HistoryContent) else 0
+
+    def refresh_content_cache(self, store: TokenStore) -> None:
+        """Recompute the per-item content cache from the current weights (a no-op for models without one)."""
+        if self.has_content_cache:
+            self.content.refresh(store, NO_GRAD_CHUNK)
+
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Click logits (B,) and named losses; ``losses["loss"]`` is what training minimises."""
         target_id = self.item_embed(batch.item)  # (B, E)
         target, history = target_id, self.item_embed(batch.history)  # (B, E), (B, L, E)
         if self.content is not None:
-            target_content = self.content(batch.target_content)[batch.target_pos]  # (B, E)
-            history_content = self.history_content(batch.history_content)[batch.history_pos]  # (B, L, E)
+            target_content = self._target_content(batch)[batch.target_pos]  # (B, E)
+            history_content = self._history_content(batch)[batch.history_pos]  # (B, L, E)
             target = torch.cat([target_id, target_content], dim=-1)  # (B, 2E)
             history = torch.cat([history, history_content], dim=-1)  # (B, L, 2E)
         logits = self.backbone(
@@ -94,6 +124,16 @@ class Ranker(nn.Module):
             loss = loss + self.cfg.cic_weight * losses["cic"]
         losses["loss"] = loss
         return logits, losses
+
+    def _target_content(self, batch: Batch) -> torch.Tensor:
+        if isinstance(self.content, TokenContent):
+            return self.content.head(self.content.fused(batch.target_items, batch.target_content))  # (Ut, E)
+        return self.content(batch.target_content)
+
+    def _history_content(self, batch: Batch) -> torch.Tensor:
+        if isinstance(self.history_content, HistoryContent):
+            return self.history_content(batch.history_items, batch.history_content)  # (Uh, E)
+        return self.history_content(batch.history_content)
 
     @torch.no_grad()
     def item_embeddings(self, items: torch.Tensor, content: ItemContent | None) -> dict[str, torch.Tensor]:

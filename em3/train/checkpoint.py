@@ -20,6 +20,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     atomic_torch_save(
         {
             "model": model.state_dict(),
+            "buffers": _derived_buffers(model),
             "optimizer": optimizer.state_dict(),
             "loop": loop,
             "torch_rng": torch.get_rng_state(),
@@ -33,8 +34,16 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     """Restore model, optimiser and RNG state in place; return the loop state."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
+    for name, value in state["buffers"].items():
+        model.get_buffer(name).copy_(value)
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return state["loop"]
+
+
+def _derived_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Non-persistent buffers (caches derived from the weights, left out of the saved weights), for exact resume."""
+    persistent = model.state_dict().keys()
+    return {name: buffer for name, buffer in model.named_buffers() if name not in persistent}

@@ -1,12 +1,14 @@
 """The training loop: AdamW, gradient clipping, early stopping on validation AUC, exact resume, bf16 on CUDA.
 
-Outputs under ``cfg.output_dir``: ``checkpoints/last.pt`` (resume point), ``model/`` (best weights as
-safetensors, the config, the data shapes) and ``metrics/train.json`` (validation history and test metrics).
+Outputs under ``cfg.output_dir``: ``checkpoints/last.pt`` (resume point) and ``checkpoints/best.safetensors`` (the
+best weights so far) during training; at the end ``model/`` (best weights as safetensors, the config, the data
+shapes; written as a whole) and then ``metrics/train.json`` (validation history and test metrics).
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -18,13 +20,14 @@ from safetensors.torch import load_model
 from tqdm.auto import tqdm
 
 from em3.atomic import write_json
-from em3.config import Config
-from em3.data.dataset import RankingData, Split, batch_indices, epoch_order, make_batch
+from em3.config import Config, TrainConfig
+from em3.data.dataset import Batch, RankingData, Split, batch_indices, epoch_order, make_batch
 from em3.metrics import ranking_metrics
 from em3.models import ModelShapes, Ranker
-from em3.models.io import save_weights, write_model_card
+from em3.models.io import save_model_dir, save_weights
 from em3.progress import progress_bar
 from em3.train.checkpoint import load_checkpoint, save_checkpoint
+from em3.train.distributed import SINGLE_PROCESS, Distributed, current
 from em3.train.optim import make_optimizer
 from em3.validation.errors import DataError
 
@@ -68,28 +71,53 @@ def predict(model: Ranker, split: Split, data: RankingData, batch_size: int, bf1
     was_training = model.training
     model.eval()
     logits = []
+    model.refresh_content_cache(data.store)
     for index in batch_indices(torch.arange(len(split)), batch_size):
-        batch = make_batch(split, index, data.store, model.uses_content).to(device)
+        batch = make_batch(split, index, data.store, model.prediction_inputs).to(device)
         with autocast_for(device, bf16):
             logits.append(model(batch)[0].float().cpu())
     model.train(was_training)
     return torch.cat(logits).numpy() if logits else np.zeros(0, dtype=np.float32)
 
 
-def evaluate(model: Ranker, split: Split, data: RankingData, cfg: Config) -> dict[str, float]:
-    logits = predict(model, split, data, cfg.train.batch_size, cfg.train.bf16)
+def evaluate(
+    model: Ranker, split: Split, data: RankingData, cfg: Config, ctx: Distributed = SINGLE_PROCESS
+) -> dict[str, float]:
+    """Ranking metrics on ``split``; under DDP (``ctx``) each rank predicts a share of the rows."""
+
+    def predict_rows(rows: slice) -> np.ndarray:
+        return predict(model, split.rows(rows), data, cfg.train.batch_size, cfg.train.bf16)  # views, no copy
+
+    logits = ctx.gather_rows(predict_rows, len(split))
     return ranking_metrics(split.user.numpy(), split.label.numpy(), logits, split.cold.numpy())
 
 
-def train(cfg: Config, data: RankingData, resume: bool = False) -> TrainResult:
-    """Train ``cfg.model`` on ``data``; with ``resume`` continue exactly from ``checkpoints/last.pt``."""
+def optimisation_step(
+    model: Ranker, optimizer: torch.optim.Optimizer, batch: Batch, tc: TrainConfig, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Forward, backward, gradient clipping and one optimiser step; returns the losses (not applied if not finite)."""
+    with autocast_for(device, tc.bf16):
+        _, losses = model(batch)
+    if torch.isfinite(losses["loss"]):
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        optimizer.step()
+    return losses
+
+
+def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = True) -> TrainResult:
+    """Train ``cfg.model`` on ``data``; with ``resume`` continue exactly from ``checkpoints/last.pt``; ``test=False``
+    leaves the test split untouched (hyper-parameter search).
+    Under ``torchrun`` (em3.train.distributed) every process trains a shard; rank 0 alone writes and reports."""
     for name in ("train", "valid"):
         if len(getattr(data, name)) == 0:
             raise DataError(f"the {name} split is empty: check the split dates (ingest.valid_start, ingest.test_start)")
     out = Path(cfg.output_dir)
-    checkpoint, best_weights = out / "checkpoints" / "last.pt", out / "model" / "model.safetensors"
+    checkpoint, best_weights = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.safetensors"
+    ctx = current()
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.train.device)
+    device = ctx.device(resolve_device(cfg.train.device))
     shapes = model_shapes(data)
     model = Ranker(cfg.model, shapes).to(device)
     optimizer = make_optimizer(model, cfg.train)
@@ -101,48 +129,52 @@ def train(cfg: Config, data: RankingData, resume: bool = False) -> TrainResult:
         loop = load_checkpoint(checkpoint, model, optimizer)
         if loop["stopped_by"] == "max_steps":
             loop["stopped_by"] = None  # continue up to the (new) step budget
-    else:
-        best_weights.unlink(missing_ok=True)  # a fresh run never reports an earlier run's weights
-    write_model_card(out / "model", cfg, shapes)
+    elif ctx.is_main:  # a fresh run never reports an earlier run's weights or metrics
+        best_weights.unlink(missing_ok=True)
+        (out / "metrics" / "train.json").unlink(missing_ok=True)
+        shutil.rmtree(out / "model", ignore_errors=True)
+    ctx.check_world_size(loop)
+    ctx.seed_rank(cfg.seed)
+    step_model = ctx.wrap(model)
 
     tc = cfg.train
-    steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
+    steps_per_epoch = math.ceil(ctx.shard_rows(len(data.train)) / tc.batch_size)
     total = min(tc.epochs * steps_per_epoch, tc.max_steps or math.inf)
-    bar = progress_bar(total=total, initial=loop["step"], desc=cfg.name, unit="step", disable=not tc.progress)
+    show = tc.progress and ctx.is_main
+    bar = progress_bar(total=total, initial=loop["step"], desc=cfg.name, unit="step", disable=not show)
     started = time.perf_counter()
     model.train()
     while loop["stopped_by"] is None:
-        order = epoch_order(len(data.train), cfg.seed, loop["epoch"])
+        order = ctx.shard(epoch_order(len(data.train), cfg.seed, loop["epoch"]))
         for index in batch_indices(order, tc.batch_size, loop["batch"]):
             if tc.max_steps and loop["step"] >= tc.max_steps:
                 loop["stopped_by"] = "max_steps"
                 break
-            batch = make_batch(data.train, index, data.store, model.uses_content).to(device)
-            with autocast_for(device, tc.bf16):
-                _, losses = model(batch)
+            if model.content_cache_every and loop["step"] % model.content_cache_every == 0:
+                model.refresh_content_cache(data.store)
+            batch = make_batch(data.train, index, data.store, model.content_inputs).to(device)
+            losses = optimisation_step(step_model, optimizer, batch, tc, device)
             if not torch.isfinite(losses["loss"]):
                 loss, step = losses["loss"].item(), loop["step"]
                 raise FloatingPointError(f"{cfg.name}: loss is {loss} at step {step}; lower train.lr or check inputs")
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            optimizer.step()
             loop["step"] += 1
             loop["batch"] += 1
             bar.update()
             if loop["step"] % POSTFIX_EVERY == 0:  # .item() waits for the GPU: not on every step
                 bar.set_postfix({name: f"{value.item():.4f}" for name, value in losses.items()}, refresh=False)
-            if loop["step"] % tc.checkpoint_every == 0:
+            if loop["step"] % tc.checkpoint_every == 0 and ctx.is_main:
                 save_checkpoint(checkpoint, model, optimizer, loop)
         else:
-            _end_epoch(model, data, cfg, loop, best_weights)
-        save_checkpoint(checkpoint, model, optimizer, loop)
+            _end_epoch(model, data, cfg, loop, best_weights, ctx)
+        if ctx.is_main:
+            save_checkpoint(checkpoint, model, optimizer, loop)
     bar.close()
+    if not ctx.is_main:  # the replicas hold rank 0's weights; rank 0 reports
+        return TrainResult(model=model, metrics={})
 
-    if best_weights.exists():
+    if best_weights.exists():  # else stopped before the first validation: the current weights are the model
         load_model(model, str(best_weights), device=str(device))
-    else:  # stopped before the first validation: the current weights are the model
-        save_weights(model, best_weights)
+    save_model_dir(out / "model", model, cfg, shapes)  # whole or not at all; metrics/train.json marks the run done
     metrics = {
         "name": cfg.name,
         "variant": cfg.model.variant,
@@ -154,20 +186,23 @@ def train(cfg: Config, data: RankingData, resume: bool = False) -> TrainResult:
         "parameters": model.parameter_counts(),
         "valid_history": loop["history"],
         "valid": evaluate(model, data.valid, data, cfg),
-        "test": evaluate(model, data.test, data, cfg),
+        "test": evaluate(model, data.test, data, cfg) if test else None,
     }
     write_json(out / "metrics" / "train.json", metrics)
     return TrainResult(model=model, metrics=metrics)
 
 
-def _end_epoch(model: Ranker, data: RankingData, cfg: Config, loop: dict, best_weights: Path) -> None:
-    """Validate, keep the best weights, decide on early stopping, and move the loop to the next epoch."""
-    valid = evaluate(model, data.valid, data, cfg)
+def _end_epoch(model: Ranker, data: RankingData, cfg: Config, loop: dict, best_weights: Path, ctx: Distributed) -> None:
+    """Validate, keep the best weights, decide on early stopping, and move the loop to the next epoch (every rank
+    gets the same metrics, hence takes the same decisions; rank 0 logs and saves)."""
+    valid = evaluate(model, data.valid, data, cfg, ctx)
     loop["history"].append({"epoch": loop["epoch"], "step": loop["step"], **valid})
-    tqdm.write(f"{cfg.name} epoch {loop['epoch']}: valid auc {valid['auc']:.4f} gauc {valid['gauc']:.4f}")
+    if ctx.is_main:
+        tqdm.write(f"{cfg.name} epoch {loop['epoch']}: valid auc {valid['auc']:.4f} gauc {valid['gauc']:.4f}")
     if valid["auc"] > loop["best_auc"]:
         loop.update(best_auc=valid["auc"], best_epoch=loop["epoch"], bad_epochs=0)
-        save_weights(model, best_weights)
+        if ctx.is_main:
+            save_weights(model, best_weights)
     else:
         loop["bad_epochs"] += 1
     loop["epoch"] += 1

@@ -1,23 +1,30 @@
 import pytest
 import torch
 
-from em3.data.dataset import make_batch
+from em3.data.dataset import ContentInputs, make_batch
 from em3.models import Ranker
 from em3.models.history import HistoryContent
 from em3.train.trainer import model_shapes
 from tests.conftest import with_updates
 
+TOKENS = ContentInputs("tokens", "tokens")
+
 
 def build(small_config, small_data, **model):
+    """An em3 model; without a history cache unless asked (these tests feed history content directly)."""
     torch.manual_seed(0)
-    cfg = with_updates(small_config, model={"variant": "em3", **model})
+    cfg = with_updates(small_config, model={"variant": "em3", "content_cache_every": 0, **model})
     return Ranker(cfg.model, model_shapes(small_data))
 
 
+def encode_history(model: Ranker, batch) -> torch.Tensor:
+    return model.history_content(batch.history_items, batch.history_content)
+
+
 def history_grads(model: Ranker, small_data) -> dict[str, torch.Tensor | None]:
-    batch = make_batch(small_data.train, torch.arange(64), small_data.store, True)
+    batch = make_batch(small_data.train, torch.arange(64), small_data.store, TOKENS)
     model.zero_grad()
-    model.history_content(batch.history_content).pow(2).sum().backward()
+    encode_history(model, batch).pow(2).sum().backward()
     return {name: p.grad for name, p in model.named_parameters()}
 
 
@@ -34,8 +41,8 @@ def test_lora_history_trains_only_lora_parameters(small_config, small_data):
 
 def test_lora_history_starts_equal_to_the_target_tower(small_config, small_data):
     model = build(small_config, small_data, history_mode="lora").eval()
-    batch = make_batch(small_data.train, torch.arange(32), small_data.store, True)
-    torch.testing.assert_close(model.history_content(batch.history_content), model.content(batch.history_content))
+    batch = make_batch(small_data.train, torch.arange(32), small_data.store, TOKENS)
+    torch.testing.assert_close(encode_history(model, batch), model.content(batch.history_content))
 
 
 def test_full_history_trains_the_whole_tower(small_config, small_data):
@@ -46,8 +53,8 @@ def test_full_history_trains_the_whole_tower(small_config, small_data):
 
 def test_frozen_history_keeps_no_graph(small_config, small_data):
     model = build(small_config, small_data, history_mode="frozen")
-    batch = make_batch(small_data.train, torch.arange(8), small_data.store, True)
-    assert not model.history_content(batch.history_content).requires_grad
+    batch = make_batch(small_data.train, torch.arange(8), small_data.store, TOKENS)
+    assert not encode_history(model, batch).requires_grad
 
 
 def test_trainable_parameter_counts_are_reported_and_lora_is_smaller(small_config, small_data):
@@ -66,7 +73,7 @@ def test_trainable_parameter_counts_are_reported_and_lora_is_smaller(small_confi
 def test_history_modes_run_in_the_full_model(small_config, small_data, mode):
     model = build(small_config, small_data, history_mode=mode)
     assert isinstance(model.history_content, HistoryContent)
-    batch = make_batch(small_data.train, torch.arange(16), small_data.store, True)
+    batch = make_batch(small_data.train, torch.arange(16), small_data.store, TOKENS)
     logits, losses = model(batch)
     assert logits.shape == (16,) and set(losses) == {"bce", "cic", "loss"}
     losses["loss"].backward()
@@ -77,8 +84,47 @@ def test_history_items_encoded_in_chunks_give_the_same_embeddings(small_config, 
     import em3.models.history as history
 
     model = build(small_config, small_data, history_mode=mode).eval()
-    batch = make_batch(small_data.train, torch.arange(64), small_data.store, True)
-    whole = model.history_content(batch.history_content)
+    batch = make_batch(small_data.train, torch.arange(64), small_data.store, TOKENS)
+    whole = encode_history(model, batch)
     monkeypatch.setattr(history, "NO_GRAD_CHUNK", 7)
-    torch.testing.assert_close(model.history_content(batch.history_content), whole)
+    torch.testing.assert_close(encode_history(model, batch), whole)
     assert len(batch.history_items) > 7  # more than one chunk was used
+
+
+@pytest.mark.parametrize("mode", ["lora", "frozen"])
+def test_a_fresh_cache_gives_the_logits_of_fusing_every_batch(small_config, small_data, mode):
+    exact = build(small_config, small_data, history_mode=mode).eval()
+    cached = build(small_config, small_data, history_mode=mode, content_cache_every=10).eval()
+    cached.load_state_dict(exact.state_dict())
+    assert cached.content_inputs == ContentInputs("tokens", None)  # training batches carry no history tokens
+    assert cached.prediction_inputs == ContentInputs()  # prediction batches carry no content at all
+    cached.refresh_content_cache(small_data.store)
+    index = torch.arange(64)
+    with torch.no_grad():
+        expected = exact(make_batch(small_data.train, index, small_data.store, exact.content_inputs))[0]
+        for inputs in (cached.content_inputs, cached.prediction_inputs):
+            logits = cached(make_batch(small_data.train, index, small_data.store, inputs))[0]
+            torch.testing.assert_close(logits, expected)
+
+
+def test_the_cache_is_stale_until_refreshed_and_says_so(small_config, small_data):
+    model = build(small_config, small_data, content_cache_every=10)
+    batch = make_batch(small_data.train, torch.arange(8), small_data.store, model.content_inputs)
+    with pytest.raises(RuntimeError, match="refresh_content_cache"):
+        model(batch)
+    model.refresh_content_cache(small_data.store)
+    before = model.content.fused_cache.clone()
+    with torch.no_grad():
+        model.content.fusion.queries.add_(1.0)  # the weights move: the cache keeps the old fusion until refreshed
+    torch.testing.assert_close(model.content.fused_cache, before)
+    model.refresh_content_cache(small_data.store)
+    assert not torch.allclose(model.content.fused_cache, before)
+
+
+def test_full_history_trains_without_the_cache_and_two_stage_reads_pooled_vectors_only(small_config, small_data):
+    full = build(small_config, small_data, history_mode="full", content_cache_every=10)
+    assert full.content_cache_every == 0 and full.content_inputs == TOKENS and full.prediction_inputs == ContentInputs()
+    two_stage = Ranker(with_updates(small_config, model={"variant": "two_stage"}).model, model_shapes(small_data))
+    assert two_stage.content_inputs == two_stage.prediction_inputs == ContentInputs("pooled", "pooled")
+    batch = make_batch(small_data.train, torch.arange(8), small_data.store, two_stage.content_inputs)
+    assert batch.target_content.image_tokens is None and batch.target_content.pooled.shape[0] == len(batch.target_items)

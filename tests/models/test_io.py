@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from em3.data.dataset import make_batch
 from em3.models.io import load_model_dir
 from em3.train import train
+from em3.train.trainer import predict
 from tests.conftest import with_updates
 
 
@@ -13,9 +13,9 @@ def test_a_saved_model_rebuilds_with_identical_predictions(small_config, small_d
     trained = train(cfg, small_data).model.eval()
     loaded, loaded_cfg = load_model_dir(tmp_path / "model")
     assert loaded_cfg == cfg
-    batch = make_batch(small_data.test, torch.arange(64), small_data.store, True)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(batch)[0], trained(batch)[0], rtol=0, atol=0)
+    test = small_data.test.rows(torch.arange(64))
+    expected = predict(trained, test, small_data, 32)
+    torch.testing.assert_close(predict(loaded, test, small_data, 32), expected, rtol=0, atol=0)
 
 
 def test_an_incomplete_model_directory_names_what_is_missing(tmp_path):

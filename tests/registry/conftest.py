@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from em3.config import Config
-from em3.data.dataset import make_batch
 from em3.models import Ranker
 from em3.train import train
+from em3.train.trainer import predict
 from tests.conftest import with_updates
 
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
@@ -48,6 +48,5 @@ def with_registry(cfg: Config, root: Path, **registry) -> Config:
 
 
 def assert_same_predictions(loaded: Ranker, trained: Trained, data) -> None:
-    batch = make_batch(data.test, torch.arange(64), data.store, trained.model.uses_content)
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(batch)[0], trained.model(batch)[0], rtol=0, atol=0)
+    test = data.test.rows(torch.arange(64))
+    torch.testing.assert_close(predict(loaded, test, data, 32), predict(trained.model, test, data, 32), rtol=0, atol=0)

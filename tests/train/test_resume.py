@@ -15,7 +15,8 @@ def test_n_steps_then_resume_n_equals_2n_steps(small_config, small_data, tmp_pat
     """Across an epoch boundary and with dropout on: the weights must be identical."""
     steps_per_epoch = math.ceil(len(small_data.train) / small_config.train.batch_size)
     n = steps_per_epoch - 3  # the resumed half crosses the end of epoch 0 (and its validation)
-    base = with_updates(small_config, model={"variant": variant, "dropout": 0.2},
+    cache_every = 4 if n % 4 else 5  # not a divisor of n: the resumed run must start from the checkpoint's cache
+    base = with_updates(small_config, model={"variant": variant, "dropout": 0.2, "content_cache_every": cache_every},
                         train={"epochs": 3, "checkpoint_every": 11})  # fmt: skip
     straight = with_updates(base, output_dir=tmp_path / "straight", train={"max_steps": 2 * n})
     train(straight, small_data)
@@ -51,3 +52,26 @@ def test_checkpoints_load_with_weights_only(small_config, small_data, tmp_path):
     optimizer = make_optimizer(result.model, cfg.train)
     loop = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", result.model, optimizer)
     assert loop["step"] == 3
+
+
+def test_a_fresh_run_that_fails_leaves_no_earlier_or_partial_model(small_config, small_data, tmp_path, monkeypatch):
+    import em3.train.trainer as trainer
+
+    cfg = with_updates(small_config, output_dir=tmp_path / "run", train={"max_steps": 12, "checkpoint_every": 5})
+    train(cfg, small_data)
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    steps = []
+
+    def failing_step(*args):
+        if len(steps) == 7:
+            raise RuntimeError("node lost")
+        steps.append(1)
+        return optimisation_step(*args)
+
+    optimisation_step = trainer.optimisation_step
+    monkeypatch.setattr(trainer, "optimisation_step", failing_step)
+    with pytest.raises(RuntimeError, match="node lost"):
+        train(cfg, small_data)
+    assert not (tmp_path / "run" / "model").exists()  # neither the previous run's model nor a partial one
+    assert not (tmp_path / "run" / "metrics" / "train.json").exists()
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["loop"]["step"] == 5
