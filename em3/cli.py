@@ -9,8 +9,9 @@ from pathlib import Path
 
 import yaml
 
+from em3.bench.quality import add_arguments as add_quality_arguments
 from em3.config import Config, ConfigError, config_from_yaml, load_config
-from em3.pipeline import VARIANTS
+from em3.pipeline import RUNNERS, VARIANTS, PipelineError
 from em3.registry import RegistryError
 from em3.validation.errors import DataError
 
@@ -38,11 +39,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     from em3.data.loading import load_data
     from em3.report import comparison_rows, markdown_table
     from em3.train import train
+    from em3.train.distributed import process_group
 
     cfg = _config(args)
-    result = train(cfg, load_data(cfg), resume=args.resume)
-    print(markdown_table(comparison_rows([result.metrics])))
-    print(f"metrics: {Path(cfg.output_dir) / 'metrics' / 'train.json'}")
+    with process_group(cfg.train.device) as ctx:  # under torchrun: one of its processes (docs/distributed.md)
+        result = train(cfg, load_data(cfg), resume=args.resume)
+    if ctx.is_main:
+        print(markdown_table(comparison_rows([result.metrics])))
+        print(f"metrics: {Path(cfg.output_dir) / 'metrics' / 'train.json'}")
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -103,12 +107,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_register(args: argparse.Namespace) -> None:
     from em3.registry import log_run, register
+    from em3.registry.tracking import redact
 
     cfg = _config(args)
     run_id = log_run(cfg, args.run, data_hash=args.data_hash)
     result = register(cfg, run_id)
     print(f"{result['model']} version {result['version']} → {result['alias']}: {result['reason']}")
-    print(f"MLflow UI: mlflow ui --backend-store-uri {cfg.registry.tracking_uri}")
+    print(f"MLflow UI: mlflow ui --backend-store-uri {redact(cfg.registry.tracking_uri)}")
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
@@ -154,7 +159,8 @@ def cmd_pipeline_compile(args: argparse.Namespace) -> None:
 def cmd_pipeline_run(args: argparse.Namespace) -> None:
     from em3.pipeline import run_local, summary_table
 
-    summary = run_local(_config(args), args.pipeline_root, args.variants, args.synthetic, cache=not args.no_cache)
+    summary = run_local(_config(args), args.pipeline_root, args.variants, args.synthetic, cache=not args.no_cache,
+                        runner=args.runner)  # fmt: skip
     print(summary_table(summary))
 
 
@@ -164,6 +170,32 @@ def cmd_pipeline_submit(args: argparse.Namespace) -> None:
     caching = False if args.no_cache else None  # None: each task's own setting
     run_id = submit(args.host, _config(args), args.variants, args.experiment, args.run_name, args.namespace, caching)
     print(f"created run {run_id} on {args.host} (experiment {args.experiment!r})")
+
+
+def cmd_bench_quality(args: argparse.Namespace) -> None:
+    import shlex
+
+    from em3.bench.quality import main
+
+    command = shlex.join(["em3", *(args.argv if args.argv is not None else sys.argv[1:])])
+    if args.config is None:
+        args.config = Path("configs/bench_quality.yaml")
+    main(args, _config(args), command)
+
+
+def cmd_pytorchjob(args: argparse.Namespace) -> None:
+    from em3.train.pytorchjob import manifest_yaml, pytorchjob_manifest
+
+    documents = pytorchjob_manifest(_config(args), args.image, args.nodes, args.gpus_per_node, args.name,
+                                    args.namespace, args.volume_claim)  # fmt: skip
+    if not args.volume_claim:
+        print("note: no --volume-claim: /workspace is an emptyDir, outputs vanish with the pods", file=sys.stderr)
+    if args.out is None:
+        print(manifest_yaml(documents), end="")
+        return
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(manifest_yaml(documents))
+    print(f"wrote {args.out}; start it with: kubectl apply -f {args.out}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -249,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--pipeline-root", type=Path, default=Path("runs/pipeline"), help="task outputs go here")
     run_p.add_argument("--synthetic", action="store_true", help="generate raw_synthetic data instead of ingest.source")
     run_p.add_argument("--no-cache", action="store_true", help="rerun tasks whose inputs are unchanged")
+    run_p.add_argument("--runner", choices=RUNNERS, default="subprocess", help="each task a subprocess of this "
+                       "environment (default), or a container of the image EM3_IMAGE (`make image`)")  # fmt: skip
     run_p.set_defaults(handler=cmd_pipeline_run)
     submit_p = actions.add_parser("submit", epilog=EPILOG, help="create a run on a Kubeflow Pipelines endpoint")
     with_config(submit_p, required=False)
@@ -260,6 +294,30 @@ def build_parser() -> argparse.ArgumentParser:
     submit_p.add_argument("--no-cache", action="store_true", help="run every task, even unchanged ones")
     submit_p.set_defaults(handler=cmd_pipeline_submit)
 
+    bench_p = commands.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
+    benches = bench_p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    quality_p = benches.add_parser(
+        "quality", epilog=EPILOG, help="EM3 vs the baselines and its ablations: seeds, paired intervals, targets",
+        description="Quality benchmark (docs/benchmarks.md): data prepared once, a budgeted search on the validation "
+        "split, then every backbone x configuration x seed scored once on test. About an hour on 2 cores.",
+    )  # fmt: skip
+    quality_p.add_argument("--config", type=Path, help="base config (default configs/bench_quality.yaml)")
+    quality_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    add_quality_arguments(quality_p)
+    quality_p.set_defaults(handler=cmd_bench_quality)
+
+    job_p = commands.add_parser("pytorchjob", epilog=EPILOG, help="write a Kubeflow PyTorchJob manifest that trains "
+                                "the config on several GPU nodes (docs/distributed.md)")  # fmt: skip
+    with_config(job_p, required=False)
+    job_p.add_argument("--image", required=True, help="em3 GPU image (Dockerfile.cuda), e.g. REGISTRY/em3:0.1.0-cuda")
+    job_p.add_argument("--nodes", type=int, required=True, help="pods (one Master, the rest Workers)")
+    job_p.add_argument("--gpus-per-node", type=int, required=True, help="GPUs per pod: torchrun processes per pod")
+    job_p.add_argument("--name", help="job name (default: the config's name, in DNS form)")
+    job_p.add_argument("--namespace", help="Kubernetes namespace (default: kubectl's current one)")
+    job_p.add_argument("--volume-claim", help="ReadWriteMany PVC mounted as the working directory /workspace")
+    job_p.add_argument("--out", type=Path, help="manifest file (default: standard output)")
+    job_p.set_defaults(handler=cmd_pytorchjob)
+
     compare_p = commands.add_parser("compare", help="print the comparison table of finished runs")
     compare_p.add_argument("metrics", nargs="+", type=Path, help="metrics/train.json files")
     compare_p.set_defaults(handler=cmd_compare)
@@ -268,9 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         args.handler(args)
-    except (ConfigError, FileNotFoundError, DataError, RegistryError) as exc:
+    except (ConfigError, FileNotFoundError, DataError, RegistryError, PipelineError) as exc:
         print(f"em3 {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

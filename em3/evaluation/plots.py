@@ -6,7 +6,7 @@ Figures are built with ``matplotlib.figure.Figure`` (no pyplot, no global state)
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -73,6 +73,27 @@ def similarity_plot(material: Mapping[str, np.ndarray], behaviour: Mapping[str, 
             ax.legend(fontsize="small")
         else:
             ax.text(0.5, 0.5, "no scores (e.g. no model with a content embedding)", ha="center", transform=ax.transAxes)
+    return _png(fig)
+
+
+def seed_spread_plot(aucs: Mapping[str, Mapping[str, Sequence[float]]], baseline: str) -> bytes:
+    """Test AUC of each configuration per backbone over seeds (mean bar, one dot per seed), the baseline's mean as a
+    dashed line: ``aucs[backbone][config]`` is the list of per-seed AUCs."""
+    fig, axes = _figure(ncols=len(aucs), size=(6.5 * len(aucs), 5))
+    for ax, (backbone, configs) in zip(np.atleast_1d(axes), aucs.items(), strict=True):
+        names = list(configs)
+        for i, name in enumerate(names):
+            values = np.asarray(configs[name], dtype=float)
+            ax.bar(i, np.nanmean(values), color="tab:orange" if name == baseline else "tab:blue", alpha=0.6)
+            ax.plot(np.full(len(values), i), values, "k.", markersize=4)
+        if baseline in configs:
+            ax.axhline(np.nanmean(configs[baseline]), color="tab:orange", linestyle="--", linewidth=1)
+        finite = np.concatenate([np.asarray(v, dtype=float) for v in configs.values()])
+        finite = finite[np.isfinite(finite)]
+        if len(finite):
+            ax.set_ylim(finite.min() - 0.01, finite.max() + 0.01)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set(ylabel="test AUC", title=f"{backbone}: test AUC over seeds")
     return _png(fig)
 
 

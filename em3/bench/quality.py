@@ -1,0 +1,320 @@
+"""The quality benchmark (issue 5, item 2): EM3 against the baselines and its ablations on real data, over seeds.
+
+1. Data: the base config's source (by default the shared H&M sample) through ingest → validate → features, once,
+   under the work directory; re-used while the ingest and feature settings are unchanged.
+2. Search, on the validation split only: a budget of randomly drawn em3 settings (``SEARCH_SPACE``: queries,
+   layers, τ, λ, learning rate, LoRA rank; the defaults are trial 0) and a learning-rate grid for each baseline, on
+   the first backbone with seed 0. Each variant keeps its best setting; the ablations inherit em3's.
+3. Final runs: every backbone × configuration × seed, trained with early stopping on validation, then scored once
+   on the test split (DESIGN §2 metrics, through ``em3.evaluation``).
+4. Summary (``em3.bench.quality_summary``): mean ± std over seeds, paired differences to ``two_stage`` and the
+   issue's targets, printed as tables and written as JSON plus a plot.
+
+Every run keeps its result in its own folder under the work directory, so an interrupted benchmark resumes where
+it stopped; runs go to a pool of worker processes (one torch thread each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field, replace
+from functools import cache
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from em3.atomic import atomic_file, finite_or_null, write_bytes, write_json
+from em3.config import Config, parse_config, set_dotted
+from em3.progress import progress_bar
+
+CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared configuration (DESIGN §3)
+    "id_only": {"model.variant": "id_only"},
+    "two_stage": {"model.variant": "two_stage"},
+    "em3": {"model.variant": "em3"},
+    "em3_mean_fusion": {"model.variant": "em3", "model.fusion": "mean"},
+    "em3_frozen_history": {"model.variant": "em3", "model.history_mode": "frozen"},
+    "em3_full_history": {"model.variant": "em3", "model.history_mode": "full"},
+    "em3_no_cic": {"model.variant": "em3", "model.cic_weight": 0.0},
+}
+BASELINE = "two_stage"
+SEARCH_SPACE: dict[str, list[Any]] = {
+    "model.fqformer.n_queries": [1, 2, 4],
+    "model.fqformer.n_layers": [1, 2],
+    "model.cic_temperature": [0.1, 0.5],
+    "model.cic_weight": [0.05, 0.1, 0.3],
+    "train.lr": [1e-3, 3e-3],
+    "model.lora.rank": [4, 8],
+}
+BASELINE_LRS = (1e-3, 3e-3, 1e-2)
+PREPARED = "prepared.json"  # written last by prepare_data: the data folders are complete for these settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    work_dir: Path
+    backbones: tuple[str, ...] = ("din", "dcn")
+    configs: tuple[str, ...] = tuple(CONFIGS)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    trials: int = 6  # em3 settings tried in the search (the defaults included)
+    baseline_lrs: tuple[float, ...] = tuple(BASELINE_LRS)
+    workers: int = 2
+    n_boot: int = 1000
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run: a configuration on a backbone with a seed, plus the searched overrides."""
+
+    stage: str  # "search" (validation only) or "final" (scored once on test)
+    backbone: str
+    config: str
+    seed: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+    trial: int = 0
+
+    @property
+    def name(self) -> str:
+        suffix = f"trial{self.trial}" if self.stage == "search" else f"seed{self.seed}"
+        return f"{self.stage}/{self.backbone}/{self.config}/{suffix}"
+
+
+def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    values = cfg.model_dump(mode="json")
+    for key, value in overrides.items():
+        set_dotted(values, key, value)
+    return parse_config(values, "em3.bench.quality")
+
+
+def benchmark_config(base: Config, work_dir: Path) -> Config:
+    """``base`` with its data folders under ``work_dir`` (the benchmark never writes into the project's data/)."""
+    data = work_dir / "data"
+    folders = {"data.tables_dir": data / "tables", "data.validation_dir": data / "validation",
+               "data.store_dir": data / "features", "data.raw_dir": data / "raw"}  # fmt: skip
+    return with_overrides(base, {key: str(path) for key, path in folders.items()})
+
+
+def job_config(base: Config, job: Job, work_dir: Path) -> Config:
+    overrides = {**CONFIGS[job.config], **job.overrides, "model.backbone": job.backbone, "seed": job.seed}
+    cfg = with_overrides(base, overrides)
+    return cfg.model_copy(update={"name": job.name.replace("/", "_"), "output_dir": work_dir / "runs" / job.name})
+
+
+def prepare_data(cfg: Config) -> None:
+    """ingest → validate → features into the config's data folders, unless done already with the same settings."""
+    import pandas as pd
+
+    from em3.features import run_features
+    from em3.ingest import run_ingest
+    from em3.validation import run_validate
+
+    stamp_path = cfg.data.tables_dir.parent / PREPARED
+    stamp = {"ingest": cfg.ingest.model_dump(mode="json"), "features": cfg.features.model_dump(mode="json"),
+             "validation": cfg.validation.model_dump(mode="json")}  # fmt: skip
+    if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
+        return
+    stamp_path.unlink(missing_ok=True)
+    print(f"preparing data from {cfg.ingest.source} (ingest, validate, features)", flush=True)
+    run_ingest(cfg.ingest, cfg.data.tables_dir)
+    run_validate(cfg.validation, cfg.data.tables_dir, cfg.data.validation_dir)
+    items = pd.read_parquet(cfg.data.tables_dir / "items.parquet")
+    run_features(cfg.features, items, cfg.data.tables_dir, cfg.data.store_dir)
+    write_json(stamp_path, stamp)
+
+
+def data_key(cfg: Config) -> str:
+    """What identifies a config's training data. One split for every seed: the synthetic generator always gets
+    seed 0 (run seeds vary initialisation and batch order only)."""
+    return json.dumps({"seed": 0, "data": cfg.data.model_dump(mode="json")}, sort_keys=True)
+
+
+@cache
+def load_benchmark_data(key: str):
+    """The training data for a ``data_key`` (loaded once per process)."""
+    from em3.data.loading import load_data
+
+    return load_data(parse_config(json.loads(key), "em3.bench.quality"))
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_job(base: Config, job: Job, work_dir: Path) -> dict:
+    """Train (and for a final run, score on test) one job; reuse its saved result when it finished before."""
+    from em3.evaluation.stage import evaluate_run, shared_inputs
+    from em3.train import train
+
+    cfg = job_config(base, job, work_dir)
+    result_path = cfg.output_dir / "quality.json"
+    config = cfg.model_dump(mode="json")
+    if result_path.is_file() and (previous := json.loads(result_path.read_text()))["config"] == config:
+        return previous  # finished before with this very config
+    data = load_benchmark_data(data_key(cfg))
+    trained = train(cfg, data, test=job.stage == "final").metrics
+    record = {**asdict(job), "valid_auc": trained["valid"]["auc"], "best_epoch": trained["best_epoch"],
+              "steps": trained["steps"], "train_seconds": trained["train_seconds"], "config": config}  # fmt: skip
+    if job.stage == "final":
+        scored = evaluate_run(cfg.output_dir, data, cfg.evaluate, shared_inputs(data, cfg.evaluate))
+        with atomic_file(cfg.output_dir / "test_logits.npy") as tmp, open(tmp, "wb") as handle:
+            np.save(handle, scored.logits)
+        record["test"] = scored.metrics
+    write_json(result_path, record)
+    return record
+
+
+def run_jobs(pool: ProcessPoolExecutor, base: Config, jobs: list[Job], work_dir: Path, desc: str) -> list[dict]:
+    """Run ``jobs`` on the worker pool in their order; results in the same order."""
+    results: list[dict | None] = [None] * len(jobs)
+    bar = progress_bar(total=len(jobs), desc=desc, unit="run")
+    futures = {pool.submit(run_job, base, job, work_dir): i for i, job in enumerate(jobs)}
+    for future in as_completed(futures):
+        i = futures[future]
+        results[i] = future.result()
+        bar.update()
+        bar.set_postfix_str(f"{jobs[i].name}: valid auc {results[i]['valid_auc']:.4f}", refresh=False)
+    bar.close()
+    return results
+
+
+def search_jobs(settings: Settings) -> list[Job]:
+    """em3: the defaults and ``trials - 1`` distinct random settings; each baseline: the learning-rate grid."""
+    backbone, rng = settings.backbones[0], random.Random(0)
+    draws, seen = [{}], set()
+    while len(draws) < settings.trials and len(seen) < _space_size():
+        draw = {key: rng.choice(values) for key, values in SEARCH_SPACE.items()}
+        if (key := json.dumps(draw, sort_keys=True)) not in seen:
+            seen.add(key)
+            draws.append(draw)
+    jobs = [Job("search", backbone, "em3", 0, draw, trial) for trial, draw in enumerate(draws)]
+    for name in ("id_only", BASELINE):
+        if name in settings.configs:
+            jobs += [
+                Job("search", backbone, name, 0, {"train.lr": lr}, t) for t, lr in enumerate(settings.baseline_lrs)
+            ]
+    return jobs
+
+
+def _space_size() -> int:
+    return int(np.prod([len(values) for values in SEARCH_SPACE.values()]))
+
+
+def best_overrides(jobs: list[Job], results: list[dict]) -> dict[str, dict[str, Any]]:
+    """Per searched configuration, the overrides of its best validation AUC."""
+    best: dict[str, tuple[float, dict[str, Any]]] = {}
+    for job, result in zip(jobs, results, strict=True):
+        auc = result["valid_auc"]
+        if job.config not in best or auc > best[job.config][0]:
+            best[job.config] = (auc, job.overrides)
+    return {name: overrides for name, (_, overrides) in best.items()}
+
+
+def final_jobs(settings: Settings, chosen: dict[str, dict[str, Any]]) -> list[Job]:
+    """Seed-major order: whenever the benchmark is cut short, the first seeds are complete for every configuration
+    (a rerun with fewer ``--seeds`` summarises them)."""
+    jobs = []
+    for seed in settings.seeds:
+        for backbone in settings.backbones:
+            for name in settings.configs:
+                overrides = chosen.get(name, chosen.get("em3", {}) if name.startswith("em3") else {})
+                jobs.append(Job("final", backbone, name, seed, overrides))
+    return jobs
+
+
+def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = print) -> dict:
+    """The whole benchmark; returns what ``quality.json`` holds (see ``em3.bench.quality_summary``)."""
+    from em3.bench.quality_summary import summarise
+
+    started = time.perf_counter()
+    cfg = benchmark_config(base, settings.work_dir)
+    if cfg.data.source == "tables":
+        prepare_data(cfg)
+    search, final = search_jobs(settings), []
+    with ProcessPoolExecutor(settings.workers, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
+        search_results = run_jobs(pool, cfg, search, settings.work_dir, "search (validation)")
+        chosen = best_overrides(search, search_results)
+        log(f"chosen settings (validation AUC, {settings.backbones[0]}, seed 0): {json.dumps(chosen)}")
+        final = final_jobs(settings, chosen)
+        final_results = run_jobs(pool, cfg, final, settings.work_dir, "final runs (test)")
+    logits = {
+        job.name: np.load(job_config(cfg, job, settings.work_dir).output_dir / "test_logits.npy") for job in final
+    }
+    data = load_benchmark_data(data_key(job_config(cfg, final[0], settings.work_dir)))
+    summary = summarise(final, final_results, logits, data, settings)
+    summary["search"] = {"space": SEARCH_SPACE, "baseline_lrs": settings.baseline_lrs,
+                         "backbone": settings.backbones[0], "trials": [{**asdict(job), "valid_auc": r["valid_auc"]}
+                                    for job, r in zip(search, search_results, strict=True)],
+                         "chosen": chosen}  # fmt: skip
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    return summary
+
+
+QUICK = {  # --quick: the in-memory synthetic log, tiny models, a few steps: checks the machinery, not quality
+    "data": {"source": "synthetic", "max_history": 8, "valid_days": 3, "test_days": 4,
+             "synthetic": {"n_users": 150, "n_items": 300, "impressions_per_user": 30, "n_days": 20}},
+    "model": {"embed_dim": 16, "mlp_hidden": [16], "attention_hidden": [8], "cic_dim": 8,
+              "fqformer": {"d_model": 16, "n_heads": 2}},
+    "train": {"epochs": 1, "batch_size": 128, "progress": False},
+}  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("runs/bench_quality"),
+        help="data, runs and per-run results (an interrupted benchmark resumes from here)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results/quality.json"), help="the results (JSON)")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG of test AUC over seeds (default: next to --out)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per backbone and configuration")
+    parser.add_argument("--backbones", nargs="+", default=["din", "dcn"], choices=["din", "dcn"])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--trials", type=int, default=6, help="em3 settings tried in the search (defaults included)")
+    parser.add_argument("--workers", type=int, default=2, help="training processes at once (one thread each)")
+    parser.add_argument("--n-boot", type=int, default=1000, help="user-bootstrap replicates")
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds-long smoke run on tiny synthetic data (2 seeds, din, no search)")  # fmt: skip
+
+
+def main(args: argparse.Namespace, base: Config, command: str) -> dict:
+    """`em3 bench quality`: run, write ``--out`` and the plot, print the tables."""
+    from em3.bench.quality_summary import tables
+    from em3.evaluation.plots import seed_spread_plot
+    from em3.profiling import machine_info
+
+    settings = Settings(
+        args.work_dir,
+        backbones=tuple(args.backbones),
+        configs=tuple(args.configs),
+        seeds=tuple(range(args.seeds)),
+        trials=args.trials,
+        workers=args.workers,
+        n_boot=args.n_boot,
+    )
+    if args.quick:
+        values = base.model_dump(mode="json")
+        for section, update in QUICK.items():
+            values[section] = {**values[section], **update}
+        base = parse_config(values, "em3.bench.quality --quick")
+        settings = replace(settings, backbones=("din",), seeds=(0, 1), trials=1, n_boot=50, baseline_lrs=(3e-3,))
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    summary = run_quality(base, settings)
+    summary = {"command": command, "started": started, "machine": machine_info(), **summary}
+    write_json(args.out, summary)
+    aucs = {
+        b: {c: [s["auc"] for s in e["seeds"].values()] for c, e in cs.items()} for b, cs in summary["results"].items()
+    }
+    plot = args.plot or args.out.with_name(args.out.stem + "_auc.png")
+    write_bytes(plot, seed_spread_plot(aucs, BASELINE))
+    print(tables(finite_or_null(summary)))
+    print(f"results: {args.out}, plot: {plot} ({summary['seconds']:.0f} s)")
+    return summary

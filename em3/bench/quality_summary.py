@@ -1,0 +1,198 @@
+"""The quality benchmark's summary: statistics over seeds, paired differences, the issue's targets, tables, plot.
+
+Differences are paired (same test rows, same seeds). Per metric: the mean of per-seed differences with a Student-t
+95 % interval over seeds; for AUC (overall and on cold-start rows) also the user-level bootstrap interval of the
+seed-averaged difference (``em3.evaluation.paired``), which the targets use.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from em3.bench.quality import BASELINE, Job, Settings
+from em3.data.dataset import RankingData
+from em3.evaluation.paired import bootstrap_auc_difference, seed_interval
+from em3.evaluation.stage import METRICS
+from em3.report import fmt_metric, markdown_table
+
+TARGETS = {  # DESIGN §1 (the paper's figures) and issue 5
+    "auc_relative": 0.00256,
+    "material_similarity_relative": 0.05588,
+    "behaviour_similarity_relative": 0.10505,
+    "lora_vs_full_auc_relative": -0.001,
+}
+ABLATIONS = {"em3_mean_fusion": "FQ-Former", "em3_frozen_history": "LoRA (vs frozen history)",
+             "em3_full_history": "LoRA (vs full history)", "em3_no_cic": "CIC"}  # fmt: skip
+
+
+def summarise(
+    jobs: list[Job], results: list[dict], logits: dict[str, np.ndarray], data: RankingData, settings: Settings
+) -> dict:
+    """What ``quality.json`` holds besides the search: per backbone and configuration, the statistics."""
+    runs: dict[str, dict[str, list[tuple[Job, dict]]]] = defaultdict(lambda: defaultdict(list))
+    for job, result in zip(jobs, results, strict=True):
+        runs[job.backbone][job.config].append((job, result))
+    test = data.test
+    labels, users, cold = test.label.numpy(), test.user.numpy(), test.cold.numpy()
+
+    def scores(backbone: str, config: str, rows: np.ndarray | slice = slice(None)) -> list[np.ndarray]:
+        return [logits[job.name][rows] for job, _ in runs[backbone][config]]
+
+    def bootstrap(backbone: str, config: str, against: str, rows: np.ndarray | slice = slice(None)) -> dict:
+        return bootstrap_auc_difference(
+            labels[rows],
+            users[rows],
+            scores(backbone, config, rows),
+            scores(backbone, against, rows),
+            settings.n_boot,
+        )
+
+    summary: dict = {"settings": {k: (str(v) if k == "work_dir" else v) for k, v in vars(settings).items()},
+                     "data": {"train_rows": len(data.train), "valid_rows": len(data.valid), "test_rows": len(test),
+                              "cold_test_share": float(cold.mean()) if len(cold) else math.nan,
+                              "items": data.n_items - 1, "users": data.n_users - 1},
+                     "metrics": list(METRICS), "results": {}}  # fmt: skip
+    for backbone, configs in runs.items():
+        per_config = {}
+        for config, pairs in configs.items():
+            seeds = {job.seed: result["test"] for job, result in pairs}
+            values = {m: np.array([s[m] if s[m] is not None else np.nan for s in seeds.values()]) for m in METRICS}
+            entry = {
+                "seeds": seeds,
+                "valid_auc": [result["valid_auc"] for _, result in pairs],
+                "train_seconds": float(np.mean([result["train_seconds"] for _, result in pairs])),
+                "mean": {m: _nanmean(v) for m, v in values.items()},
+                "std": {m: _nanstd(v) for m, v in values.items()},
+            }
+            if BASELINE in configs and config != BASELINE:
+                base = {job.seed: result["test"] for job, result in configs[BASELINE]}
+                entry["vs_two_stage"] = {
+                    m: seed_interval([_diff(seeds[s][m], base[s][m]) for s in seeds if s in base]) for m in METRICS
+                }
+                entry["relative_to_two_stage"] = {
+                    m: seed_interval([_relative(seeds[s][m], base[s][m]) for s in seeds if s in base]) for m in METRICS
+                }
+                entry["auc_bootstrap"] = bootstrap(backbone, config, BASELINE)
+                entry["cold_auc_bootstrap"] = bootstrap(backbone, config, BASELINE, cold)
+            if config in ABLATIONS and "em3" in configs:
+                entry["auc_vs_em3_bootstrap"] = bootstrap(backbone, config, "em3")
+            per_config[config] = entry
+        summary["results"][backbone] = per_config
+    summary["targets"] = targets(summary["results"])
+    return summary
+
+
+def targets(results: dict) -> list[dict]:
+    """The issue's targets per backbone, each with its value, interval where there is one, and whether it is met."""
+    rows = []
+    for backbone, configs in results.items():
+        em3 = configs.get("em3")
+        if em3 is None or "auc_bootstrap" not in em3:
+            continue
+        boot = em3["auc_bootstrap"]
+        rows.append(_target(backbone, "em3 AUC vs two_stage (relative), interval above 0", boot["relative"],
+                            TARGETS["auc_relative"], boot["relative_low"], boot["relative_high"],
+                            boot["relative"] >= TARGETS["auc_relative"] and boot["relative_low"] > 0))  # fmt: skip
+        for metric in ("material_similarity", "behaviour_similarity"):
+            change = em3["relative_to_two_stage"][metric]  # mean of per-seed relative changes, t interval
+            rows.append(_target(backbone, f"em3 {metric.replace('_', ' ')} vs two_stage (relative)", change["diff"],
+                                TARGETS[f"{metric}_relative"], change["low"], change["high"],
+                                _at_least(change["diff"], TARGETS[f"{metric}_relative"])))  # fmt: skip
+        for config, part in ABLATIONS.items():
+            if config in configs and "auc_vs_em3_bootstrap" in configs[config]:
+                boot = configs[config]["auc_vs_em3_bootstrap"]
+                rows.append(_target(backbone, f"{part} earns its place: AUC of {config} minus em3", boot["diff"], 0.0,
+                                    boot["low"], boot["high"], boot["diff"] < 0, comparison="<"))  # fmt: skip
+        if "em3_full_history" in configs:
+            lora_vs_full = _relative(em3["mean"]["auc"], configs["em3_full_history"]["mean"]["auc"])
+            rows.append(_target(backbone, "lora history AUC within 0.1 % of full history (relative)", lora_vs_full,
+                                TARGETS["lora_vs_full_auc_relative"], math.nan, math.nan,
+                                lora_vs_full >= TARGETS["lora_vs_full_auc_relative"]))  # fmt: skip
+    return rows
+
+
+def tables(summary: dict) -> str:
+    """Markdown: one results table per backbone, then the targets."""
+    columns = ["config", "test AUC", "GAUC", "logloss", "cold AUC", "material sim.", "behaviour sim.",
+               "ΔAUC vs two_stage (95 % CI)", "s / run"]  # fmt: skip
+    parts = []
+    for backbone, configs in summary["results"].items():
+        rows = []
+        for config, entry in configs.items():
+            mean, std = entry["mean"], entry["std"]
+            boot = entry.get("auc_bootstrap")
+            delta = (
+                "—"
+                if boot is None
+                else (
+                    f"{100 * boot['relative']:+.2f} % "
+                    f"[{100 * boot['relative_low']:+.2f}, {100 * boot['relative_high']:+.2f}]"
+                )
+            )
+            rows.append({
+                "config": config,
+                "test AUC": _pm(mean["auc"], std["auc"]),
+                "GAUC": _pm(mean["gauc"], std["gauc"]),
+                "logloss": _pm(mean["logloss"], std["logloss"]),
+                "cold AUC": _pm(mean["cold_auc"], std["cold_auc"]),
+                "material sim.": _pm(mean["material_similarity"], std["material_similarity"]),
+                "behaviour sim.": _pm(mean["behaviour_similarity"], std["behaviour_similarity"]),
+                "ΔAUC vs two_stage (95 % CI)": delta,
+                "s / run": fmt_metric(entry["train_seconds"], 0),
+            })  # fmt: skip
+        parts.append(f"**{backbone}** (mean ± std over {len(next(iter(configs.values()))['seeds'])} seeds)\n\n"
+                     + markdown_table(rows, columns))  # fmt: skip
+    target_rows = [
+        {"backbone": t["backbone"], "target": t["name"], "value": _fmt_target(t),
+         "goal": f"{t['comparison']} {t['target']:+.4g}", "met": "yes" if t["met"] else "no"}
+        for t in summary["targets"]
+    ]  # fmt: skip
+    parts.append(markdown_table(target_rows, ["backbone", "target", "value", "goal", "met"]))
+    return "\n\n".join(parts)
+
+
+def _target(backbone: str, name: str, value: float, target: float, low: float, high: float, met: bool,
+            comparison: str = ">=") -> dict:  # fmt: skip
+    return {"backbone": backbone, "name": name, "value": value, "target": target, "low": low, "high": high,
+            "met": bool(met), "comparison": comparison}  # fmt: skip
+
+
+def _fmt_target(t: dict) -> str:
+    if t["value"] is None:
+        return "n/a"
+    text = f"{t['value']:+.4f}"
+    if t["low"] is not None and math.isfinite(t["low"]):
+        text += f" (95 % CI [{t['low']:+.4f}, {t['high']:+.4f}])"
+    return text
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    if mean is None or not math.isfinite(mean):
+        return "n/a"
+    return f"{mean:.4f}" if std is None or not math.isfinite(std) else f"{mean:.4f} ± {std:.4f}"
+
+
+def _diff(a: float | None, b: float | None) -> float:
+    return math.nan if a is None or b is None else a - b
+
+
+def _relative(value: float | None, base: float | None) -> float:
+    if value is None or base is None or not (math.isfinite(value) and math.isfinite(base)) or base == 0:
+        return math.nan
+    return value / base - 1
+
+
+def _at_least(value: float, target: float) -> bool:
+    return math.isfinite(value) and value >= target
+
+
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
+
+def _nanstd(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.std(ddof=1)) if len(finite) > 1 else math.nan

@@ -1,0 +1,45 @@
+"""`em3 bench quality --quick` runs search → final runs → summary end to end, writes the documented JSON and plot,
+and a second invocation resumes from the finished runs instead of training again."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from em3.bench.quality import CONFIGS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_quick(tmp_path: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "em3", "bench", "quality", "--quick", "--workers", "1",
+               "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "quality.json")]  # fmt: skip
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return run
+
+
+def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resumes(tmp_path):
+    first = run_quick(tmp_path)
+    result = json.loads((tmp_path / "quality.json").read_text())
+    assert result["command"].startswith("em3 bench quality --quick")
+    din = result["results"]["din"]
+    assert set(din) == set(CONFIGS)
+    for name, entry in din.items():
+        assert sorted(entry["seeds"]) == ["0", "1"]
+        assert all(0 < seed["auc"] < 1 and seed["logloss"] > 0 for seed in entry["seeds"].values())
+        assert entry["mean"]["auc"] == sum(s["auc"] for s in entry["seeds"].values()) / 2
+        if name != "two_stage":
+            boot = entry["auc_bootstrap"]
+            assert boot["low"] <= boot["diff"] <= boot["high"]
+            assert math.isclose(boot["diff"], entry["mean"]["auc"] - din["two_stage"]["mean"]["auc"], abs_tol=1e-9)
+    assert {t["name"].split(":")[0] for t in result["targets"]} >= {"FQ-Former earns its place", "CIC earns its place"}
+    assert all(isinstance(t["met"], bool) for t in result["targets"])
+    assert [t["config"] for t in result["search"]["trials"]] == ["em3", "id_only", "two_stage"]
+    assert (tmp_path / "quality_auc.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| em3_no_cic |" in first.stdout and "epoch 0: valid auc" in first.stdout
+
+    second = run_quick(tmp_path)  # every run finished before: nothing trains again, the same summary comes out
+    assert "epoch 0: valid auc" not in second.stdout
+    assert json.loads((tmp_path / "quality.json").read_text())["results"] == result["results"]

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from em3.evaluation.paired import bootstrap_auc_difference, seed_interval, user_bootstrap_weights, weighted_auc
+
+
+@pytest.fixture
+def scored():
+    rng = np.random.default_rng(1)
+    n = 3000
+    labels = rng.integers(0, 2, n)
+    scores = np.round(rng.normal(size=n) + 0.6 * labels, 1)  # rounded: many ties
+    users = rng.integers(0, 200, n)
+    return labels, scores, users
+
+
+def test_weighted_auc_equals_scikit_learn_with_sample_weights_and_ties(scored):
+    labels, scores, users = scored
+    weights = user_bootstrap_weights(users, 4, seed=3)
+    expected = [roc_auc_score(labels, scores, sample_weight=w) for w in weights]
+    np.testing.assert_allclose(weighted_auc(labels, scores, weights), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        weighted_auc(labels, scores, np.ones((1, len(labels))))[0], roc_auc_score(labels, scores)
+    )
+
+
+def test_bootstrap_weights_resample_whole_users(scored):
+    _, _, users = scored
+    weights = user_bootstrap_weights(users, 5, seed=0)
+    n_users = len(np.unique(users))
+    for row in weights:
+        per_user = {u: set(row[users == u]) for u in np.unique(users)}
+        assert all(len(values) == 1 for values in per_user.values())  # a user's rows share one count
+        assert sum(values.pop() for values in per_user.values()) == n_users  # n_users draws with replacement
+    np.testing.assert_array_equal(weights, user_bootstrap_weights(users, 5, seed=0))  # seeded
+
+
+def test_identical_models_differ_by_zero_and_a_better_one_gets_an_interval_above_zero(scored):
+    labels, scores, users = scored
+    rng = np.random.default_rng(2)
+    same = bootstrap_auc_difference(labels, users, [scores], [scores], n_boot=200)
+    assert same["diff"] == same["low"] == same["high"] == 0
+    better = [scores + rng.normal(0, 0.1, len(scores)) for _ in range(3)]
+    worse = [scores + rng.normal(0, 2.0, len(scores)) for _ in range(3)]
+    result = bootstrap_auc_difference(labels, users, better, worse, n_boot=200)
+    assert 0 < result["low"] < result["diff"] < result["high"]
+    assert result["relative"] == pytest.approx(result["diff"] / np.mean([roc_auc_score(labels, w) for w in worse]))
+
+
+def test_seed_interval_is_the_student_t_interval():
+    diffs = [0.010, 0.004, 0.007, 0.012, 0.001]
+    result = seed_interval(diffs)
+    low, high = stats.t.interval(0.95, len(diffs) - 1, loc=np.mean(diffs), scale=stats.sem(diffs))
+    assert result["diff"] == pytest.approx(np.mean(diffs))
+    assert (result["low"], result["high"]) == pytest.approx((low, high))
+    assert np.isnan(seed_interval([0.01, float("nan")])["low"])  # one finite seed: no interval
