@@ -8,7 +8,10 @@ modality masked (mask all False, pooled zeros) and is counted in the report.
 
 Token budget with the defaults (3×3 grid of 1280-d image tokens, 32 text tokens of 384-d, fp16): image tokens
 23,040 B + text tokens 24,576 B + pooled vectors 3,328 B + masks 41 B = 50,985 B per item, about 5.1 GB per
-100k items (the full 7×7 map alone would be 125 KB per item). The report states the exact figure.
+100k items (the full 7×7 map alone would be 125 KB per item). The report states the exact figure. The store is
+written in place, in its staging folder, through file mappings whose pages are handed back to the kernel every
+256 MiB, and rows reused from the previous store are read from its files (em3.data.mapped): the stage's RSS does
+not grow with the catalogue.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from em3.atomic import staged_dir
+from em3.data.mapped import MappedArrays
 from em3.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -133,6 +137,7 @@ def cached_rows(modality: Modality, arrays: Arrays, previous: TokenStore | None)
 def fill(
     modality: Modality,
     arrays: Arrays,
+    mapped: MappedArrays,
     previous: TokenStore | None,
     pool: ThreadPoolExecutor,
     cfg: FeaturesConfig,
@@ -156,7 +161,8 @@ def fill(
     for chunk in chunks(copies, COPY_CHUNK):
         new, old = (list(rows) for rows in zip(*chunk, strict=True))
         for name in modality.arrays:
-            arrays[name][new] = getattr(previous, name)[old]
+            arrays[name][new] = previous.read_rows(name, np.array(old))
+        mapped.touched(len(new) * sum(arrays[name][0].nbytes for name in modality.arrays))
         modality.reused.update(new)
 
     batches = chunks(list(pending), cfg.batch_size)
@@ -170,24 +176,28 @@ def fill(
                     modality.problems["corrupt"].extend(pending[key])
             if good:
                 out = modality.encoder(list(good.values()))
-                write(modality, arrays, out, {key: pending[key] for key in good})
+                write(modality, arrays, mapped, out, {key: pending[key] for key in good})
             bar.update(sum(len(pending[key]) for key in batch))
 
 
-def write(modality: Modality, arrays: Arrays, out: Encoded, rows_by_key: dict[str, list[int]]) -> None:
+def write(
+    modality: Modality, arrays: Arrays, mapped: MappedArrays, out: Encoded, rows_by_key: dict[str, list[int]]
+) -> None:
     """Store a batch's outputs: output i goes to every row holding the i-th content key."""
     rows = [row for key_rows in rows_by_key.values() for row in key_rows]
     which = [i for i, key_rows in enumerate(rows_by_key.values()) for _ in key_rows]  # output index per row
     for name, values in zip(modality.arrays, (out.tokens, out.mask, out.pooled), strict=True):
         arrays[name][rows] = values.numpy()[which]  # float32 -> float16 on assignment
+    mapped.touched(len(rows) * sum(arrays[name][0].nbytes for name in modality.arrays))
     for key, key_rows in rows_by_key.items():
         for row in key_rows:
             modality.keys[row] = key
     modality.encoded.update(rows)
 
 
-def allocate(scratch: Path, n_rows: int, modalities: list[Modality]) -> Arrays:
-    """Zeroed store arrays, memory-mapped in `scratch` so that a large catalogue never sits in RAM whole."""
+def allocate(directory: Path, n_rows: int, modalities: list[Modality], mapped: MappedArrays) -> Arrays:
+    """Zeroed store arrays, files in `directory` mapped through `mapped`, so that a large catalogue never sits in
+    RAM whole."""
     shapes = {}
     for modality in modalities:
         tokens, mask, pooled = modality.arrays
@@ -195,10 +205,7 @@ def allocate(scratch: Path, n_rows: int, modalities: list[Modality]) -> Arrays:
         shapes[tokens] = ((n_rows, n_tokens, dim), np.float16)
         shapes[mask] = ((n_rows, n_tokens), np.bool_)
         shapes[pooled] = ((n_rows, dim), np.float16)
-    return {
-        name: np.lib.format.open_memmap(scratch / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
-        for name, (shape, dtype) in shapes.items()
-    }
+    return {name: mapped.create(directory / f"{name}.npy", shape, dtype) for name, (shape, dtype) in shapes.items()}
 
 
 def load_previous(out_dir: Path) -> TokenStore | None:
@@ -250,7 +257,7 @@ def run_features(cfg: FeaturesConfig, items: pd.DataFrame, image_root: Path, out
     previous store, or none); per modality `encoded`, `reused`, `missing` (by reason), `items_per_s`; and
     `bytes_per_item`, `seconds`, `items_per_s` (items encoded per second of the whole run, loading included).
     """
-    from em3.data.token_store import TokenStore
+    from em3.data.token_store import INDEX, write_index
     from em3.features.encoders import TextEncoder, load_image_encoder, resolve_device
 
     started = time.perf_counter()
@@ -261,11 +268,8 @@ def run_features(cfg: FeaturesConfig, items: pd.DataFrame, image_root: Path, out
     image_encoder = load_image_encoder(cfg.image_encoder, cfg.image_size, cfg.image_grid, device)
     text_encoder = TextEncoder(cfg.text_encoder, cfg.max_text_tokens, device)
     previous = load_previous(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        ThreadPoolExecutor(cfg.decode_workers) as pool,
-        tempfile.TemporaryDirectory(prefix=f".{out_dir.name}.scratch-", dir=out_dir.parent) as scratch,
-    ):
+    mapped = MappedArrays()
+    with ThreadPoolExecutor(cfg.decode_workers) as pool, staged_dir(out_dir, INDEX) as staging:
         image_contents = pool.map(partial(image_content, image_root, image_encoder.fingerprint), items["image_path"])
         modalities = [
             Modality("image", 0, image_encoder, partial(open_image, image_encoder), list(image_contents)),
@@ -277,15 +281,15 @@ def run_features(cfg: FeaturesConfig, items: pd.DataFrame, image_root: Path, out
                 [text_content(text_encoder.fingerprint, text) for text in items["text"]],
             ),
         ]
-        arrays = allocate(Path(scratch), len(items) + 1, modalities)
+        arrays = allocate(staging, len(items) + 1, modalities, mapped)  # written in place: no copy at the end
         reports = {}
         for modality in modalities:
             modality_started = time.perf_counter()
-            fill(modality, arrays, previous, pool, cfg)
+            fill(modality, arrays, mapped, previous, pool, cfg)
             reports[modality.name] = summary(modality, item_ids, time.perf_counter() - modality_started)
         image, text = modalities
         hashes = [f"{image_key}:{text_key}" for image_key, text_key in zip(image.keys, text.keys, strict=True)]
-        TokenStore(item_ids=item_ids, content_hashes=hashes[1:], **arrays).save(out_dir)
+        write_index(staging, item_ids, hashes[1:])
         bytes_per_item = sum(array[0].nbytes for array in arrays.values())
     seconds = time.perf_counter() - started
     items_encoded = len(image.encoded | text.encoded)

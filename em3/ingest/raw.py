@@ -27,6 +27,7 @@ from em3.validation.errors import DataError
 
 CHUNK = 1 << 20
 SHOWN_ROWS = 3
+BLOCK_BYTES = 1 << 26  # CSV parsing block: a row must fit in one (pyarrow's default, 1 MB, refuses a 2 MB text)
 
 
 def fetch_table(
@@ -114,7 +115,8 @@ def _read_csv(path: Path, name: str, header: list[str]) -> pd.DataFrame:
     try:
         table = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(use_threads=False),  # row numbers in errors need a sequential read
+            # row numbers in errors need a sequential read
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types={column: pa.string() for column in header},
@@ -125,6 +127,8 @@ def _read_csv(path: Path, name: str, header: list[str]) -> pd.DataFrame:
     except pa.ArrowInvalid as exc:
         if "UTF8" in str(exc):
             raise DataError(f"{name}: {_first_non_utf8(path)} is not UTF-8 text; expected a UTF-8 CSV") from None
+        if "straddling" in str(exc):
+            raise DataError(f"{name}: a row is longer than {BLOCK_BYTES >> 20} MB; expected shorter rows") from None
         raise DataError(f"{name}: not a readable CSV ({exc})") from None
     if bad_rows:
         raise DataError(

@@ -1,7 +1,8 @@
 """Where raw data comes from: a local folder or ``s3://bucket/prefix``, read by paths relative to that root.
 
 S3 goes through boto3 with the standard AWS environment (``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``, keys or
-profiles); nothing about credentials is passed or logged here. Relative paths that come from input (config
+profiles); nothing about credentials is passed or logged here. Throttling, 5xx and dropped connections are retried
+(em3.retries); what still fails is a DataError naming the object. Relative paths that come from input (config
 values, ``image_path`` columns) must stay inside the root: no ``..`` segment, no absolute path, no backslash.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from em3.retries import s3_client_config, s3_retries
 from em3.validation.contract import check_relative
 from em3.validation.errors import DataError
 
@@ -61,7 +63,8 @@ class S3Source:
         return f"s3://{self.bucket}/{self.prefix}"
 
     def fetch(self, rel: str, dest: Path) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        from s3transfer.exceptions import RetriesExceededError
 
         key = self.prefix + check_relative(rel, self.uri)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +74,20 @@ class S3Source:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in {"404", "NoSuchKey", "NotFound"}:
                 return False
-            raise DataError(f"s3://{self.bucket}/{key}: cannot read ({code or exc})") from None
+            retries = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+            tried = f" after {retries + 1} attempts" if retries else ""
+            raise DataError(f"s3://{self.bucket}/{key}: cannot read ({code or exc}){tried}") from None
+        except NoCredentialsError:
+            raise DataError(
+                f"s3://{self.bucket}/{key}: no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or AWS_PROFILE, or a role) in the environment"
+            ) from None
+        except (BotoCoreError, RetriesExceededError) as exc:
+            mode, attempts = s3_retries()
+            raise DataError(
+                f"s3://{self.bucket}/{key}: cannot read ({exc}; {mode} retries, at most {attempts} attempts: "
+                "AWS_MAX_ATTEMPTS)"
+            ) from None
         return True
 
     def local(self, rel: str, scratch: Path) -> Path | None:
@@ -80,7 +96,7 @@ class S3Source:
 
 
 def open_source(uri: str) -> Source:
-    """A local folder, or ``s3://bucket/prefix`` (boto3, standard retries, configured by the environment)."""
+    """A local folder, or ``s3://bucket/prefix`` (boto3 with em3.retries, configured by the environment)."""
     if uri.startswith("s3://"):
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")
         if not BUCKET.match(bucket):
@@ -89,9 +105,8 @@ def open_source(uri: str) -> Source:
         if prefix:
             check_relative(prefix, f"{uri} (key prefix)")
         import boto3
-        from botocore.config import Config
 
-        client = boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 10}))
+        client = boto3.client("s3", config=s3_client_config())
         return S3Source(bucket, prefix + "/" if prefix else "", client)
     if "://" in uri:
         raise DataError(f"{uri}: unsupported source; expected a local folder or s3://bucket/prefix")

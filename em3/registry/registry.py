@@ -4,7 +4,8 @@ Everything is recorded on the registered model in MLflow: each version carries i
 test metrics (``test_*``) and the gate's decision (``gate_decision``, ``gate_reason``); a version made champion
 records the champion it replaced (``previous_champion``), which is what rollback follows. Every alias change is
 audited: ``<event>_by`` / ``_at`` / ``_reason`` tags on the version, plus one ``audit.<time>.<event>.v<N>`` tag on the
-registered model per change, so repeated changes keep their whole history.
+registered model per change, so repeated changes keep their whole history. Alias changes of one model happen
+one writer at a time (em3.registry.lock), so concurrent registrations are decided as if one after the other.
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ from typing import TYPE_CHECKING
 
 from em3.config import Config, RegistryConfig
 from em3.registry.gate import CHALLENGER, CHAMPION, decide
-from em3.registry.tracking import DATA_HASH, GIT_COMMIT, MODEL_ARTIFACTS, TEST_PREFIX, UNKNOWN, client, redact
+from em3.registry.lock import model_lock
+from em3.registry.tracking import (
+    DATA_HASH,
+    GIT_COMMIT,
+    MODEL_ARTIFACTS,
+    TEST_PREFIX,
+    UNKNOWN,
+    RegistryError,
+    client,
+    mlflow_errors_as_registry_errors,
+    redact,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -30,10 +42,7 @@ GATE_DECISION, GATE_REASON, PREVIOUS_CHAMPION = "gate_decision", "gate_reason", 
 _MODEL_URI = re.compile(r"^models:/(?P<name>[\w.-]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
 
-class RegistryError(RuntimeError):
-    """A registry request that cannot be done; the message names the model and version and what to do."""
-
-
+@mlflow_errors_as_registry_errors
 def register(cfg: Config, run_id: str) -> dict:
     """Create a version of ``cfg.registry.model_name`` from the run's ``model/`` artifacts and give it the alias
     the gate decides (``champion`` or ``challenger``); returns model, version, alias, reason and run_id."""
@@ -46,60 +55,66 @@ def register(cfg: Config, run_id: str) -> dict:
         raise RegistryError(f"run {run_id} has no {MODEL_ARTIFACTS}/ artifacts: log it with em3.registry.log_run")
     candidate = {key.removeprefix(TEST_PREFIX): value for key, value in run.data.metrics.items()
                  if key.startswith(TEST_PREFIX)}  # fmt: skip
-    _ensure_model(mlflow, rc.model_name)
-    champion = _alias_version(mlflow, rc, CHAMPION)
-    decision = decide(candidate, _test_metrics(champion) if champion else None, rc)
-    tags = {
-        GIT_COMMIT: run.data.tags.get(GIT_COMMIT, UNKNOWN),
-        DATA_HASH: run.data.tags.get(DATA_HASH, UNKNOWN),
-        **{f"{TEST_PREFIX}{key}": repr(value) for key, value in candidate.items()},
-        GATE_DECISION: decision.alias,
-        GATE_REASON: decision.reason,
-    }
-    source = f"runs:/{run_id}/{MODEL_ARTIFACTS}"
-    version = int(mlflow.create_model_version(rc.model_name, source, run_id=run_id, tags=tags).version)
-    if decision.alias == CHAMPION:
-        _make_champion(mlflow, rc, version, f"gate: {decision.reason}", record_previous=True)
-    else:
-        _set_alias(mlflow, rc.model_name, CHALLENGER, version, f"gate: {decision.reason}")
+    with model_lock(mlflow, rc.model_name, _user()):  # decide against the champion of the moment, alone
+        _ensure_model(mlflow, rc.model_name)
+        champion = _alias_version(mlflow, rc, CHAMPION)
+        decision = decide(candidate, _test_metrics(champion) if champion else None, rc)
+        tags = {
+            GIT_COMMIT: run.data.tags.get(GIT_COMMIT, UNKNOWN),
+            DATA_HASH: run.data.tags.get(DATA_HASH, UNKNOWN),
+            **{f"{TEST_PREFIX}{key}": repr(value) for key, value in candidate.items()},
+            GATE_DECISION: decision.alias,
+            GATE_REASON: decision.reason,
+        }
+        source = f"runs:/{run_id}/{MODEL_ARTIFACTS}"
+        version = int(mlflow.create_model_version(rc.model_name, source, run_id=run_id, tags=tags).version)
+        if decision.alias == CHAMPION:
+            _make_champion(mlflow, rc, version, f"gate: {decision.reason}", record_previous=True)
+        else:
+            _set_alias(mlflow, rc.model_name, CHALLENGER, version, f"gate: {decision.reason}")
     return {"model": rc.model_name, "version": version, "alias": decision.alias, "reason": decision.reason,
             "run_id": run_id}  # fmt: skip
 
 
+@mlflow_errors_as_registry_errors
 def promote(cfg: Config, version: int, reason: str) -> dict:
     """Make ``version`` the champion whatever the gate said (audited with ``reason``)."""
     rc, mlflow = cfg.registry, client(cfg.registry)
     if not reason.strip():
         raise RegistryError(f"promoting version {version} of model {rc.model_name!r} needs a reason (--reason ...)")
-    target = _version(mlflow, rc, version)
-    current = _alias_version(mlflow, rc, CHAMPION)
-    if current is not None and int(current.version) == int(target.version):
-        raise RegistryError(f"version {version} of model {rc.model_name!r} is already the champion")
-    _make_champion(mlflow, rc, target.version, f"promote: {reason}", record_previous=True)
+    with model_lock(mlflow, rc.model_name, _user()):
+        target = _version(mlflow, rc, version)
+        current = _alias_version(mlflow, rc, CHAMPION)
+        if current is not None and int(current.version) == int(target.version):
+            raise RegistryError(f"version {version} of model {rc.model_name!r} is already the champion")
+        _make_champion(mlflow, rc, target.version, f"promote: {reason}", record_previous=True)
     return {"model": rc.model_name, "version": int(target.version), "alias": CHAMPION, "reason": reason,
             "previous_champion": int(current.version) if current else None}  # fmt: skip
 
 
+@mlflow_errors_as_registry_errors
 def rollback(cfg: Config, reason: str) -> dict:
     """Give ``champion`` back to the version the current champion replaced (audited with ``reason``)."""
     rc, mlflow = cfg.registry, client(cfg.registry)
-    current = _alias_version(mlflow, rc, CHAMPION)
-    if current is None:
-        raise RegistryError(f"model {rc.model_name!r} has no champion: nothing to roll back")
-    previous = current.tags.get(PREVIOUS_CHAMPION)
-    if previous is None:
-        raise RegistryError(
-            f"version {current.version} of model {rc.model_name!r} replaced no earlier champion: nothing to roll back "
-            "to; make another version champion with `em3 promote --version N --reason ...`"
-        )
-    target = _version(mlflow, rc, previous)
-    _make_champion(mlflow, rc, target.version, f"rollback from version {current.version}: {reason}",
-                   record_previous=False)  # fmt: skip
-    _audit(mlflow, rc.model_name, current.version, "rolled_back", reason)
+    with model_lock(mlflow, rc.model_name, _user()):
+        current = _alias_version(mlflow, rc, CHAMPION)
+        if current is None:
+            raise RegistryError(f"model {rc.model_name!r} has no champion: nothing to roll back")
+        previous = current.tags.get(PREVIOUS_CHAMPION)
+        if previous is None:
+            raise RegistryError(
+                f"version {current.version} of model {rc.model_name!r} replaced no earlier champion: nothing to roll "
+                "back to; make another version champion with `em3 promote --version N --reason ...`"
+            )
+        target = _version(mlflow, rc, previous)
+        _make_champion(mlflow, rc, target.version, f"rollback from version {current.version}: {reason}",
+                       record_previous=False)  # fmt: skip
+        _audit(mlflow, rc.model_name, current.version, "rolled_back", reason)
     return {"model": rc.model_name, "version": int(target.version), "alias": CHAMPION, "reason": reason,
             "rolled_back": int(current.version)}  # fmt: skip
 
 
+@mlflow_errors_as_registry_errors
 def history(cfg: Config) -> list[dict]:
     """Every version of the registered model, oldest first: version, aliases, creation time, run id and tags."""
     rc, mlflow = cfg.registry, client(cfg.registry)
@@ -112,6 +127,7 @@ def history(cfg: Config) -> list[dict]:
              "tags": dict(v.tags)} for v in versions]  # fmt: skip
 
 
+@mlflow_errors_as_registry_errors
 def load(uri: str, cfg: RegistryConfig | None = None, device: str = "cpu") -> Ranker:
     """Rebuild the model at ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` from its safetensors, config and
     shapes (no pickle), in eval mode on ``device``."""

@@ -1,18 +1,23 @@
 """Log a finished training run to MLflow: the config as params, validation metrics per epoch, test metrics, the
-config YAML, the model directory (safetensors + config + shapes) and the plots. No environment values are read."""
+config YAML, the model directory (safetensors + config + shapes) and the plots. No environment values are read
+(but for the S3 retry defaults, em3.retries)."""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import yaml
 
 from em3.config import Config, RegistryConfig
+from em3.retries import set_s3_retry_defaults
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -21,13 +26,37 @@ GIT_COMMIT, DATA_HASH, TEST_PREFIX, VALID_PREFIX = "git_commit", "data_hash", "t
 MODEL_ARTIFACTS = "model"
 UNKNOWN = "unknown"
 _BATCH = 100  # MLflow's limit of params per log_batch call
+P, R = ParamSpec("P"), TypeVar("R")
+
+
+class RegistryError(RuntimeError):
+    """A registry request that cannot be done; the message names the model and version and what to do."""
 
 
 def client(cfg: RegistryConfig) -> MlflowClient:
-    """A client bound to ``cfg.tracking_uri`` for both tracking and the registry (no global MLflow state)."""
+    """A client bound to ``cfg.tracking_uri`` for both tracking and the registry (no other global MLflow state);
+    MLflow's S3 artifact client retries as em3's own does (em3.retries)."""
     from mlflow import MlflowClient
 
+    set_s3_retry_defaults()
+    if redact(cfg.tracking_uri) != cfg.tracking_uri:  # MLflow would print run links with the URL's password
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     return MlflowClient(tracking_uri=cfg.tracking_uri, registry_uri=cfg.tracking_uri)
+
+
+def mlflow_errors_as_registry_errors(function: Callable[P, R]) -> Callable[P, R]:
+    """MLflow failures (server unreachable, request refused) become RegistryErrors, any URL password hidden."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return function(*args, **kwargs)
+        except MlflowException as error:
+            raise RegistryError(f"MLflow: {redact(error.message)}") from None
+
+    return wrapper
 
 
 def redact(text: str) -> str:
@@ -56,6 +85,7 @@ def flatten(values: dict, prefix: str = "") -> dict[str, str]:
     return flat
 
 
+@mlflow_errors_as_registry_errors
 def log_run(cfg: Config, run_dir: str | Path, data_hash: str | None = None) -> str:
     """Log the training run in ``run_dir`` (``metrics/train.json``, ``model/``, optional ``plots/*.png``) to the
     experiment ``cfg.registry.experiment``; returns the MLflow run id."""
@@ -102,11 +132,18 @@ def log_run(cfg: Config, run_dir: str | Path, data_hash: str | None = None) -> s
 
 
 def _experiment_id(mlflow: MlflowClient, cfg: RegistryConfig) -> str:
+    from mlflow.exceptions import MlflowException
+
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is None:
-        return mlflow.create_experiment(cfg.experiment, artifact_location=cfg.artifact_location)
+        try:
+            return mlflow.create_experiment(cfg.experiment, artifact_location=cfg.artifact_location)
+        except MlflowException as error:  # another process created it since: use theirs
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment.lifecycle_stage == "deleted":
-        raise RuntimeError(
+        raise RegistryError(
             f"MLflow experiment {cfg.experiment!r} is deleted at {redact(cfg.tracking_uri)}: restore it "
             f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or set registry.experiment"
         )

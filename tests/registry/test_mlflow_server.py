@@ -17,6 +17,7 @@ from moto.server import ThreadedMotoServer
 from em3.registry import load, log_run, register
 from tests.conftest import with_updates
 from tests.registry.conftest import assert_same_predictions
+from tests.registry.race import assert_serialised, race_register
 
 BUCKET = "em3-mlflow"
 KEYS = {"AWS_ACCESS_KEY_ID": "AKIAEM3TESTKEY00001", "AWS_SECRET_ACCESS_KEY": "em3-test-secret-do-not-log",
@@ -122,3 +123,20 @@ def test_credentials_never_reach_mlflow(registered, tmp_path):
     for secret in SECRETS:
         assert secret not in text
         assert not any(secret.encode() in blob for blob in blobs), secret
+
+
+@pytest.mark.slow
+def test_racing_register_processes_through_the_server(registered, server, trained_runs, tmp_path):
+    """Real `em3 register` processes (AWS keys in their environment) racing through the server: serialised, and
+    no secret in anything they print."""
+    uri, _ = server
+    better, worse = trained_runs
+    cfg = with_updates(better.cfg, registry={"tracking_uri": uri, "min_auc": 0.0, "model_name": "race"})
+    done = race_register(cfg, [worse.run_dir, better.run_dir, worse.run_dir], tmp_path, env=KEYS)
+    for process in done:
+        assert process.returncode == 0, process.stderr[-3000:]
+        for secret in SECRETS:
+            assert secret not in process.stdout + process.stderr
+    mlflow = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert_serialised(mlflow, cfg, 3)
+    assert "race.lock" not in {model.name for model in mlflow.search_registered_models()}
