@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 
-.PHONY: install demo test test-all lint lock clean
+.PHONY: install demo test test-all test-containers image image-cuda lint lock clean
 
 install: $(INSTALLED)
 
@@ -22,10 +22,38 @@ demo: $(INSTALLED)  ## synthetic data → the whole Kubeflow pipeline locally (k
 	$(PY) -m em3 demo
 
 test: $(INSTALLED)  ## the default suite (slow checks excluded), two processes
-	$(PY) -m pytest -n 2 --dist loadfile -m "not slow"
+	$(PY) -m pytest -n 2 --dist loadfile -m "not slow and not container"
 
-test-all: $(INSTALLED)
-	$(PY) -m pytest -n 2 --dist loadfile
+test-all: $(INSTALLED)  ## every check but the container stage (`make test-containers`)
+	$(PY) -m pytest -n 2 --dist loadfile -m "not container"
+
+# The component images. Their tags are set in one place, components/image.py (EM3_IMAGE, EM3_GPU_IMAGE); build
+# and push for a registry with `make image EM3_IMAGE=registry.example.com/em3:0.1.0 && docker push ...`.
+IMAGE_NAME = $(PYTHON) -c 'import runpy; print(runpy.run_path("components/image.py")["$(1)"])'
+EM3_IMAGE ?= $(shell $(call IMAGE_NAME,EM3_IMAGE))
+EM3_GPU_IMAGE ?= $(shell EM3_IMAGE=$(EM3_IMAGE) $(call IMAGE_NAME,EM3_GPU_IMAGE))
+BASE_IMAGE ?= python:3.11-slim-bookworm
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+IMAGE_LABELS = --build-arg VERSION=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml) \
+	--build-arg GIT_COMMIT=$$(git rev-parse HEAD 2>/dev/null || echo unknown)
+
+image: wheels/.torch-2.13.0  ## the CPU component image EM3_IMAGE (BASE_IMAGE: a Python 3.11 image)
+	docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) $(IMAGE_LABELS) -t $(EM3_IMAGE) .
+
+image-cuda:  ## the train step's image EM3_GPU_IMAGE (CUDA_BASE_IMAGE: Dockerfile.cuda's default; not built by CI)
+	docker build -f Dockerfile.cuda $(if $(CUDA_BASE_IMAGE),--build-arg BASE_IMAGE=$(CUDA_BASE_IMAGE)) $(IMAGE_LABELS) \
+		-t $(EM3_GPU_IMAGE) .
+
+wheels/.torch-2.13.0:  # the CPU torch wheel, installed in the image from the build context
+	$(PYTHON) -m pip download -qq --no-deps --index-url $(TORCH_INDEX_URL) --dest $(@D) torch==2.13.0
+	touch $@
+
+test-containers: $(INSTALLED) image  ## the container stage: the whole pipeline in EM3_IMAGE (needs a Docker engine)
+	EM3_IMAGE=$(EM3_IMAGE) $(PY) -m pytest -m container --durations=5 tests/pipelines
+
+.PHONY: bench-scale
+bench-scale: $(INSTALLED)  ## scale benchmark: ingest → validate → features → train at 10k, 100k, 1M impressions (~20 min)
+	nice -n 15 $(PY) bench/scale.py
 
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check em3 tests

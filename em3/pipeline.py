@@ -27,9 +27,14 @@ from em3.report import fmt_metric, markdown_table
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_YAML = REPO_ROOT / "pipelines" / "em3_pipeline.yaml"
 VARIANTS = ("id_only", "two_stage", "em3")
+RUNNERS = ("subprocess", "docker")  # kfp.local: each task a subprocess of this environment, or a container
 PARAMETERS = {"data_uri": "ingest.source", "backbone": "model.backbone", "min_auc": "registry.min_auc",
               "min_delta": "registry.min_delta", "cold_tolerance": "registry.cold_tolerance"}  # fmt: skip
 SUMMARY_METRICS = ("auc", "gauc", "logloss", "cold_auc", "material_similarity", "behaviour_similarity")
+
+
+class PipelineError(RuntimeError):
+    """A local run failed: a task failed (its error is in its log), or there is nothing to run its containers."""
 
 
 def pipeline_arguments(cfg: Config, variants: Sequence[str] = VARIANTS) -> dict[str, Any]:
@@ -114,28 +119,47 @@ def compile_pipeline(path: str | Path = PIPELINE_YAML) -> Path:
 
 
 def run_local(cfg: Config, pipeline_root: str | Path, variants: Sequence[str] = VARIANTS, synthetic: bool = False,
-              cache: bool = True) -> dict:  # fmt: skip
-    """Run the whole pipeline on this machine with ``kfp.local`` (each task a subprocess of this environment).
+              cache: bool = True, runner: str = "subprocess") -> dict:  # fmt: skip
+    """Run the whole pipeline on this machine with ``kfp.local``: each task a subprocess of this environment
+    (``runner="subprocess"``) or a container of the CPU image (``"docker"``, see em3.containers: the MLflow store of
+    the embedded defaults then goes under ``pipeline_root``, the one folder the containers see).
 
     With ``synthetic`` the raw data is first written by the ``synthetic_data`` pipeline (``cfg.raw_synthetic``)
     and ingested from there; otherwise from ``cfg.ingest.source``. ``cache`` reuses a task's earlier outputs when its
     component and inputs are unchanged (ingest, features, training...; never register). Returns the summary:
     ``models`` (evaluate.json's metrics per model), ``registered`` (model, version, alias, reason, candidate),
-    ``tracking_uri``, ``pipeline_root``.
+    ``tracking_uri``, ``pipeline_root``. Raises PipelineError when a task fails.
     """
     import builtins
+    import contextlib
 
     import kfp.local
 
-    pipeline, pipeline_root = pipeline_function(), Path(pipeline_root).resolve()
-    kfp.local.init(runner=kfp.local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root),
-                   enable_caching=cache)  # fmt: skip
+    pipeline_root = Path(pipeline_root).resolve()
+    pipeline, synthetic_data = pipeline_function(), pipeline_function("synthetic_data")
+    local_runner, in_runner = kfp.local.SubprocessRunner(use_venv=False), contextlib.nullcontext()
+    if runner == "docker":
+        from em3 import containers
+
+        cfg = containers.container_config(cfg, pipeline_root, synthetic)
+        pipeline, synthetic_data = containers.on_cpu_image(pipeline), containers.on_cpu_image(synthetic_data)
+        try:
+            local_runner = containers.docker_runner(pipeline_root)
+        except containers.ContainerError as exc:
+            raise PipelineError(str(exc)) from None
+        in_runner = containers.exit_status_kept()
+    elif runner != "subprocess":
+        raise ValueError(f"runner {runner!r}: expected one of {RUNNERS}")
+    kfp.local.init(runner=local_runner, pipeline_root=str(pipeline_root), enable_caching=cache)
     arguments = pipeline_arguments(cfg, variants)
     print_function = builtins.print  # kfp.local indents print() per task, not thread-safely: parallel tasks leak it
     try:
-        if synthetic:
-            arguments["data_uri"] = pipeline_function("synthetic_data")(config=arguments["config"]).output.path
-        outputs = pipeline(**arguments).outputs
+        with in_runner:
+            if synthetic:
+                arguments["data_uri"] = synthetic_data(config=arguments["config"]).output.path
+            outputs = pipeline(**arguments).outputs
+    except RuntimeError as exc:  # kfp.local: "... finished with status FAILURE. Inner task failed: ..."
+        raise PipelineError(f"{exc} (the task's error is at the end of its log above)") from exc
     finally:
         builtins.print = print_function
     evaluation = json.loads((Path(outputs["evaluation"].path) / "evaluate.json").read_text())
