@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from em3.atomic import staged_dir
 from em3.config import RawSyntheticConfig
 
 MEAN_EXTRA_BASKET = 0.6  # basket size is 1 + Poisson(this)
@@ -328,49 +329,50 @@ def generate_raw_synthetic(cfg: RawSyntheticConfig, out_dir: Path) -> dict:
     extra_units = rng_days.integers(1, 3, n_rows) * (rng_days.random(n_rows) < cfg.duplicate_rate)
     transactions = transactions.loc[transactions.index.repeat(1 + extra_units)]  # multi-unit: duplicate rows
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    articles_table(catalogue).to_csv(out_dir / "articles.csv", index=False)
-    customers.to_csv(out_dir / "customers.csv", index=False)
-    transactions.to_csv(out_dir / "transactions_train.csv", index=False)
-    for item in catalogue.itertuples():
-        path = out_dir / "images" / item.article_id[:3] / f"{item.article_id}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        names = VISUAL["colour"][item.colour], VISUAL["pattern"][item.pattern], VISUAL["shape"][item.shape]
-        render(*names, cfg.image_size, rng_images).save(path, quality=90)
+    with staged_dir(out_dir, "latents.json") as staging:  # all or nothing: a crash leaves no partial raw log
+        articles_table(catalogue).to_csv(staging / "articles.csv", index=False)
+        customers.to_csv(staging / "customers.csv", index=False)
+        transactions.to_csv(staging / "transactions_train.csv", index=False)
+        for item in catalogue.itertuples():
+            path = staging / "images" / item.article_id[:3] / f"{item.article_id}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            names = VISUAL["colour"][item.colour], VISUAL["pattern"][item.pattern], VISUAL["shape"][item.shape]
+            render(*names, cfg.image_size, rng_images).save(path, quality=90)
 
-    latents = {
-        "config": cfg.model_dump(mode="json"),
-        "start_date": start.isoformat(),
-        "model": {
-            "score": "taste_strength * sum_k (v.a_k)(w.b_k) / (3 sqrt(taste_rank)) + popularity_strength * popularity",
-            "taste_dims": [
-                f"{name}={value}" for group in (VISUAL, TEXTUAL) for name, vocab in group.items() for value in vocab
+        latents = {
+            "config": cfg.model_dump(mode="json"),
+            "start_date": start.isoformat(),
+            "model": {
+                "score": "taste_strength * sum_k (v.a_k)(w.b_k) / (3 sqrt(taste_rank))"
+                " + popularity_strength * popularity",
+                "taste_dims": [
+                    f"{name}={value}" for group in (VISUAL, TEXTUAL) for name, vocab in group.items() for value in vocab
+                ],
+                "taste_drift": "Ornstein-Uhlenbeck towards N(0, 1), time constant drift_days",
+                "basket": f"1 + Poisson({MEAN_EXTRA_BASKET}) items without replacement",
+            },
+            "vocab": {**VISUAL, **TEXTUAL},
+            "items": [
+                {
+                    "article_id": item.article_id,
+                    "product_code": int(item.product_code),
+                    **{name: vocab[getattr(item, name)] for name, vocab in {**VISUAL, **TEXTUAL}.items()},
+                    "popularity": round(float(item.popularity), 4),
+                    "release_day": int(item.release_day),
+                }
+                for item in catalogue.itertuples()
             ],
-            "taste_drift": "Ornstein-Uhlenbeck towards N(0, 1), time constant drift_days",
-            "basket": f"1 + Poisson({MEAN_EXTRA_BASKET}) items without replacement",
-        },
-        "vocab": {**VISUAL, **TEXTUAL},
-        "items": [
-            {
-                "article_id": item.article_id,
-                "product_code": int(item.product_code),
-                **{name: vocab[getattr(item, name)] for name, vocab in {**VISUAL, **TEXTUAL}.items()},
-                "popularity": round(float(item.popularity), 4),
-                "release_day": int(item.release_day),
-            }
-            for item in catalogue.itertuples()
-        ],
-        "users": [
-            {
-                "customer_id": cid,
-                "activity": round(float(a), 4),
-                "online": round(float(o), 4),
-                "initial_taste": np.round(t, 4).tolist(),
-            }
-            for cid, a, o, t in zip(customers["customer_id"], activity, online, initial_taste, strict=True)
-        ],
-    }
-    (out_dir / "latents.json").write_text(json.dumps(latents))
+            "users": [
+                {
+                    "customer_id": cid,
+                    "activity": round(float(a), 4),
+                    "online": round(float(o), 4),
+                    "initial_taste": np.round(t, 4).tolist(),
+                }
+                for cid, a, o, t in zip(customers["customer_id"], activity, online, initial_taste, strict=True)
+            ],
+        }
+        (staging / "latents.json").write_text(json.dumps(latents))
     return {
         "out_dir": str(out_dir),
         "users": cfg.n_users,

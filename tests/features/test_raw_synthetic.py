@@ -161,3 +161,25 @@ def test_purchases_follow_the_known_model(raw):
 def test_config_rejects_a_late_window_longer_than_the_log():
     with pytest.raises(ValidationError, match="late_release_days"):
         RawSyntheticConfig(n_days=10, late_release_days=10)
+
+
+def test_a_crash_mid_generation_leaves_no_partial_raw_log_and_the_previous_one_intact(tmp_path, monkeypatch):
+    import em3.data.raw_synthetic as raw_synthetic
+
+    out = tmp_path / "raw"
+    generate_raw_synthetic(SMALL, out)
+    before = (out / "transactions_train.csv").read_bytes()
+    rendered = []
+
+    def failing_render(*args):
+        if len(rendered) == 10:
+            raise OSError("disk full")
+        rendered.append(1)
+        return render(*args)
+
+    render = raw_synthetic.render
+    monkeypatch.setattr(raw_synthetic, "render", failing_render)
+    with pytest.raises(OSError, match="disk full"):
+        generate_raw_synthetic(SMALL.model_copy(update={"seed": 1}), out)
+    assert (out / "transactions_train.csv").read_bytes() == before and (out / "latents.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["raw"]  # the staging folder is gone
