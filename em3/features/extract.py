@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from em3.atomic import staged_dir
+from em3.atomic import staged_dir, write_json
 from em3.data.mapped import MappedArrays
 from em3.progress import progress_bar
 
@@ -304,5 +304,5 @@ def run_features(cfg: FeaturesConfig, items: pd.DataFrame, image_root: Path, out
         "seconds": round(seconds, 3),
         "items_per_s": round(items_encoded / seconds, 2),
     }
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(out_dir / "report.json", report)  # the store is whole already; its report is written atomically too
     return report
