@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 
-.PHONY: install demo test test-all test-containers image image-cuda lint lock clean
+.PHONY: install demo test test-slow test-all test-containers image image-cuda lint lock clean
 
 install: $(INSTALLED)
 
@@ -23,6 +23,9 @@ demo: $(INSTALLED)  ## synthetic data → the whole Kubeflow pipeline locally (k
 
 test: $(INSTALLED)  ## the default suite (slow checks excluded), two processes
 	$(PY) -m pytest -n 2 --dist loadfile -m "not slow and not container"
+
+test-slow: $(INSTALLED)  ## the slow checks only (SIGKILL + resume, DDP vs one process, register races, ...)
+	$(PY) -m pytest -n 2 --dist loadfile -m "slow and not container"
 
 test-all: $(INSTALLED)  ## every check but the container stage (`make test-containers`)
 	$(PY) -m pytest -n 2 --dist loadfile -m "not container"
