@@ -198,6 +198,8 @@ def submit(
 
 def summary_table(summary: dict) -> str:
     """The demo's summary: test metrics per model (markdown), the gate's decision and the MLflow UI command."""
+    from em3.registry.tracking import redact
+
     rows = [{"model": name, **{key: fmt_metric(values.get(key)) for key in SUMMARY_METRICS}}
             for name, values in summary["models"].items()]  # fmt: skip
     registered = summary["registered"]
@@ -208,5 +210,5 @@ def summary_table(summary: dict) -> str:
         f"{registered['version']} → {registered['alias']}",
         f"Gate: {registered['reason']}",
         f"Artifacts of every task: {summary['pipeline_root']}",
-        f"MLflow UI: mlflow ui --backend-store-uri {summary['tracking_uri']}",
+        f"MLflow UI: mlflow ui --backend-store-uri {redact(summary['tracking_uri'])}",  # no password from the URL
     ])  # fmt: skip

@@ -224,3 +224,11 @@ def test_log_metrics_keeps_finite_numbers_and_writes_them_to_the_file(tmp_path):
     log_metrics(sink, {"rows": 10})
     assert sink.metadata == {"t_auc": 0.7, "t_steps": 3.0, "rows": 10.0}
     assert json.loads(Path(sink.path).read_text()) == sink.metadata
+
+
+def test_the_summary_never_prints_a_password_from_the_tracking_url():
+    summary = {"models": {"em3_din": {"auc": 0.6}}, "pipeline_root": "runs/p",
+               "registered": {"candidate": "em3_din", "model": "em3", "version": 3, "alias": "new", "reason": "r"},
+               "tracking_uri": "https://alice:s3cr3t-token@mlflow.example.com"}  # fmt: skip
+    table = summary_table(summary)
+    assert "s3cr3t-token" not in table and "mlflow ui --backend-store-uri https://***@mlflow.example.com" in table
