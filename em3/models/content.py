@@ -45,6 +45,7 @@ class TokenContent(nn.Module):
         if cache:
             self.register_buffer("fused_cache", torch.zeros(n_items, self.fusion.out_dim), persistent=False)
             self.register_buffer("cache_ready", torch.tensor(False), persistent=False)
+            self._cache_key: tuple | None = None  # what the cache was computed from (see refresh)
 
     def fuse(self, content: ItemContent) -> torch.Tensor:
         tokens = (content.image_tokens, content.text_tokens)
@@ -63,7 +64,13 @@ class TokenContent(nn.Module):
 
     @torch.no_grad()
     def refresh(self, store: TokenStore, chunk: int) -> None:
-        """Fuse every item of ``store`` with the current weights (eval mode: no dropout) into the cache."""
+        """Fuse every item of ``store`` with the current weights (eval mode: no dropout) into the cache, unless it
+        already holds exactly that: same store, weights untouched since (``Tensor._version`` counts in-place
+        writes: optimiser steps, state-dict loads). Predicting valid then test, or evaluating a loaded model,
+        refreshes once."""
+        key = (id(store), tuple(p._version for p in self.parameters()))
+        if self.cache_ready and key == self._cache_key:
+            return
         was_training, device = self.training, self.fused_cache.device
         self.eval()
         for start in range(0, store.n_rows, chunk):
@@ -71,3 +78,4 @@ class TokenContent(nn.Module):
             self.fused_cache[start : start + len(rows)] = self.fuse(store.gather(rows).to(device)).float()
         self.train(was_training)
         self.cache_ready.fill_(True)
+        self._cache_key = key

@@ -128,3 +128,21 @@ def test_full_history_trains_without_the_cache_and_two_stage_reads_pooled_vector
     assert two_stage.content_inputs == two_stage.prediction_inputs == ContentInputs("pooled", "pooled")
     batch = make_batch(small_data.train, torch.arange(8), small_data.store, two_stage.content_inputs)
     assert batch.target_content.image_tokens is None and batch.target_content.pooled.shape[0] == len(batch.target_items)
+
+
+def test_the_cache_is_refreshed_only_when_the_weights_or_the_store_changed(small_config, small_data, monkeypatch):
+    model = build(small_config, small_data, content_cache_every=10)
+    calls = []
+    fuse = model.content.fuse
+    monkeypatch.setattr(model.content, "fuse", lambda content: calls.append(1) or fuse(content))
+    model.refresh_content_cache(small_data.store)
+    fused_once = len(calls)
+    model.refresh_content_cache(small_data.store)  # e.g. predicting test right after valid
+    assert fused_once > 0 and len(calls) == fused_once
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = make_batch(small_data.train, torch.arange(16), small_data.store, model.content_inputs)
+    model(batch)[1]["loss"].backward()
+    optimizer.step()  # in-place update: the cache is stale
+    before = len(calls)
+    model.refresh_content_cache(small_data.store)
+    assert len(calls) == before + fused_once
