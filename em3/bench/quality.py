@@ -22,7 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
@@ -31,19 +31,10 @@ from typing import Any
 import numpy as np
 
 from em3.atomic import atomic_file, finite_or_null, write_bytes, write_json
+from em3.bench.quality_plan import BASELINE, CONFIGS, Job, Settings
 from em3.config import Config, parse_config, set_dotted
 from em3.progress import progress_bar
 
-CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared configuration (DESIGN §3)
-    "id_only": {"model.variant": "id_only"},
-    "two_stage": {"model.variant": "two_stage"},
-    "em3": {"model.variant": "em3"},
-    "em3_mean_fusion": {"model.variant": "em3", "model.fusion": "mean"},
-    "em3_frozen_history": {"model.variant": "em3", "model.history_mode": "frozen"},
-    "em3_full_history": {"model.variant": "em3", "model.history_mode": "full"},
-    "em3_no_cic": {"model.variant": "em3", "model.cic_weight": 0.0},
-}
-BASELINE = "two_stage"
 SEARCH_SPACE: dict[str, list[Any]] = {
     "model.fqformer.n_queries": [1, 2, 4],
     "model.fqformer.n_layers": [1, 2],
@@ -52,37 +43,7 @@ SEARCH_SPACE: dict[str, list[Any]] = {
     "train.lr": [1e-3, 3e-3],
     "model.lora.rank": [4, 8],
 }
-BASELINE_LRS = (1e-3, 3e-3, 1e-2)
 PREPARED = "prepared.json"  # written last by prepare_data: the data folders are complete for these settings
-
-
-@dataclass(frozen=True)
-class Settings:
-    work_dir: Path
-    backbones: tuple[str, ...] = ("din", "dcn")
-    configs: tuple[str, ...] = tuple(CONFIGS)
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    trials: int = 6  # em3 settings tried in the search (the defaults included)
-    baseline_lrs: tuple[float, ...] = tuple(BASELINE_LRS)
-    workers: int = 2
-    n_boot: int = 1000
-
-
-@dataclass(frozen=True)
-class Job:
-    """One training run: a configuration on a backbone with a seed, plus the searched overrides."""
-
-    stage: str  # "search" (validation only) or "final" (scored once on test)
-    backbone: str
-    config: str
-    seed: int
-    overrides: dict[str, Any] = field(default_factory=dict)
-    trial: int = 0
-
-    @property
-    def name(self) -> str:
-        suffix = f"trial{self.trial}" if self.stage == "search" else f"seed{self.seed}"
-        return f"{self.stage}/{self.backbone}/{self.config}/{suffix}"
 
 
 def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from em3.bench.quality import BASELINE, Job, Settings
+from em3.bench.quality_plan import BASELINE, Job, Settings
 from em3.data.dataset import RankingData
 from em3.evaluation.paired import bootstrap_auc_difference, seed_interval
 from em3.evaluation.stage import METRICS
