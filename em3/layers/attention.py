@@ -11,12 +11,13 @@ from em3.layers.mlp import MLP
 class TargetAttention(nn.Module):
     """Score each history item by an MLP over [q, k, q - k, q * k]; return the weighted sum of the history.
 
-    Weights are a masked softmax over the sequence; a user with no history gets a zero vector.
+    Weights are a masked softmax over the sequence; a user with no history gets a zero vector. The score layer has
+    no output bias: softmax ignores a shift, so such a bias would get no true gradient and only drift with rounding.
     """
 
     def __init__(self, dim: int, hidden: Sequence[int], dropout: float = 0.0):
         super().__init__()
-        self.score = MLP(4 * dim, hidden, out_dim=1, dropout=dropout)
+        self.score = MLP(4 * dim, hidden, out_dim=1, dropout=dropout, out_bias=False)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # query: (B, D), keys: (B, L, D), mask: (B, L) True = real item
