@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+Fraction = Annotated[float, Field(ge=0, le=1)]
 
 
 class Section(BaseModel):
@@ -48,6 +51,25 @@ class DataConfig(Section):
     store_dir: Path = Field(Path("data/features"), description="where `em3 features` writes the token store")
     synthetic: SyntheticConfig = SyntheticConfig()
     max_history: int = Field(30, gt=0, description="most recent earlier clicks kept per impression")
+    history: Literal["auto", "earlier_days", "earlier_events"] = Field(
+        "auto",
+        description="which clicks a history holds: those of earlier days (day-stamped purchase logs: a same-day "
+        "basket would leak) or of strictly earlier timestamps; auto: earlier_events when the log's timestamps carry "
+        "a time of day, else earlier_days",
+    )
+    user_features: tuple[str, ...] | None = Field(
+        None,
+        description="users-table columns fed to the ranker as context (strings: categorical, numbers: numeric); "
+        "None: every column but user_id; (): none",
+    )
+    category_min_rows: int = Field(
+        5, ge=1, description="a categorical context value on fewer training rows falls into the unknown bucket"
+    )
+    allow_unvalidated: bool = Field(
+        False,
+        description="let features and train run on tables whose validation failed, is missing or stale, or that "
+        "came from another source than ingest.source (says so loudly)",
+    )
     valid_days: int = Field(4, gt=0, description="last days before the test period used for validation")
     test_days: int = Field(6, gt=0, description="last days of the log used for test")
     cold_max_train: int = Field(
@@ -161,20 +183,25 @@ class IngestConfig(Section):
     format: Literal["hm", "native"] = Field("hm", description="hm: Kaggle H&M purchases; native: impressions")
     native_log: str = Field("impressions.csv", description="native: impression log, .csv or .parquet")
     native_items: str = Field("items.csv", description="native: items file, .csv or .parquet")
+    native_users: str = Field("users.csv", description="native: users file, .csv or .parquet; read when present")
+    numeric_user_columns: tuple[str, ...] = Field(
+        (), description="users-file columns besides age read as numbers (NaN when empty); the others are strings"
+    )
     negatives_per_positive: int = Field(4, ge=1, description="purchase logs: negatives sampled per purchase")
     seed: int = Field(0, description="seed of the negative sampling")
     valid_start: date | None = Field(None, description="first day of validation; unset: 70 % into the log's days")
     test_start: date | None = Field(None, description="first day of test; unset: 85 % into the log's days")
     cold_max_train: int = Field(3, ge=1, description="an item is cold with fewer positive train rows")
-    min_date: date = Field(date(2000, 1, 1), description="earliest accepted event date")
+    min_date: date | None = Field(None, description="earliest accepted event date; None: no floor")
     max_date: date = Field(date(2099, 12, 31), description="latest accepted event date")
-    max_text_chars: int = Field(5000, gt=0, description="longest accepted item text")
+    max_text_chars: int = Field(5000, gt=0, description="longer item texts are cut to this many characters")
 
     @model_validator(mode="after")
     def _dates_ordered(self) -> IngestConfig:
-        valid = self.valid_start or self.min_date
+        first = self.min_date or date.min
+        valid = self.valid_start or first
         test = self.test_start or self.max_date
-        if not (self.min_date <= valid <= self.max_date and self.min_date <= test <= self.max_date and valid < test):
+        if not (first <= valid <= self.max_date and first <= test <= self.max_date and valid < test):
             raise ValueError(
                 "ingest dates must satisfy min_date <= valid_start < test_start <= max_date "
                 f"(got {self.min_date}, {self.valid_start}, {self.test_start}, {self.max_date})"
@@ -182,17 +209,49 @@ class IngestConfig(Section):
         return self
 
 
+class TableLimits(Section):
+    """Quarantined-share limits of single tables (ingest's raw tables and validate's canonical ones, by name);
+    None: ``max_bad_fraction``, except for the modality tables ``images`` and ``texts``, whose rows (a broken
+    photo, an empty or cut text) lose nothing and fail nothing unless a limit is set here."""
+
+    articles: Fraction | None = None
+    customers: Fraction | None = None
+    transactions: Fraction | None = None
+    items: Fraction | None = None
+    impressions: Fraction | None = None
+    users: Fraction | None = None
+    interactions: Fraction | None = None
+    images: Fraction | None = None
+    texts: Fraction | None = None
+
+
+class ModalityLimits(Section):
+    """Largest share of the catalogue's items without a usable image / text; 1: never fails (a catalogue without
+    photos or without texts is valid data)."""
+
+    image: Fraction = 1.0
+    text: Fraction = 1.0
+
+
 class ValidateConfig(Section):
     """The validate stage: canonical-table checks and the quarantine threshold (see em3.validation)."""
 
-    max_bad_fraction: float = Field(0.05, ge=0, le=1, description="fail when a table quarantines more")
+    max_bad_fraction: float = Field(0.05, ge=0, le=1, description="fail when a table loses more of its rows")
+    table_max_bad_fraction: TableLimits = Field(
+        TableLimits(), description="limits of single tables, in place of max_bad_fraction"
+    )
+    max_missing_fraction: ModalityLimits = Field(
+        ModalityLimits(), description="fail when more of the items lack a usable image / text"
+    )
 
 
 class EvaluateConfig(Section):
     """The evaluate stage: DESIGN §2 metrics, plots and the HTML report (see em3.evaluation)."""
 
     k_neighbours: int = Field(10, gt=0, description="neighbours per item in the similarity metrics")
-    popular_quantile: float = Field(0.8, ge=0, lt=1, description="popular items: training interactions at or above it")
+    popular_quantile: float = Field(
+        0.8, ge=0, lt=1, description="popular items: the top (1 - this) share of the items with training interactions"
+    )
     baseline: Literal["id_only", "two_stage", "em3"] = Field("two_stage", description="variant compared against")
     popularity_buckets: int = Field(5, gt=0, description="item-popularity buckets of test rows for AUC by bucket")
     batch_size: int = Field(1024, gt=0, description="rows or items per forward pass")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 COLUMNS = (
+    "run",
     "model",
     "backbone",
+    "seed",
     "auc",
     "gauc",
     "logloss",
@@ -25,17 +28,26 @@ def fmt_metric(value: float | None, digits: int = 4) -> str:
 
 
 def comparison_rows(metrics: Iterable[dict]) -> list[dict[str, str]]:
-    """One row per run; the AUC change is relative to ``two_stage`` on the same backbone, when present."""
+    """One row per run; the AUC change is relative to the ``two_stage`` run of the same backbone and seed (like with
+    like), "n/a" when there is none and "ambiguous" when there are several."""
     runs = list(metrics)
-    baseline = {m["backbone"]: m["test"]["auc"] for m in runs if m["variant"] == "two_stage"}
+    baselines: dict[tuple, list[float | None]] = defaultdict(list)
+    for m in runs:
+        if m["variant"] == "two_stage":
+            baselines[m["backbone"], m.get("seed")].append(m["test"]["auc"])
     rows = []
     for m in runs:
-        test, base = m["test"], baseline.get(m["backbone"])
-        delta = "n/a" if base in (None, 0) or test["auc"] is None else f"{100 * (test['auc'] / base - 1):+.2f} %"
+        test, same = m["test"], baselines.get((m["backbone"], m.get("seed")), [])
+        if m["variant"] == "two_stage" or not same or same[0] in (None, 0) or test["auc"] is None:
+            delta = "n/a"
+        else:
+            delta = "ambiguous" if len(same) > 1 else f"{100 * (test['auc'] / same[0] - 1):+.2f} %"
         rows.append(
             {
+                "run": m.get("name", "n/a"),
                 "model": m["variant"],
                 "backbone": m["backbone"],
+                "seed": str(m.get("seed", "n/a")),
                 "auc": fmt_metric(test["auc"]),
                 "gauc": fmt_metric(test["gauc"]),
                 "logloss": fmt_metric(test["logloss"]),

@@ -38,15 +38,15 @@ def summarise(
     test = data.test
     labels, users, cold = test.label.numpy(), test.user.numpy(), test.cold.numpy()
 
-    def scores(backbone: str, config: str, rows: np.ndarray | slice = slice(None)) -> list[np.ndarray]:
-        return [logits[job.name][rows] for job, _ in runs[backbone][config]]
-
     def bootstrap(backbone: str, config: str, against: str, rows: np.ndarray | slice = slice(None)) -> dict:
+        """Paired by seed: the runs of both configurations with the same seed, in one order."""
+        by_seed = [{job.seed: logits[job.name][rows] for job, _ in runs[backbone][name]} for name in (config, against)]
+        seeds = sorted(by_seed[0].keys() & by_seed[1].keys())
         return bootstrap_auc_difference(
             labels[rows],
             users[rows],
-            scores(backbone, config, rows),
-            scores(backbone, against, rows),
+            [by_seed[0][s] for s in seeds],
+            [by_seed[1][s] for s in seeds],
             settings.n_boot,
         )
 

@@ -1,9 +1,10 @@
-"""Paired comparisons of models on one test split (DESIGN §4): user-level bootstrap and seed-level t intervals.
+"""Paired comparisons of models on one test split (DESIGN §2, §4): a two-level bootstrap over seeds and users, and
+seed-level t intervals.
 
-Every model is scored on the same frozen test rows, so differences are paired. The user bootstrap resamples users
-with replacement (a replicate weights each row by how often its user was drawn) and recomputes each model's AUC on
-the same replicate, so the interval reflects which users happen to be in the test split; averaging over seeds inside
-each replicate folds the training noise in as well.
+Every model is scored on the same frozen test rows and trained with the same seeds, so differences are paired. Each
+bootstrap replicate redraws both levels with replacement: the seeds (a drawn seed brings the model's and the
+baseline's run of that seed) and the test users (a replicate weights each row by how often its user was drawn). Seed
+noise on the sample is as large as user noise, so an interval over users alone would be too narrow.
 """
 
 from __future__ import annotations
@@ -47,13 +48,23 @@ def bootstrap_auc_difference(
     seed: int = 0,
     chunk: int = 100,
 ) -> dict[str, float]:
-    """Seed-averaged AUC of a model minus that of the baseline, with a 95 % user-bootstrap percentile interval,
-    absolute and relative to the baseline. ``*_scores``: one test-score vector per seed (paired by row)."""
+    """Seed-averaged AUC of a model minus that of the baseline, with a 95 % percentile interval of the two-level
+    (seeds and users) bootstrap, absolute and relative to the baseline. ``*_scores``: one test-score vector per
+    seed, ``model_scores[i]`` and ``baseline_scores[i]`` from the same seed, all paired by row."""
+    if len(model_scores) != len(baseline_scores) or not len(model_scores):
+        raise ValueError(
+            f"paired by seed: got {len(model_scores)} model and {len(baseline_scores)} baseline score vectors; "
+            "pass the runs of the seeds both have, in the same order"
+        )
+    seed_draws = np.random.default_rng([seed, 1])  # its own stream: the user draws stay those of the same seed
     differences, relative = [], []
     for start in range(0, n_boot, chunk):
-        weights = user_bootstrap_weights(users, min(chunk, n_boot - start), seed + start)
-        model = np.mean([weighted_auc(labels, s, weights) for s in model_scores], axis=0)
-        base = np.mean([weighted_auc(labels, s, weights) for s in baseline_scores], axis=0)
+        size = min(chunk, n_boot - start)
+        weights = user_bootstrap_weights(users, size, seed + start)  # (R, n)
+        drawn = seed_draws.integers(0, len(model_scores), size=(size, len(model_scores)))  # (R, S) seed indices
+        replicate = np.arange(size)[:, None]
+        model = np.stack([weighted_auc(labels, s, weights) for s in model_scores])[drawn, replicate].mean(1)  # (R,)
+        base = np.stack([weighted_auc(labels, s, weights) for s in baseline_scores])[drawn, replicate].mean(1)
         differences.append(model - base)
         relative.append(model / base - 1)
     ones = np.ones((1, len(labels)))

@@ -28,7 +28,7 @@ figure { margin: 1.5em 0; } img { max-width: 100%; }
 def render_report(summary: Mapping, plots: Mapping[str, bytes]) -> str:
     """HTML of ``summary`` (what evaluate.json holds; null = undefined) with ``plots`` (relative path -> PNG)."""
     models = summary["models"]
-    metrics = [key for key in next(iter(models.values()), {}) if key not in ("variant", "backbone", "run_dir")]
+    metrics = [key for key in next(iter(models.values()), {}) if key not in ("variant", "backbone", "seed", "run_dir")]
     baseline = summary["baseline"]
     similarity = summary["similarity"]
     buckets = summary["auc_by_popularity"]["buckets"]
@@ -38,16 +38,17 @@ def render_report(summary: Mapping, plots: Mapping[str, bytes]) -> str:
         f"{similarity['cold_items']:,} cold items, {similarity['popular_items']:,} popular items.</p>",
         "<h2>Test metrics</h2>",
         _table(
-            ["model", "variant", "backbone", *metrics],
+            ["model", "variant", "backbone", "seed", *metrics],
             [
-                [escape(name), escape(m["variant"]), escape(m["backbone"]), *(_metric(m, key) for key in metrics)]
+                [escape(name), escape(m["variant"]), escape(m["backbone"]), escape(str(m["seed"])),
+                 *(_metric(m, key) for key in metrics)]
                 for name, m in models.items()
             ],
         ),
         "<p>Behaviour similarity is n/a for models without a content embedding (<code>id_only</code>): it is "
         "measured in the content-embedding space. Material similarity uses the item-ID embeddings, which every "
         "model has.</p>",
-        f"<h2>Relative change against <code>{escape(baseline['variant'])}</code> on the same backbone</h2>",
+        f"<h2>Relative change against <code>{escape(baseline['variant'])}</code></h2>",
         _relative_table(summary["relative_to_baseline"], metrics, baseline["models"]),
         "<h2>AUC by item popularity</h2>",
         _table(
@@ -66,7 +67,7 @@ def render_report(summary: Mapping, plots: Mapping[str, bytes]) -> str:
 
 def _relative_table(relative: Mapping[str, Mapping[str, float | None]], metrics: list[str], baselines: Mapping) -> str:
     if not relative:
-        return "<p>No model to compare: no run of the baseline variant on the backbones evaluated.</p>"
+        return "<p>No model to compare: no run of the baseline variant with the same backbone and seed.</p>"
     rows = []
     for name, changes in relative.items():
         cells = []
@@ -77,9 +78,9 @@ def _relative_table(relative: Mapping[str, Mapping[str, float | None]], metrics:
             else:
                 better = (change > 0) == HIGHER_IS_BETTER.get(key, True)
                 cells.append(f'<span class="{"better" if better else "worse"}">{_percent(change)}</span>')
-        rows.append([escape(name), *cells])
-    note = ", ".join(f"{escape(backbone)}: {escape(name)}" for backbone, name in baselines.items())
-    return _table(["model", *metrics], rows) + f"<p>Baselines: {note}. Lower logloss is better.</p>"
+        rows.append([escape(name), escape(baselines[name]), *cells])
+    note = "Each model against the baseline run of the same backbone and seed. Lower logloss is better."
+    return _table(["model", "against", *metrics], rows) + f"<p>{note}</p>"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

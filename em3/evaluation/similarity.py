@@ -24,7 +24,7 @@ def material_similarity(
 ) -> tuple[float, np.ndarray]:
     """Mean raw-content cosine of each cold item to its k nearest items by ID embedding.
 
-    ``id_embeddings`` (n_rows, E) and ``raw_content`` (n_rows, D: the store's pooled image+text features) are indexed
+    ``id_embeddings`` (n_rows, E) and ``raw_content`` (n_rows, D: ``unit_concat`` of the pooled features) are indexed
     by item row; items without content are not neighbours. Returns the mean over cold items and the per-item scores
     (len(cold_items),), NaN for a cold item without content.
     """
@@ -43,6 +43,17 @@ def behaviour_similarity(
     """
     per_item = neighbour_similarity(content_embeddings, interaction_vectors, popular_items, k)
     return _nanmean(per_item), per_item
+
+
+def unit_concat(*modalities: np.ndarray) -> np.ndarray:
+    """The raw frozen content of material similarity (DESIGN §2): each modality's vectors (n_rows, d_m) L2-normalised,
+    then concatenated, so that no modality dominates by width; a missing modality (a zero row) stays zeros."""
+    parts = []
+    for vectors in modalities:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        parts.append(np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0))
+    return np.concatenate(parts, axis=1)
 
 
 def interaction_matrix(items: np.ndarray, users: np.ndarray, n_items: int, n_users: int) -> sp.csr_array:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from em3.data.dataset import RankingData
 from em3.data.token_store import TokenStore
 from em3.evaluation.plots import calibration_plot, popularity_plot, roc_plot, similarity_plot
 from em3.evaluation.report import render_report
-from em3.evaluation.similarity import behaviour_similarity, interaction_matrix, material_similarity
+from em3.evaluation.similarity import behaviour_similarity, interaction_matrix, material_similarity, unit_concat
 from em3.metrics import auc, ranking_metrics
 from em3.models import Ranker
 from em3.models.io import load_model_dir
@@ -37,7 +38,7 @@ class SharedInputs:
 
     cold_items: np.ndarray  # (n_cold,) items of cold test rows
     popular_items: np.ndarray  # (n_popular,) top items by training interactions
-    raw_content: np.ndarray  # (n_rows, D) frozen pooled image+text features
+    raw_content: np.ndarray  # (n_rows, D) frozen pooled image and text features, each L2-normalised
     interactions: sp.csr_array  # (n_rows, n_users) positive training counts
     bucket: np.ndarray  # (N,) item-popularity bucket of each test row
     bucket_labels: list[str]
@@ -50,6 +51,7 @@ class ModelResult:
     run_dir: Path
     variant: str
     backbone: str
+    seed: int
     metrics: dict[str, float]
     logits: np.ndarray  # (N,) test click logits
     material: np.ndarray  # (n_cold,) per cold item
@@ -91,8 +93,8 @@ def shared_inputs(data: RankingData, cfg: EvaluateConfig) -> SharedInputs:
     bucket, bucket_labels = popularity_buckets(data.item_train_interactions[test.item.numpy()], cfg.popularity_buckets)
     return SharedInputs(
         cold_items=np.setdiff1d(test.item[test.cold].numpy(), [0]),
-        popular_items=popular_items(data.item_train_interactions, cfg.popular_quantile),
-        raw_content=np.concatenate([data.store.pooled_image, data.store.pooled_text], axis=1),
+        popular_items=popular_items(data.item_train_interactions, cfg.popular_quantile, data.store.item_ids),
+        raw_content=unit_concat(data.store.pooled_image, data.store.pooled_text),
         interactions=interaction_matrix(
             train.item.numpy()[positive], train.user.numpy()[positive], data.n_items, data.n_users
         ),
@@ -128,6 +130,7 @@ def evaluate_run(run_dir: Path, data: RankingData, cfg: EvaluateConfig, shared: 
         run_dir=run_dir,
         variant=run_cfg.model.variant,
         backbone=run_cfg.model.backbone,
+        seed=run_cfg.seed,
         metrics={name: metrics[name] for name in METRICS},
         logits=logits,
         material=material,
@@ -137,23 +140,29 @@ def evaluate_run(run_dir: Path, data: RankingData, cfg: EvaluateConfig, shared: 
 
 
 def summarise(named: dict[str, ModelResult], shared: SharedInputs, cfg: EvaluateConfig) -> dict:
-    """The evaluate.json content (NaN still in it): metrics, baselines, relative changes, AUC by bucket."""
-    baselines: dict[str, str] = {}  # backbone -> name of its (first) baseline run
+    """The evaluate.json content (NaN still in it): metrics, baselines, relative changes, AUC by bucket.
+
+    Each model is compared with the run of the baseline variant that has its backbone and seed (like with like);
+    a model without exactly one such run gets no relative change."""
+    candidates: dict[tuple[str, int], list[str]] = defaultdict(list)
     for name, result in named.items():
         if result.variant == cfg.baseline:
-            baselines.setdefault(result.backbone, name)
+            candidates[result.backbone, result.seed].append(name)
+    baselines = {  # model name -> name of the baseline run it is compared with
+        name: candidates[r.backbone, r.seed][0]
+        for name, r in named.items()
+        if r.variant != cfg.baseline and len(candidates[r.backbone, r.seed]) == 1
+    }
     buckets = [{"train_interactions": text, "rows": int((shared.bucket == b).sum())}
                for b, text in enumerate(shared.bucket_labels)]  # fmt: skip
     return {
         "models": {
-            name: {"variant": r.variant, "backbone": r.backbone, "run_dir": str(r.run_dir), **r.metrics}
+            name: {"variant": r.variant, "backbone": r.backbone, "seed": r.seed, "run_dir": str(r.run_dir), **r.metrics}
             for name, r in named.items()
         },
         "baseline": {"variant": cfg.baseline, "models": baselines},
         "relative_to_baseline": {
-            name: relative_change(r.metrics, named[baselines[r.backbone]].metrics)
-            for name, r in named.items()
-            if r.backbone in baselines and name != baselines[r.backbone]
+            name: relative_change(named[name].metrics, named[baseline].metrics) for name, baseline in baselines.items()
         },
         "auc_by_popularity": {"buckets": buckets, "models": {name: r.auc_by_bucket for name, r in named.items()}},
         "similarity": {
@@ -177,11 +186,14 @@ def item_embedding_tables(model: Ranker, store: TokenStore, batch_size: int) -> 
     return {name: torch.cat(chunks).numpy() for name, chunks in parts.items()}  # (n_rows, E) each
 
 
-def popular_items(item_counts: np.ndarray, quantile: float) -> np.ndarray:
-    """Item rows whose training interactions reach the ``quantile`` of the catalogue's (row 0 excluded), > 0."""
-    counts = item_counts[1:]
-    threshold = np.quantile(counts, quantile)
-    return np.flatnonzero((counts >= threshold) & (counts > 0)) + 1
+def popular_items(item_counts: np.ndarray, quantile: float, item_ids: Sequence[str]) -> np.ndarray:
+    """Item rows of the popular items (DESIGN §2): among the items with at least one training interaction, the top
+    ``1 - quantile`` share (at least one item) by that count, ties broken by item id. ``item_counts`` (n_rows,) is
+    indexed by item row (row 0 is padding), ``item_ids[i]`` is row ``i + 1``'s id. Returns sorted rows."""
+    rows = np.flatnonzero(item_counts[1:] > 0) + 1
+    n_popular = math.ceil(round(len(rows) * (1 - quantile), 9))  # round: 0.2 × 10 must not become 2.0000000004
+    ranked = rows[np.lexsort((np.asarray(item_ids, dtype=object)[rows - 1], -item_counts[rows]))]
+    return np.sort(ranked[:n_popular])
 
 
 def popularity_buckets(row_counts: np.ndarray, n_buckets: int) -> tuple[np.ndarray, list[str]]:

@@ -27,6 +27,7 @@ from em3.models import ModelShapes, Ranker
 from em3.models.io import save_model_dir, save_weights
 from em3.progress import progress_bar
 from em3.train.checkpoint import load_checkpoint, save_checkpoint
+from em3.train.data_source import data_line, training_data
 from em3.train.distributed import SINGLE_PROCESS, Distributed, current
 from em3.train.optim import make_optimizer
 from em3.validation.errors import DataError
@@ -57,6 +58,7 @@ def model_shapes(data: RankingData) -> ModelShapes:
         image_dim=store.image_dim,
         text_dim=store.text_dim,
         pooled_dim=store.pooled_dim,
+        numeric_dim=data.numeric_dim,
     )
 
 
@@ -116,6 +118,9 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
     out = Path(cfg.output_dir)
     checkpoint, best_weights = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.safetensors"
     ctx = current()
+    source = training_data(cfg)
+    if ctx.is_main:
+        print(data_line(cfg, source), flush=True)
     torch.manual_seed(cfg.seed)
     device = ctx.device(resolve_device(cfg.train.device))
     shapes = model_shapes(data)
@@ -177,6 +182,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
     save_model_dir(out / "model", model, cfg, shapes)  # whole or not at all; metrics/train.json marks the run done
     metrics = {
         "name": cfg.name,
+        "seed": cfg.seed,
         "variant": cfg.model.variant,
         "backbone": cfg.model.backbone,
         "steps": loop["step"],
@@ -184,6 +190,8 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
         "stopped_by": loop["stopped_by"],
         "train_seconds": round(time.perf_counter() - started, 2),
         "parameters": model.parameter_counts(),
+        "data": source,
+        "inputs": {**data.inputs, "modalities": data.store.modalities},
         "valid_history": loop["history"],
         "valid": evaluate(model, data.valid, data, cfg),
         "test": evaluate(model, data.test, data, cfg) if test else None,

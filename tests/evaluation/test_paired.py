@@ -49,6 +49,25 @@ def test_identical_models_differ_by_zero_and_a_better_one_gets_an_interval_above
     assert result["relative"] == pytest.approx(result["diff"] / np.mean([roc_auc_score(labels, w) for w in worse]))
 
 
+def test_the_interval_redraws_seeds_as_well_as_users():
+    """Seed noise alone: many users, so user noise is small, but one seed's model is better than the baseline and
+    the other's worse. Redrawing both seeds, a quarter of the replicates hold the worse seed twice, a quarter the
+    better one twice, so the interval reaches out to both per-seed differences; an interval over users alone (seeds
+    averaged inside every replicate) sits tightly around their mean."""
+    rng = np.random.default_rng(4)
+    n = 20000
+    labels, users = rng.integers(0, 2, n), rng.integers(0, 2000, n)
+    baseline = [labels + rng.normal(size=n)] * 2
+    model = [2 * labels + rng.normal(size=n), rng.normal(size=n)]  # seed 0: better; seed 1: no signal
+    per_seed = [roc_auc_score(labels, m) - roc_auc_score(labels, b) for m, b in zip(model, baseline, strict=True)]
+    result = bootstrap_auc_difference(labels, users, model, baseline, n_boot=400)
+    assert result["diff"] == pytest.approx(np.mean(per_seed))
+    margin = 0.02  # user noise on the difference with 20,000 rows: a few thousandths
+    assert result["low"] < min(per_seed) + margin and result["high"] > max(per_seed) - margin
+    with pytest.raises(ValueError, match="paired by seed"):
+        bootstrap_auc_difference(labels, users, model, baseline[:1])
+
+
 def test_seed_interval_is_the_student_t_interval():
     diffs = [0.010, 0.004, 0.007, 0.012, 0.001]
     result = seed_interval(diffs)

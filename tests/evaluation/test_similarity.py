@@ -65,10 +65,34 @@ def test_chunked_neighbours_equal_one_chunk(monkeypatch):
     np.testing.assert_allclose(similarity.neighbour_similarity(search, target, queries, k=3), whole)
 
 
-def test_popular_items_are_the_top_quintile_with_interactions():
-    counts = np.array([99, 0, 0, 0, 0, 0, 0, 1, 2, 5, 9])  # row 0 (padding) is ignored
-    np.testing.assert_array_equal(popular_items(counts, 0.8), [9, 10])
-    np.testing.assert_array_equal(popular_items(np.zeros(6), 0.8), [])
+def test_popular_items_are_the_top_quintile_of_the_items_with_interactions():
+    # 10 items with interactions among many without: the top quintile is 2 items, whatever the zeros. (A quantile
+    # over the whole catalogue put the threshold at 1 and called every item with an interaction popular.)
+    counts = np.array([99] + [0] * 30 + [1] * 6 + [3, 4, 7, 9])  # row 0 (padding) is ignored
+    ids = [f"a{row:03d}" for row in range(1, len(counts))]
+    np.testing.assert_array_equal(popular_items(counts, 0.8, ids), [39, 40])
+    np.testing.assert_array_equal(popular_items(np.zeros(6), 0.8, ids[:5]), [])
+
+
+def test_ties_at_the_threshold_go_by_item_id():
+    counts = np.array([0, 5, 5, 5, 5, 1, 1, 1, 1, 1, 1])  # 10 items with interactions: 2 popular, 4 tied for them
+    ids = ["d", "b", "c", "a", "j", "i", "h", "g", "f", "e"]  # rows 1..10; the tied rows 1–4 are "d", "b", "c", "a"
+    np.testing.assert_array_equal(popular_items(counts, 0.8, ids), [2, 4])  # "a" (row 4) and "b" (row 2)
+    np.testing.assert_array_equal(popular_items(counts, 0.5, ids), [1, 2, 3, 4, 10])  # then "e" among the 1s
+
+
+def test_raw_content_weighs_every_modality_alike_whatever_its_width():
+    rng = np.random.default_rng(0)
+    image, text = 30 * rng.normal(size=(5, 1280)), 0.1 * rng.normal(size=(5, 384))
+    image[3] = 0  # item 3 has no photo
+    content = similarity.unit_concat(image, text)
+    assert content.shape == (5, 1280 + 384)
+    np.testing.assert_allclose(np.linalg.norm(content[:, :1280], axis=1), [1, 1, 1, 0, 1], atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(content[:, 1280:], axis=1), 1, atol=1e-6)
+    # the cosine of two items is the mean of their per-modality cosines, not the wider or larger modality's
+    cos = content[0] @ content[1] / (np.linalg.norm(content[0]) * np.linalg.norm(content[1]))
+    per_modality = [a[0] @ a[1] / (np.linalg.norm(a[0]) * np.linalg.norm(a[1])) for a in (image, text)]
+    assert cos == pytest.approx(np.mean(per_modality), abs=1e-6)
 
 
 def test_popularity_buckets_drop_empty_ones():

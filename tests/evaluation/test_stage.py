@@ -1,11 +1,15 @@
 import json
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 from PIL import Image
 
 from em3.config import EvaluateConfig
 from em3.evaluation import run_evaluate
+from em3.evaluation.stage import METRICS, ModelResult, SharedInputs, summarise
 from em3.metrics import auc
 from em3.models.io import load_model_dir
 from em3.train import train
@@ -41,7 +45,7 @@ def test_json_has_the_documented_shape(evaluated):
             assert math.isfinite(metrics[name]), name
     assert models["id_only_din"]["behaviour_similarity"] is None  # no content embedding
     assert math.isfinite(models["em3_din"]["behaviour_similarity"])
-    assert summary["baseline"] == {"variant": "id_only", "models": {"din": "id_only_din"}}
+    assert summary["baseline"] == {"variant": "id_only", "models": {"em3_din": "id_only_din"}}
     relative = summary["relative_to_baseline"]
     assert set(relative) == {"em3_din"}
     expected = models["em3_din"]["auc"] / models["id_only_din"]["auc"] - 1
@@ -83,3 +87,27 @@ def test_mismatched_data_is_refused(evaluated, small_config, tmp_path):
     other = generate_synthetic(small_config.data.model_copy(update={"synthetic": synthetic}), seed=0)
     with pytest.raises(ValueError, match="evaluate on the data it was trained on"):
         run_evaluate(run_dirs[:1], other, EvaluateConfig(), tmp_path)
+
+
+def test_each_model_is_compared_with_the_baseline_run_of_its_seed():
+    """Two seeds of each variant: seed 1's em3 is compared with seed 1's baseline, not with the first one found."""
+    shared = SharedInputs(
+        cold_items=np.array([1]),
+        popular_items=np.array([1]),
+        raw_content=np.zeros((2, 1)),
+        interactions=sp.csr_array((2, 1)),
+        bucket=np.zeros(3, int),
+        bucket_labels=["0–0"],
+    )
+
+    def result(variant: str, seed: int, auc_value: float) -> ModelResult:
+        metrics = dict.fromkeys(METRICS, 0.5) | {"auc": auc_value}
+        return ModelResult(Path(f"{variant}{seed}"), variant, "din", seed, metrics, np.zeros(3), np.zeros(1), None, [])
+
+    named = {"base0": result("two_stage", 0, 0.50), "base1": result("two_stage", 1, 0.60),
+             "em3_0": result("em3", 0, 0.55), "em3_1": result("em3", 1, 0.66)}  # fmt: skip
+    summary = summarise(named, shared, EvaluateConfig())
+    assert summary["baseline"]["models"] == {"em3_0": "base0", "em3_1": "base1"}
+    assert summary["relative_to_baseline"]["em3_0"]["auc"] == pytest.approx(0.1)
+    assert summary["relative_to_baseline"]["em3_1"]["auc"] == pytest.approx(0.1)
+    assert summary["models"]["em3_1"]["seed"] == 1
