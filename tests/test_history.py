@@ -1,6 +1,6 @@
 import numpy as np
 
-from em3.data.history import earlier_day_histories
+from em3.data.history import earlier_histories
 
 
 def test_history_holds_earlier_day_positives_only_most_recent_first():
@@ -9,7 +9,7 @@ def test_history_holds_earlier_day_positives_only_most_recent_first():
     day = np.array([0, 0, 1, 2, 2, 1, 3])
     item = np.array([10, 11, 12, 13, 14, 20, 21])
     label = np.array([1, 0, 1, 1, 0, 1, 0])
-    history = earlier_day_histories(user, day, item, label, length=3)
+    history = earlier_histories(user, day, item, label, length=3)
     expected = [
         [0, 0, 0],  # day 0: nothing earlier
         [0, 0, 0],
@@ -26,5 +26,5 @@ def test_history_is_truncated_to_the_most_recent():
     user = np.ones(5, dtype=int)
     day = np.arange(5)
     item = np.arange(1, 6)
-    history = earlier_day_histories(user, day, item, np.ones(5, dtype=int), length=2)
+    history = earlier_histories(user, day, item, np.ones(5, dtype=int), length=2)
     np.testing.assert_array_equal(history[-1], [4, 3])

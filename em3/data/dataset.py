@@ -8,7 +8,7 @@ and only the content the model reads (``ContentInputs``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import numpy as np
@@ -19,14 +19,19 @@ from em3.data.token_store import ItemContent, TokenStore
 
 @dataclass
 class Split:
-    """Impressions of one period; row r is (user[r], item[r], context[r], history[r]) → label[r]."""
+    """Impressions of one period; row r is (user[r], item[r], context[r], numeric[r], history[r]) → label[r]."""
 
     user: torch.Tensor  # (N,) int64
     item: torch.Tensor  # (N,) int64
-    context: torch.Tensor  # (N, F) int64 categorical context fields
+    context: torch.Tensor  # (N, F) int64 categorical context fields, 0 = unknown
     history: torch.Tensor  # (N, L) int64 earlier clicked items, most recent first, 0 = padding
     label: torch.Tensor  # (N,) float32 in {0, 1}
     cold: torch.Tensor  # (N,) bool: the item had fewer than cold_max_train interactions in train
+    numeric: torch.Tensor | None = None  # (N, G) float32 numeric context, finite (None: no numeric features)
+
+    def __post_init__(self) -> None:
+        if self.numeric is None:
+            self.numeric = torch.zeros(len(self.label), 0)
 
     def __len__(self) -> int:
         return len(self.label)
@@ -44,6 +49,11 @@ class RankingData:
     context_cardinalities: tuple[int, ...]
     store: TokenStore
     item_train_interactions: np.ndarray  # (n_rows,) train impressions per item row (purchases for purchase logs)
+    inputs: dict = field(default_factory=dict)  # what feeds the model (context and numeric features, history rule)
+
+    @property
+    def numeric_dim(self) -> int:
+        return self.train.numeric.shape[1]
 
     @property
     def n_items(self) -> int:
@@ -67,6 +77,7 @@ class Batch:
     user: torch.Tensor  # (B,)
     item: torch.Tensor  # (B,)
     context: torch.Tensor  # (B, F)
+    numeric: torch.Tensor  # (B, G)
     history: torch.Tensor  # (B, L)
     label: torch.Tensor  # (B,)
     target_pos: torch.Tensor  # (B,) row of each target in target_items
@@ -92,6 +103,7 @@ def make_batch(split: Split, index: torch.Tensor, store: TokenStore, inputs: Con
         user=part.user,
         item=part.item,
         context=part.context,
+        numeric=part.numeric,
         history=part.history,
         label=part.label,
         target_pos=target_pos,

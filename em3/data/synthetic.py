@@ -19,7 +19,7 @@ import torch
 
 from em3.config import DataConfig
 from em3.data.dataset import RankingData, Split
-from em3.data.history import earlier_day_histories
+from em3.data.history import earlier_histories
 from em3.data.token_store import TokenStore
 
 N_MODES = 2
@@ -122,7 +122,7 @@ def generate_synthetic(cfg: DataConfig, seed: int) -> RankingData:
     logit = AFFINITY_SCALE * affinity + STYLE_WEIGHT * style[item] + quirk[item] + 0.3 * (channel == 2) - 1.3
     label = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
 
-    history = earlier_day_histories(user, day, item, label, cfg.max_history)
+    history = earlier_histories(user, day, item, label, cfg.max_history)
     split = np.where(day >= test_start, 2, np.where(day >= valid_start, 1, 0))
     item_train_interactions = np.bincount(item[split == 0], minlength=n_rows)
     cold = item_train_interactions[item] < cfg.cold_max_train
@@ -146,4 +146,5 @@ def generate_synthetic(cfg: DataConfig, seed: int) -> RankingData:
         context_cardinalities=(N_CHANNELS + 1,),
         store=store,
         item_train_interactions=item_train_interactions,
+        inputs={"context": ["channel"], "numeric": [], "history": "earlier_days"},
     )

@@ -1,4 +1,11 @@
-"""Training data from the canonical tables written by ``em3 ingest`` and the token store of ``em3 features``."""
+"""Training data from the canonical tables written by ``em3 ingest`` and the token store of ``em3 features``.
+
+Context features: the interactions' ``sales_channel_id`` and the users table's attributes (``data.user_features``;
+default every column but ``user_id``). Categorical ones (strings) become embedding indices from the training rows'
+vocabulary, index 0 being the unknown bucket (missing values, values first seen after train, values on fewer than
+``data.category_min_rows`` training rows). Numeric ones are standardised with the training rows' mean and standard
+deviation; a missing value becomes 0 with a missing flag of 1 beside it.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +16,82 @@ import pandas as pd
 import torch
 
 from em3.data.dataset import RankingData, Split
-from em3.data.history import earlier_day_histories
+from em3.data.history import earlier_histories, history_time
 from em3.data.token_store import TokenStore
+from em3.validation.errors import DataError
 
 SPLITS = ("train", "valid", "test")
 CONTEXT_COLUMNS = ("sales_channel_id",)
+USER_PREFIX = "user."  # context names of user attributes in train.json
 
 
-def _categorical(values: pd.Series) -> tuple[np.ndarray, int]:
-    """Values → indices 1..n (0 stays free for unknown), and the cardinality including 0."""
-    codes, uniques = pd.factorize(values, sort=True)
-    return codes.astype(np.int64) + 1, len(uniques) + 1
+def categorical_codes(values: pd.Series, train: np.ndarray, min_rows: int) -> tuple[np.ndarray, int]:
+    """Values → indices 1..n of the values on at least ``min_rows`` training rows (sorted), 0 for anything else
+    (missing, unseen in train, rarer); and the cardinality including 0."""
+    counts = values[train].dropna().astype(str).value_counts()
+    vocabulary = np.sort(counts.index[counts >= min_rows].to_numpy(str))
+    strings = values.astype(str).to_numpy(str)
+    position = np.searchsorted(vocabulary, strings)
+    known = values.notna().to_numpy() & (position < len(vocabulary))
+    known[known] = vocabulary[position[known]] == strings[known]
+    return np.where(known, position + 1, 0).astype(np.int64), len(vocabulary) + 1
 
 
-def load_tables(tables_dir: str | Path, store_dir: str | Path, max_history: int) -> RankingData:
+def numeric_columns(values: pd.Series, train: np.ndarray) -> np.ndarray:
+    """(N, 2): the value standardised by the training rows' mean and standard deviation (0 where missing or not
+    finite) and a missing flag (1.0 where so)."""
+    x = pd.to_numeric(values, errors="coerce").to_numpy(np.float64)
+    finite = np.isfinite(x)
+    seen = x[train & finite]
+    mean = seen.mean() if len(seen) else 0.0
+    std = seen.std() if len(seen) > 1 and seen.std() > 0 else 1.0
+    return np.stack([np.where(finite, (x - mean) / std, 0.0), (~finite).astype(np.float64)], axis=1)
+
+
+def user_attributes(tables_dir: Path, frame: pd.DataFrame, wanted: tuple[str, ...] | None) -> pd.DataFrame:
+    """The users table's attribute columns aligned with ``frame``'s rows (NaN for users without a row)."""
+    path = tables_dir / "users.parquet"
+    if not path.is_file():
+        if wanted:
+            raise DataError(f"{path} not found, but data.user_features names {list(wanted)}; run `em3 ingest`")
+        return pd.DataFrame(index=frame.index)
+    users = pd.read_parquet(path)
+    available = [column for column in users.columns if column != "user_id"]
+    if wanted is None:
+        wanted = tuple(available)
+    if unknown := [column for column in wanted if column not in available]:
+        raise DataError(f"{path}: data.user_features names column(s) {unknown}; the table has {available}")
+    users = users.drop_duplicates("user_id").set_index("user_id")[list(wanted)]
+    return users.reindex(frame["user_id"]).set_axis(frame.index)
+
+
+def context_features(
+    frame: pd.DataFrame, users: pd.DataFrame, train: np.ndarray, min_rows: int
+) -> tuple[np.ndarray, tuple[int, ...], np.ndarray, dict[str, list[str]]]:
+    """Categorical codes (N, F), their cardinalities, numeric inputs (N, 2G) and the names of what is used."""
+    categorical = [(c, frame[c]) for c in CONTEXT_COLUMNS if c in frame]
+    numeric = []
+    for column in users.columns:
+        values = users[column]
+        is_numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+        (numeric if is_numeric else categorical).append((USER_PREFIX + column, values))
+    encoded = [categorical_codes(values, train, min_rows) for _, values in categorical]
+    codes = np.stack([c for c, _ in encoded], axis=1) if encoded else np.zeros((len(frame), 0), np.int64)
+    parts = [numeric_columns(values, train) for _, values in numeric]
+    dense = np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0))
+    names = {"context": [name for name, _ in categorical], "numeric": [name for name, _ in numeric]}
+    return codes, tuple(n for _, n in encoded), dense.astype(np.float32), names
+
+
+def load_tables(
+    tables_dir: str | Path,
+    store_dir: str | Path,
+    max_history: int,
+    history: str = "auto",
+    user_features: tuple[str, ...] | None = None,
+    category_min_rows: int = 5,
+) -> RankingData:
+    """The splits of ``tables_dir`` with the content of ``store_dir``; the other arguments are ``data.<name>``."""
     tables_dir = Path(tables_dir)
     path = tables_dir / "interactions.parquet"
     if not path.is_file():
@@ -39,14 +108,15 @@ def load_tables(tables_dir: str | Path, store_dir: str | Path, max_history: int)
         )
 
     item = frame["item_id"].map(rows).to_numpy(np.int64)
-    user, n_users = _categorical(frame["user_id"])
-    day = pd.to_datetime(frame["ts"]).to_numpy("datetime64[D]").astype(np.int64)
+    user_codes, uniques = pd.factorize(frame["user_id"], sort=True)
+    user, n_users = user_codes.astype(np.int64) + 1, len(uniques) + 1
     label = frame["label"].to_numpy(np.int64)
-    context_columns = [c for c in CONTEXT_COLUMNS if c in frame]
-    encoded = [_categorical(frame[c]) for c in context_columns]
-    context = np.stack([codes for codes, _ in encoded], axis=1) if encoded else np.zeros((len(frame), 0), np.int64)
-    history = earlier_day_histories(user, day, item, label, max_history)
     split = frame["split"].to_numpy()
+    train = split == "train"
+    users = user_attributes(tables_dir, frame, user_features)
+    context, cardinalities, numeric, names = context_features(frame, users, train, category_min_rows)
+    time, rule = history_time(frame["ts"], history)
+    histories = earlier_histories(user, time, item, label, max_history)
     cold = frame["cold"].to_numpy(bool)
 
     def take(name: str) -> Split:
@@ -55,18 +125,19 @@ def load_tables(tables_dir: str | Path, store_dir: str | Path, max_history: int)
             user=torch.from_numpy(user[rows]),
             item=torch.from_numpy(item[rows]),
             context=torch.from_numpy(context[rows]),
-            history=torch.from_numpy(history[rows]),
+            history=torch.from_numpy(histories[rows]),
             label=torch.from_numpy(label[rows].astype(np.float32)),
             cold=torch.from_numpy(cold[rows]),
+            numeric=torch.from_numpy(numeric[rows]),
         )
 
-    train_positives = (split == "train") & (label == 1)
     return RankingData(
         train=take("train"),
         valid=take("valid"),
         test=take("test"),
         n_users=n_users,
-        context_cardinalities=tuple(cardinality for _, cardinality in encoded),
+        context_cardinalities=cardinalities,
         store=store,
-        item_train_interactions=np.bincount(item[train_positives], minlength=store.n_rows),
+        item_train_interactions=np.bincount(item[train & (label == 1)], minlength=store.n_rows),
+        inputs={**names, "history": rule},
     )

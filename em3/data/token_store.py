@@ -2,6 +2,9 @@
 
 Row 0 is reserved for "no item" (padding and unknown ids): its masks are all False, so every model sees it as an
 item without content. Row ``i + 1`` holds ``item_ids[i]``. Training never runs the encoders; it gathers rows.
+A modality no item of the catalogue has (a text-only log has no photos) is stored with zero tokens of width zero:
+its arrays are (n_rows, 0, 0), (n_rows, 0) and (n_rows, 0), so ``image_dim`` / ``text_dim`` 0 tells the model
+that the modality is absent and builds no part for it.
 A loaded store gathers rows with positioned file reads (em3.data.mapped.RowFiles), not through its mappings, so
 reading all of it, however large, does not grow the process's RSS.
 """
@@ -32,6 +35,7 @@ class ItemContent:
     text_tokens: torch.Tensor | None  # (..., T_txt, d_txt)
     text_mask: torch.Tensor | None  # (..., T_txt)
     pooled: torch.Tensor  # (..., d_img + d_txt) frozen pooled features, zeros where a modality is missing
+    present: torch.Tensor  # (..., 2) bool: the item has an image, a text (any real token)
 
     def __getitem__(self, index: slice | torch.Tensor) -> ItemContent:
         """The content of a subset of the items (along the first dimension)."""
@@ -88,28 +92,33 @@ class TokenStore:
     def pooled_dim(self) -> int:
         return self.pooled_image.shape[-1] + self.pooled_text.shape[-1]
 
+    @property
+    def modalities(self) -> dict[str, bool]:
+        """Which modalities the store holds at all (a text-only catalogue stores no image arrays)."""
+        return {"image": self.image_dim > 0, "text": self.text_dim > 0}
+
     def index(self) -> dict[str, int]:
         """Map item id -> row."""
         return {item_id: row + 1 for row, item_id in enumerate(self.item_ids)}
 
     def gather(self, rows: torch.Tensor, tokens: bool = True) -> ItemContent:
         """Content of the given rows (any shape of int tensor), read from the store's files (``read_rows``); with
-        ``tokens=False`` only the pooled vectors (a fraction of the bytes)."""
+        ``tokens=False`` only the pooled vectors and the masks (a fraction of the bytes)."""
         flat = rows.reshape(-1).cpu().numpy()
 
-        def take(name: str, dtype: torch.dtype) -> torch.Tensor | None:
-            if not tokens:
-                return None
+        def take(name: str, dtype: torch.dtype) -> torch.Tensor:
             values = torch.from_numpy(np.ascontiguousarray(self.read_rows(name, flat))).to(dtype)
             return values.reshape(*rows.shape, *getattr(self, name).shape[1:])
 
+        masks = take("image_mask", torch.bool), take("text_mask", torch.bool)
         pooled = np.concatenate([self.read_rows("pooled_image", flat), self.read_rows("pooled_text", flat)], axis=-1)
         return ItemContent(
-            image_tokens=take("image_tokens", torch.float32),
-            image_mask=take("image_mask", torch.bool),
-            text_tokens=take("text_tokens", torch.float32),
-            text_mask=take("text_mask", torch.bool),
+            image_tokens=take("image_tokens", torch.float32) if tokens else None,
+            image_mask=masks[0] if tokens else None,
+            text_tokens=take("text_tokens", torch.float32) if tokens else None,
+            text_mask=masks[1] if tokens else None,
             pooled=torch.from_numpy(pooled).float().reshape(*rows.shape, pooled.shape[-1]),
+            present=torch.stack([mask.any(-1) for mask in masks], dim=-1),
         )
 
     def read_rows(self, name: str, rows: np.ndarray) -> np.ndarray:

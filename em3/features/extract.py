@@ -4,7 +4,9 @@ Each item's image and text are cached separately under a content hash (sha256 of
 and the image bytes or the text): a re-run copies the rows of unchanged content from the previous store and
 encodes only new or changed content. Bad content never fails the stage: an item without a usable image (none
 given, missing, zero-byte, corrupt, or a path escaping the image root) or with an empty text gets that
-modality masked (mask all False, pooled zeros) and is counted in the report.
+modality masked (mask all False, pooled zeros) and is counted in the report. A modality that no item has at all
+(a text-only log without photos, a photo-only catalogue without texts) is absent: its encoder is not loaded and
+its arrays are stored with zero tokens of width zero (em3.data.token_store), not as zeros per item.
 
 Token budget with the defaults (3×3 grid of 1280-d image tokens, 32 text tokens of 384-d, fp16): image tokens
 23,040 B + text tokens 24,576 B + pooled vectors 3,328 B + masks 41 B = 50,985 B per item, about 5.1 GB per
@@ -63,8 +65,8 @@ class Modality:
 
     name: str  # "image" | "text": the token store arrays are <name>_tokens, <name>_mask, pooled_<name>
     position: int  # index of this modality's key in a store's "image_key:text_key" content hashes
-    encoder: FrozenEncoder
-    prepare: Callable[[Any], Any]  # source -> encoder input, None if undecodable (runs in the thread pool)
+    encoder: FrozenEncoder | None  # None: no item has this modality (nothing to encode, zero-width arrays)
+    prepare: Callable[[Any], Any] | None  # source -> encoder input, None if undecodable (runs in the thread pool)
     contents: list[Content]
     keys: list[str] = field(default_factory=list)  # per row: the content key, "" where the row has no content
     encoded: set[int] = field(default_factory=set)
@@ -201,7 +203,7 @@ def allocate(directory: Path, n_rows: int, modalities: list[Modality], mapped: M
     shapes = {}
     for modality in modalities:
         tokens, mask, pooled = modality.arrays
-        n_tokens, dim = modality.encoder.n_tokens, modality.encoder.dim
+        n_tokens, dim = (modality.encoder.n_tokens, modality.encoder.dim) if modality.encoder else (0, 0)
         shapes[tokens] = ((n_rows, n_tokens, dim), np.float16)
         shapes[mask] = ((n_rows, n_tokens), np.bool_)
         shapes[pooled] = ((n_rows, dim), np.float16)
@@ -234,13 +236,17 @@ def checked_items(items: pd.DataFrame) -> pd.DataFrame:
 def summary(modality: Modality, item_ids: list[str], seconds: float) -> dict:
     """One modality's part of the report; logs bad content by reason, with a few example ids."""
     examples = {problem: [item_ids[row - 1] for row in rows[:5]] for problem, rows in modality.problems.items()}
-    for problem, rows in modality.problems.items():
+    encoder = modality.encoder
+    if encoder is None:
+        log.info("no item has %s content: its encoder was not loaded and no %s tokens are stored", *[modality.name] * 2)
+    for problem, rows in modality.problems.items() if encoder else ():
         if problem != "no_image":
             log.warning("%s masked for %d items (%s), e.g. %s", modality.name, len(rows), problem, examples[problem])
     return {
-        "encoder": json.loads(modality.encoder.fingerprint),
-        "tokens": modality.encoder.n_tokens,
-        "dim": modality.encoder.dim,
+        "absent": encoder is None,
+        "encoder": json.loads(encoder.fingerprint) if encoder else None,
+        "tokens": encoder.n_tokens if encoder else 0,
+        "dim": encoder.dim if encoder else 0,
         "encoded": len(modality.encoded),
         "reused": len(modality.reused),
         "missing": {problem: len(rows) for problem, rows in sorted(modality.problems.items())},
@@ -265,29 +271,30 @@ def run_features(cfg: FeaturesConfig, items: pd.DataFrame, image_root: Path, out
     items = checked_items(items)
     item_ids = items["item_id"].tolist()
     device = resolve_device(cfg.device)
-    image_encoder = load_image_encoder(cfg.image_encoder, cfg.image_size, cfg.image_grid, device)
-    text_encoder = TextEncoder(cfg.text_encoder, cfg.max_text_tokens, device)
+    has_image, has_text = (items["image_path"] != "").any(), (items["text"].str.strip() != "").any()
+    image_encoder = load_image_encoder(cfg.image_encoder, cfg.image_size, cfg.image_grid, device) if has_image else None
+    text_encoder = TextEncoder(cfg.text_encoder, cfg.max_text_tokens, device) if has_text else None
     previous = load_previous(out_dir)
     mapped = MappedArrays()
     with ThreadPoolExecutor(cfg.decode_workers) as pool, staged_dir(out_dir, INDEX) as staging:
-        image_contents = pool.map(partial(image_content, image_root, image_encoder.fingerprint), items["image_path"])
-        modalities = [
-            Modality("image", 0, image_encoder, partial(open_image, image_encoder), list(image_contents)),
-            Modality(
-                "text",
-                1,
-                text_encoder,
-                text_encoder.preprocess,
-                [text_content(text_encoder.fingerprint, text) for text in items["text"]],
-            ),
-        ]
+        if image_encoder:
+            paths = items["image_path"]
+            image_contents = list(pool.map(partial(image_content, image_root, image_encoder.fingerprint), paths))
+            image = Modality("image", 0, image_encoder, partial(open_image, image_encoder), image_contents)
+        else:
+            image = Modality("image", 0, None, None, [Content(problem="no_image")] * len(items))
+        if text_encoder:
+            text_contents = [text_content(text_encoder.fingerprint, text) for text in items["text"]]
+            text = Modality("text", 1, text_encoder, text_encoder.preprocess, text_contents)
+        else:
+            text = Modality("text", 1, None, None, [Content(problem="empty_text")] * len(items))
+        modalities = [image, text]
         arrays = allocate(staging, len(items) + 1, modalities, mapped)  # written in place: no copy at the end
         reports = {}
         for modality in modalities:
             modality_started = time.perf_counter()
             fill(modality, arrays, mapped, previous, pool, cfg)
             reports[modality.name] = summary(modality, item_ids, time.perf_counter() - modality_started)
-        image, text = modalities
         hashes = [f"{image_key}:{text_key}" for image_key, text_key in zip(image.keys, text.keys, strict=True)]
         write_index(staging, item_ids, hashes[1:])
         bytes_per_item = sum(array[0].nbytes for array in arrays.values())

@@ -3,7 +3,9 @@
 ``FQFormer`` (EM3's Fusion-Q-Former): learnable query tokens and the tokens of every modality, each projected to
 width d plus a modality-type embedding, pass through self-attention layers *together* (not BLIP-2's
 cross-attention). The query outputs, flattened, are the fused item vector. Padding tokens and missing modalities are
-masked out of attention; the queries are always present, so an item without any content still gets a vector.
+masked out of attention, and their projected values are zeroed, so that whatever a store holds there (zeros,
+garbage, even NaN) never reaches the output; the queries are always present, so an item without any content still
+gets a vector.
 
 ``MeanFusion`` is the ablation without the FQ-Former: masked mean of each modality's projected tokens.
 """
@@ -81,8 +83,8 @@ class FQFormer(nn.Module):
         n = tokens[0].shape[0]
         queries = (self.queries + self.type_embed.weight[0]).expand(n, -1, -1)  # (N, Q, d)
         parts = [queries] + [
-            proj(x) + self.type_embed.weight[m + 1]
-            for m, (proj, x) in enumerate(zip(self.modality_proj, tokens, strict=False))
+            masked_projection(proj, x, mask) + self.type_embed.weight[m + 1]
+            for m, (proj, x, mask) in enumerate(zip(self.modality_proj, tokens, masks, strict=True))
         ]
         x = torch.cat(parts, dim=1)  # (N, Q + ΣT_m, d)
         keep = torch.cat([masks[0].new_ones(n, queries.shape[1]), *masks], dim=1)
@@ -101,6 +103,11 @@ class MeanFusion(nn.Module):
         # → (N, M * d): per modality the masked mean of projected tokens, zeros when the modality is missing
         means = []
         for proj, x, mask in zip(self.modality_proj, tokens, masks, strict=False):
-            weights = mask.unsqueeze(-1).to(x.dtype)  # (N, T, 1)
-            means.append((proj(x) * weights).sum(1) / weights.sum(1).clamp(min=1.0))
+            count = mask.sum(1, keepdim=True).clamp(min=1).to(x.dtype)  # (N, 1)
+            means.append(masked_projection(proj, x, mask).sum(1) / count)
         return torch.cat(means, dim=-1)
+
+
+def masked_projection(proj: nn.Linear, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``proj(x)`` (N, T, d) with masked tokens set to exactly zero (``masked_fill``, not a product: 0 × NaN is NaN)."""
+    return proj(x).masked_fill(~mask.unsqueeze(-1), 0.0)

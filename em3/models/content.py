@@ -9,16 +9,32 @@ from em3.config import ModelConfig
 from em3.data.token_store import ItemContent, TokenStore
 from em3.layers import FQFormer, MeanFusion
 
+MODALITIES = ("image", "text")
+
 
 class PooledContent(nn.Module):
-    """``two_stage``: frozen pooled image+text features through a trainable projection."""
+    """``two_stage``: frozen pooled image+text features through a trainable projection.
 
-    def __init__(self, pooled_dim: int, embed_dim: int):
+    An item without a modality gets a *learned* "missing" vector in that modality's place, not zeros: zeros would
+    pin every such item to the projection's bias, the same point as a real vector that happens to be small, while
+    a learned vector (a missing-indicator with its own weights) lets the click loss place "no photo" or "no text"
+    where the data say. It starts at zero, so an untrained model treats a missing modality as zeros.
+    """
+
+    def __init__(self, image_dim: int, text_dim: int, embed_dim: int):
         super().__init__()
-        self.proj = nn.Linear(pooled_dim, embed_dim)
+        self.dims = (image_dim, text_dim)
+        present = [(m, d) for m, d in zip(MODALITIES, self.dims, strict=True) if d]
+        self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(d)) for m, d in present})
+        self.proj = nn.Linear(image_dim + text_dim, embed_dim)
 
     def forward(self, content: ItemContent) -> torch.Tensor:
-        return self.proj(content.pooled)  # (N, E)
+        parts = content.pooled.split(self.dims, dim=-1)
+        filled = [
+            torch.where(content.present[..., m : m + 1], part, self.missing[name]) if self.dims[m] else part
+            for m, (name, part) in enumerate(zip(MODALITIES, parts, strict=True))
+        ]
+        return self.proj(torch.cat(filled, dim=-1))  # (N, E)
 
 
 class TokenContent(nn.Module):
@@ -33,7 +49,9 @@ class TokenContent(nn.Module):
     def __init__(self, image_dim: int, text_dim: int, cfg: ModelConfig, n_items: int, cache: bool = False):
         super().__init__()
         fq = cfg.fqformer
-        dims = (image_dim, text_dim)
+        # modalities the store holds at all (width 0: absent from the whole catalogue, no part built for it)
+        self.modalities = tuple(m for m, dim in zip(MODALITIES, (image_dim, text_dim), strict=True) if dim)
+        dims = tuple(dim for dim in (image_dim, text_dim) if dim)
         if cfg.fusion == "fqformer":
             self.fusion: nn.Module = FQFormer(dims, fq.d_model, fq.n_queries, fq.n_layers, fq.n_heads, fq.dropout)
         else:
@@ -48,8 +66,9 @@ class TokenContent(nn.Module):
             self._cache_key: tuple | None = None  # what the cache was computed from (see refresh)
 
     def fuse(self, content: ItemContent) -> torch.Tensor:
-        tokens = (content.image_tokens, content.text_tokens)
-        return self.fusion(tokens, (content.image_mask, content.text_mask))  # (N, fusion.out_dim)
+        tokens = [getattr(content, f"{m}_tokens") for m in self.modalities]
+        masks = [getattr(content, f"{m}_mask") for m in self.modalities]
+        return self.fusion(tokens, masks)  # (N, fusion.out_dim)
 
     def fused(self, items: torch.Tensor, content: ItemContent | None) -> torch.Tensor:
         """Fused vectors (N, F) of the item rows ``items`` (N,): from ``content``, or from the cache when None."""

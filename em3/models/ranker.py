@@ -21,6 +21,7 @@ from em3.losses import cic_loss
 from em3.models.backbones import BACKBONES
 from em3.models.content import PooledContent, TokenContent
 from em3.models.history import NO_GRAD_CHUNK, HistoryContent
+from em3.validation.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,10 @@ class ModelShapes:
     n_users: int
     n_items: int
     context_cardinalities: tuple[int, ...]
-    image_dim: int
-    text_dim: int
+    image_dim: int  # 0: no item of the catalogue has an image (the modality is absent)
+    text_dim: int  # 0: no item has a text
     pooled_dim: int
+    numeric_dim: int = 0  # numeric context inputs (standardised values and missing flags)
 
 
 class Ranker(nn.Module):
@@ -46,8 +48,11 @@ class Ranker(nn.Module):
         self.context_embed = FieldEmbeddings(shapes.context_cardinalities, dim)
         self.content: nn.Module | None = None
         self.history_content: nn.Module | None = None
+        if cfg.variant != "id_only" and not (shapes.image_dim or shapes.text_dim):
+            raise DataError(f"model.variant {cfg.variant} needs item content; the token store has neither images nor "
+                            "texts (use model.variant: id_only)")  # fmt: skip
         if cfg.variant == "two_stage":
-            self.content = PooledContent(shapes.pooled_dim, dim)
+            self.content = PooledContent(shapes.image_dim, shapes.text_dim, dim)
             self.history_content = self.content
         elif cfg.variant == "em3":
             cache = cfg.content_cache_every > 0
@@ -58,7 +63,8 @@ class Ranker(nn.Module):
             self.cic_content_head = nn.Linear(dim, cfg.cic_dim)
             self.cic_id_head = nn.Linear(dim, cfg.cic_dim)
         item_dim = dim * (2 if self.content is not None else 1)
-        self.backbone = BACKBONES[cfg.backbone](cfg, dim, item_dim, self.context_embed.out_dim)
+        context_dim = self.context_embed.out_dim + shapes.numeric_dim
+        self.backbone = BACKBONES[cfg.backbone](cfg, dim, item_dim, context_dim)
         for table in (self.user_embed, self.item_embed, *self.context_embed.tables):
             nn.init.normal_(table.weight, std=0.05)  # small: unseen (cold) IDs stay close to neutral
             table.weight.data[0].zero_()
@@ -110,7 +116,7 @@ class Ranker(nn.Module):
             target,
             history,
             batch.history != 0,
-            self.context_embed(batch.context),
+            torch.cat([self.context_embed(batch.context), batch.numeric], dim=-1),
         )
         losses = {"bce": F.binary_cross_entropy_with_logits(logits.float(), batch.label)}
         loss = losses["bce"]
