@@ -4,11 +4,18 @@ from em3.config import Config
 from em3.data.dataset import RankingData
 
 
-def load_data(cfg: Config) -> RankingData:
+def load_data(cfg: Config, stage: str = "train") -> RankingData:
+    """The config's data; tables only when they passed validation and come from ``ingest.source``
+    (em3.validation.inputs; ``data.allow_unvalidated`` overrides, loudly)."""
     if cfg.data.source == "synthetic":
         from em3.data.synthetic import generate_synthetic
 
         return generate_synthetic(cfg.data, cfg.seed)
     from em3.data.tables import load_tables
+    from em3.validation.inputs import check_stage_inputs
 
-    return load_tables(cfg.data.tables_dir, cfg.data.store_dir, cfg.data.max_history)
+    data = cfg.data
+    check_stage_inputs(stage, data.tables_dir, data.validation_dir, cfg.ingest.source, data.allow_unvalidated)
+    return load_tables(
+        data.tables_dir, data.store_dir, data.max_history, data.history, data.user_features, data.category_min_rows
+    )

@@ -274,3 +274,50 @@ def test_explicit_cuda_without_a_gpu_is_an_error():
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(RuntimeError, match="no CUDA device"):
         resolve_device("cuda")
+
+
+def refuse(name: str):
+    def load(*args, **kwargs):
+        raise AssertionError(f"the {name} encoder must not be loaded")
+
+    return load
+
+
+@pytest.mark.parametrize("absent", ["image", "text"])
+def test_a_modality_no_item_has_loads_no_encoder_and_stores_no_tokens(
+    catalogue, features_cfg, tmp_path, monkeypatch, absent
+):
+    from em3.config import ModelConfig
+    from em3.models import ModelShapes, Ranker
+    from em3.models.content import TokenContent
+
+    items, root = catalogue
+    items = items.assign(**{"image_path" if absent == "image" else "text": ""})
+    monkeypatch.setattr(
+        "em3.features.encoders." + ("load_image_encoder" if absent == "image" else "TextEncoder"), refuse(absent)
+    )
+    report = run_features(features_cfg, items, root, tmp_path / "store")
+    present = "text" if absent == "image" else "image"
+    assert report[absent]["absent"] and report[absent]["encoder"] is None and report[absent]["encoded"] == 0
+    assert not report[present]["absent"] and report[present]["encoded"] == len(items)
+
+    store = TokenStore.load(tmp_path / "store")
+    n = len(items) + 1
+    assert getattr(store, f"{absent}_tokens").shape == (n, 0, 0)
+    assert getattr(store, f"{absent}_mask").shape == getattr(store, f"pooled_{absent}").shape == (n, 0)
+    assert store.modalities == {absent: False, present: True}
+    arrays = [getattr(store, name) for name in (f"{present}_tokens", f"{present}_mask", f"pooled_{present}")]
+    assert report["bytes_per_item"] == sum(array[0].nbytes for array in arrays), "no bytes for the absent modality"
+
+    again = run_features(features_cfg, items, root, tmp_path / "store")
+    assert again["items_encoded"] == 0 and again[present]["reused"] == len(items)
+
+    shapes = ModelShapes(3, n, (), store.image_dim, store.text_dim, store.pooled_dim)
+    for variant in ("em3", "two_stage"):
+        model = Ranker(ModelConfig(variant=variant, embed_dim=8, fqformer={"d_model": 8, "n_heads": 2}), shapes)
+        content = store.gather(torch.arange(n))
+        assert content.present[:, 0 if absent == "image" else 1].sum() == 0
+        embeddings = model.item_embeddings(torch.arange(n), content)["content"]
+        assert embeddings.shape == (n, 8) and torch.isfinite(embeddings).all()
+        if isinstance(model.content, TokenContent):
+            assert model.content.modalities == (present,) and len(model.content.fusion.modality_proj) == 1
