@@ -125,6 +125,11 @@ class TrainConfig(Section):
     batch_size: int = Field(256, gt=0)
     epochs: int = Field(10, gt=0)
     lr: float = Field(3e-3, gt=0)
+    warmup_steps: int = Field(0, ge=0, description="steps of linear learning-rate warm-up from lr / warmup_steps")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="after warm-up: keep lr, or decay it along a cosine to min_lr_ratio × lr"
+    )
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine: the last step's lr as a share of lr")
     weight_decay: float = Field(1e-4, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     patience: int = Field(3, ge=1, description="epochs without a better validation AUC before stopping")

@@ -1,4 +1,7 @@
-"""AdamW with weight decay on weight matrices only (not on biases, norms or embedding tables)."""
+"""AdamW with weight decay on weight matrices only (not on biases, norms or embedding tables), and its learning-rate
+schedule: a linear warm-up, then constant or cosine decay."""
+
+import math
 
 import torch
 from torch import nn
@@ -22,3 +25,17 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
     )
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Set every group's learning rate for optimiser step ``step`` (0-based) of ``total_steps`` and return it.
+
+    A pure function of the step, so a resumed run continues the schedule exactly. Warm-up rises linearly over
+    ``warmup_steps``; ``cosine`` then decays to ``min_lr_ratio`` × lr at ``total_steps``."""
+    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+    if cfg.lr_schedule == "cosine":
+        done = min(1.0, max(0, step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+        lr *= cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * done))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr

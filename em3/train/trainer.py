@@ -29,7 +29,7 @@ from em3.progress import progress_bar
 from em3.train.checkpoint import load_checkpoint, save_checkpoint
 from em3.train.data_source import data_line, training_data
 from em3.train.distributed import SINGLE_PROCESS, Distributed, current
-from em3.train.optim import make_optimizer
+from em3.train.optim import make_optimizer, set_learning_rate
 from em3.validation.errors import DataError
 
 POSTFIX_EVERY = 20  # steps between loss read-outs on the progress bar
@@ -158,6 +158,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
             if model.content_cache_every and loop["step"] % model.content_cache_every == 0:
                 model.refresh_content_cache(data.store)
             batch = make_batch(data.train, index, data.store, model.content_inputs).to(device)
+            set_learning_rate(optimizer, tc, loop["step"], total)
             losses = optimisation_step(step_model, optimizer, batch, tc, device)
             if not torch.isfinite(losses["loss"]):
                 loss, step = losses["loss"].item(), loop["step"]
