@@ -29,12 +29,9 @@ def categorical_codes(values: pd.Series, train: np.ndarray, min_rows: int) -> tu
     """Values → indices 1..n of the values on at least ``min_rows`` training rows (sorted), 0 for anything else
     (missing, unseen in train, rarer); and the cardinality including 0."""
     counts = values[train].dropna().astype(str).value_counts()
-    vocabulary = np.sort(counts.index[counts >= min_rows].to_numpy(str))
-    strings = values.astype(str).to_numpy(str)
-    position = np.searchsorted(vocabulary, strings)
-    known = values.notna().to_numpy() & (position < len(vocabulary))
-    known[known] = vocabulary[position[known]] == strings[known]
-    return np.where(known, position + 1, 0).astype(np.int64), len(vocabulary) + 1
+    vocabulary = pd.Index(sorted(counts.index[counts >= min_rows]))
+    codes = vocabulary.get_indexer(values.astype(str)) + 1  # -1 (not in the vocabulary) -> 0
+    return np.where(values.notna().to_numpy(), codes, 0).astype(np.int64), len(vocabulary) + 1
 
 
 def numeric_columns(values: pd.Series, train: np.ndarray) -> np.ndarray:

@@ -1,0 +1,113 @@
+"""Training data from canonical tables: user attributes as context features (categorical with an unknown bucket,
+numeric standardised with a missing flag), the history rule, and what train.json records of them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from em3.data.tables import load_tables
+from em3.data.token_store import TokenStore
+from em3.train.trainer import train
+from em3.validation.errors import DataError
+from tests.conftest import with_updates
+
+N_USERS, N_ITEMS = 12, 10
+
+
+@pytest.fixture
+def tables(tmp_path):
+    """Interactions of 12 users (train in January, valid in February, test in March, events at 9:00 + u minutes), a
+    users table with a categorical ``club`` (u10's ``rare`` on 2 train rows, u11's ``platinum``, u0 none), a numeric
+    ``score`` (u1 missing) and ``age``; items with random content."""
+    rng = np.random.default_rng(0)
+    users = [f"u{i}" for i in range(N_USERS)]
+    rows = []
+    for month, split in ((1, "train"), (2, "valid"), (3, "test")):
+        for u, user in enumerate(users):
+            for k in range(6 if split == "train" else 3):
+                ts = pd.Timestamp(2020, month, 1 + k) + pd.Timedelta(hours=9, minutes=u)
+                label = int(rng.random() < 0.4)
+                rows.append((user, f"i{rng.integers(N_ITEMS)}", ts, label, split, False, 1 + u % 2))
+    columns = ["user_id", "item_id", "ts", "label", "split", "cold", "sales_channel_id"]
+    interactions = pd.DataFrame(rows, columns=columns)
+    rare = interactions.index[(interactions["user_id"] == "u10") & (interactions["split"] == "train")][2:]
+    interactions = interactions.drop(rare)  # u10 keeps 2 train rows: its club value is rare
+    interactions.to_parquet(tmp_path / "interactions.parquet")
+    club = [None, *["gold" if u % 2 else "silver" for u in range(1, 10)], "rare", "platinum"]
+    score = [float(u) if u != 1 else np.nan for u in range(N_USERS)]
+    pd.DataFrame(
+        {"user_id": users, "age": [20.0 + u for u in range(N_USERS)], "club": club, "score": score}
+    ).to_parquet(tmp_path / "users.parquet")
+    store = TokenStore(
+        item_ids=[f"i{i}" for i in range(N_ITEMS)],
+        image_tokens=rng.normal(size=(N_ITEMS + 1, 2, 4)).astype(np.float16),
+        image_mask=np.r_[[[False, False]], np.ones((N_ITEMS, 2), bool)],
+        text_tokens=rng.normal(size=(N_ITEMS + 1, 3, 4)).astype(np.float16),
+        text_mask=np.r_[[[False] * 3], np.ones((N_ITEMS, 3), bool)],
+        pooled_image=rng.normal(size=(N_ITEMS + 1, 4)).astype(np.float16),
+        pooled_text=rng.normal(size=(N_ITEMS + 1, 4)).astype(np.float16),
+    )
+    store.save(tmp_path / "store")
+    return tmp_path, interactions
+
+
+def test_user_attributes_become_context_features(tables):
+    root, interactions = tables
+    interactions = interactions.assign(user_id=interactions["user_id"].where(
+        ~((interactions["user_id"] == "u11") & (interactions["split"] == "train")), "u3"))  # fmt: skip
+    interactions.to_parquet(root / "interactions.parquet")  # u11 (club "platinum") now appears after train only
+    data = load_tables(root, root / "store", max_history=4, category_min_rows=3)
+    assert data.inputs["context"] == ["sales_channel_id", "user.club"]
+    assert data.inputs["numeric"] == ["user.age", "user.score"]
+    assert data.context_cardinalities == (3, 3)  # channels 1, 2; clubs gold, silver (+ the unknown bucket 0)
+
+    frame = interactions.reset_index(drop=True)
+    context = torch.cat([data.train.context, data.valid.context, data.test.context]).numpy()
+    numeric = torch.cat([data.train.numeric, data.valid.numeric, data.test.numeric]).numpy()
+    frame = frame.iloc[np.concatenate([np.flatnonzero(frame["split"] == s) for s in ("train", "valid", "test")])]
+    club = dict(zip(frame["user_id"], context[:, 1], strict=False))
+    assert club["u0"] == 0, "a missing value is unknown"
+    assert club["u10"] == 0, "a value on fewer than category_min_rows training rows is unknown"
+    assert club["u11"] == 0, "a value first seen after train is unknown"
+    assert club["u1"] == 1 and club["u2"] == 2  # gold, silver in sorted order
+
+    train_rows = frame["split"].to_numpy() == "train"
+    users = pd.read_parquet(root / "users.parquet").set_index("user_id")
+    age = users.loc[frame["user_id"], "age"].to_numpy()
+    expected_age = (age - age[train_rows].mean()) / age[train_rows].std()
+    np.testing.assert_allclose(numeric[:, 0], expected_age, rtol=1e-5)  # float32 of float64 standardisation
+    score_missing = frame["user_id"].to_numpy() == "u1"  # columns: age, age missing, score, score missing
+    assert (numeric[score_missing, 2] == 0).all() and (numeric[score_missing, 3] == 1).all()
+    assert (numeric[~score_missing, 3] == 0).all() and (numeric[:, 1] == 0).all(), "missing flags"
+    assert np.isfinite(numeric).all()
+
+
+def test_the_config_chooses_the_user_features(tables):
+    root, _ = tables
+    only_age = load_tables(root, root / "store", 4, user_features=("age",))
+    assert (only_age.inputs["context"], only_age.inputs["numeric"]) == (["sales_channel_id"], ["user.age"])
+    assert only_age.numeric_dim == 2
+    none = load_tables(root, root / "store", 4, user_features=())
+    assert none.inputs["numeric"] == [] and none.numeric_dim == 0
+    with pytest.raises(DataError, match=r"names column\(s\) \['shoe_size'\]"):
+        load_tables(root, root / "store", 4, user_features=("shoe_size",))
+
+
+def test_timestamped_logs_get_earlier_event_histories_and_train_json_records_the_inputs(tables, small_config):
+    root, _ = tables
+    data = load_tables(root, root / "store", max_history=4)
+    assert data.inputs["history"] == "earlier_events"  # the fixture's events carry a time of day
+    by_day = load_tables(root, root / "store", max_history=4, history="earlier_days")
+    assert by_day.inputs["history"] == "earlier_days"
+    cfg = with_updates(small_config, model={"variant": "two_stage"}, output_dir=root / "run",
+                       train={"max_steps": 3, "batch_size": 32, "epochs": 1})  # fmt: skip
+    result = train(cfg, data)
+    recorded = json.loads((root / "run" / "metrics" / "train.json").read_text())["inputs"]
+    assert recorded == {**data.inputs, "modalities": {"image": True, "text": True}}
+    assert np.isfinite(result.metrics["test"]["logloss"])
+    assert result.model.shapes.numeric_dim == 4
