@@ -1,5 +1,6 @@
 """The Kaggle H&M layout: ``transactions_train.csv``, ``articles.csv``, ``customers.csv`` and
-``images/<first 3 digits>/<article_id>.jpg``. Ids stay strings (article ids keep their leading zero)."""
+``images/<first 3 digits>/<article_id>.jpg``. Ids stay strings (article ids keep their leading zero). An
+article is an item when it has an ``articles.csv`` row or a photo (em3.ingest.catalogue)."""
 
 from __future__ import annotations
 
@@ -8,34 +9,33 @@ from pathlib import Path
 import pandas as pd
 
 from em3.config import IngestConfig
+from em3.ingest.catalogue import IMAGES_DIR, build_items, hm_photos
 from em3.ingest.raw import RawData, fetch_table
 from em3.ingest.sources import Source
-from em3.validation.suites import check_articles, check_customers, check_transactions
+from em3.ingest.users import user_table
+from em3.validation.suites import check_articles, check_customers, check_transactions, hm_text
 
 TRANSACTIONS = ("t_dat", "customer_id", "article_id", "price", "sales_channel_id")
 ARTICLES = ("article_id", "prod_name", "detail_desc")  # the other article columns are kept as categoricals
-CUSTOMERS = ("customer_id", "age")  # the other customer columns are kept as strings
+CUSTOMERS = ("customer_id", "age")  # the other customer columns are kept (em3.ingest.users)
 
 
 def read_hm(source: Source, cfg: IngestConfig, scratch: Path) -> RawData:
     articles_raw, articles_sha = fetch_table(source, "articles.csv", scratch, ARTICLES, extra=True)
     customers_raw, customers_sha = fetch_table(source, "customers.csv", scratch, CUSTOMERS, extra=True)
     transactions_raw, transactions_sha = fetch_table(source, "transactions_train.csv", scratch, TRANSACTIONS)
+    photos = hm_photos(source.list_files(IMAGES_DIR))
 
-    articles = check_articles(articles_raw, cfg)
-    customers = check_customers(customers_raw)
-    transactions = check_transactions(transactions_raw, cfg, articles.kept["article_id"], customers.kept["customer_id"])
-
+    articles = check_articles(articles_raw)
+    customers = check_customers(customers_raw, cfg)
     kept = articles.kept
-    items = pd.DataFrame(
-        {
-            "item_id": kept["article_id"],
-            "text": kept["text"],
-            "image_key": kept["article_id"].str[:3] + "/" + kept["article_id"] + ".jpg",
-        }
-    ).join(kept[[c for c in articles_raw.columns if c not in ARTICLES]])
-    users = customers.kept[list(customers_raw.columns)].rename(columns={"customer_id": "user_id"})
-    users["age"] = pd.to_numeric(users["age"], errors="coerce").astype(float)  # "" -> NaN
+    rows = pd.DataFrame({"item_id": kept["article_id"], "text": hm_text(kept), "image_key": ""}).join(
+        kept[[c for c in articles_raw.columns if c not in ARTICLES]]
+    )
+    items, texts, catalogue = build_items(rows, photos, cfg)
+    transactions = check_transactions(transactions_raw, cfg, items["item_id"], customers.kept["customer_id"])
+
+    users = user_table(customers.kept[list(customers_raw.columns)].rename(columns={"customer_id": "user_id"}), cfg)
     sold = transactions.kept
     events = pd.DataFrame(
         {
@@ -52,4 +52,5 @@ def read_hm(source: Source, cfg: IngestConfig, scratch: Path) -> RawData:
         "customers.csv": customers_sha,
         "transactions_train.csv": transactions_sha,
     }
-    return RawData(events, items, users, [articles, customers, transactions], files, "images", purchases=True)
+    checks = [articles, texts, customers, transactions]
+    return RawData(events, items, users, checks, files, IMAGES_DIR, True, "transactions_train.csv", catalogue)

@@ -2,14 +2,18 @@
 
 An image that is missing, empty or does not decode is quarantined (table ``images``, with its ``problem``) and
 its item keeps no image (``image_path`` ""): the models handle a missing modality, so the item and its
-interactions stay. ``images/SHA256SUMS`` lists the sha256 of every copied image
-(em3.validation.contract.IMAGE_SUMS).
+interactions stay. Whatever Pillow decodes is accepted, whatever its name says; the real formats are counted and
+the files whose format differs from their name listed. ``images/SHA256SUMS`` lists the sha256 of every copied
+image (em3.validation.contract.IMAGE_SUMS).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pandas as pd
 from tqdm.contrib.concurrent import thread_map
@@ -17,26 +21,34 @@ from tqdm.contrib.concurrent import thread_map
 from em3.ingest.sources import Source
 from em3.validation.contract import IMAGE_SUMS
 from em3.validation.engine import Checked
-from em3.validation.images import IO_WORKERS, file_sha256, image_problem
+from em3.validation.images import IO_WORKERS, file_sha256, format_matches_name, inspect_image
 from em3.validation.suites import check_images
 
+SHOWN_FILES = 20
 
-def copy_images(source: Source, items: pd.DataFrame, root: str, out_dir: Path) -> tuple[pd.Series, Checked, str]:
+
+@dataclass
+class CopiedImages:
+    paths: pd.Series  # per item: image_path relative to the output, "" if none or bad
+    checked: Checked  # the images table
+    summary: dict[str, Any]  # for the manifest
+
+
+def copy_images(source: Source, items: pd.DataFrame, root: str, out_dir: Path) -> CopiedImages:
     """Copy ``<root>/<image_key>`` of ``source`` to ``out_dir/images/<image_key>`` for each item (``items``:
-    ``item_id``, ``image_key``, "" for no image). Returns each item's ``image_path`` relative to ``out_dir``
-    ("" if none or bad), the checked images table, and the sha256 of SHA256SUMS."""
+    ``item_id``, ``image_key``, "" for no image) and check them."""
     images_dir = out_dir / "images"
     keys = items["image_key"]
     wanted = items[keys != ""]
 
-    def copy(key: str) -> tuple[str, str]:
+    def copy(key: str) -> tuple[str, str, str]:
         dest = images_dir / key
         if not source.fetch(str(PurePosixPath(root, key)), dest):
-            return "missing", ""
-        if problem := image_problem(dest):
+            return "missing", "", ""
+        if (check := inspect_image(dest)).problem:
             dest.unlink()
-            return problem, ""
-        return "", file_sha256(dest)
+            return check.problem, "", ""
+        return "", file_sha256(dest), check.format
 
     unique = sorted(set(wanted["image_key"]))
     copied = dict(
@@ -64,8 +76,20 @@ def copy_images(source: Source, items: pd.DataFrame, root: str, out_dir: Path) -
             index=wanted.index,
         )
     )
-    sums = "".join(f"{sha}  images/{key}\n" for key, (_, sha) in copied.items() if sha)
+    sums = "".join(f"{sha}  images/{key}\n" for key, (_, sha, _) in copied.items() if sha)
     (out_dir / IMAGE_SUMS).parent.mkdir(parents=True, exist_ok=True)
     (out_dir / IMAGE_SUMS).write_text(sums)
     paths = ("images/" + keys).where(items.index.isin(checked.kept.index), "")
-    return paths, checked, hashlib.sha256(sums.encode()).hexdigest()
+    renamed = [
+        {"image_path": str(PurePosixPath(root, key)), "format": found}
+        for key, (_, _, found) in copied.items()
+        if found and not format_matches_name(found, key)
+    ]
+    summary = {
+        "copied": int((paths != "").sum()),
+        "formats": dict(sorted(Counter(found for _, _, found in copied.values() if found).items())),
+        "format_differs_from_name": len(renamed),
+        "format_differs_from_name_sample": renamed[:SHOWN_FILES],
+        "sha256_of_SHA256SUMS": hashlib.sha256(sums.encode()).hexdigest(),
+    }
+    return CopiedImages(paths, checked, summary)

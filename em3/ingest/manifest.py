@@ -1,6 +1,6 @@
 """``manifest.json``: what ingest read (source, sha256 of every file), with which parameters, what it wrote
-(row counts per table and split) and what its raw checks quarantined. ``validate`` reads it back
-(em3.validation.contract.read_manifest).
+(row counts per table and split, the catalogue per modality, the images and their real formats) and what its
+raw checks quarantined. ``validate`` reads it back (em3.validation.contract.read_manifest).
 """
 
 from __future__ import annotations
@@ -12,14 +12,16 @@ from typing import Any
 import pandas as pd
 
 from em3.config import IngestConfig
+from em3.ingest.raw import RawData
+from em3.validation.catalogue import content_summary
 from em3.validation.contract import SPLITS
 from em3.validation.engine import Checked
 
 
 def make_manifest(
     cfg: IngestConfig,
-    files: dict[str, str],
-    images_sha: str,
+    raw: RawData,
+    images: dict[str, Any],
     tables: dict[str, pd.DataFrame],
     checks: list[Checked],
     negatives_missing: int,
@@ -32,11 +34,9 @@ def make_manifest(
         "source": cfg.source,
         "format": cfg.format,
         "params": cfg.model_dump(mode="json"),
-        "files": files,
-        "images": {
-            "copied": int((tables["items"]["image_path"] != "").sum()),
-            "sha256_of_SHA256SUMS": images_sha,
-        },
+        "files": raw.files,
+        "images": images,
+        "catalogue": {**content_summary(tables["items"], interactions), **raw.catalogue},
         "rows": {name: len(table) for name, table in tables.items()},
         "splits": {
             split: {

@@ -1,38 +1,55 @@
-"""The native layout: an impression log (``user_id, item_id, ts, label`` and optionally ``sales_channel_id``
-and ``units``; CSV or Parquet) and an items file (``item_id, text, image_path`` plus any categorical
-columns).
+"""The native layout (README: "The native impression format"):
 
-``ts`` is an ISO 8601 date or time (times are taken in UTC and truncated to the day); ``image_path`` is
-relative to the source root, "" for an item without image. Labels are given, so no negatives are sampled.
-Without ``units`` an impression counts ``label`` units; without ``sales_channel_id`` the channel is 0.
+- the impression log ``ingest.native_log``: ``user_id, item_id, ts, label`` and optionally ``sales_channel_id``
+  and ``units``; ``ts`` an ISO 8601 date or time (times are taken in UTC and truncated to the day). Labels are
+  given, so no negatives are sampled. Without ``units`` an impression counts ``label`` units; without
+  ``sales_channel_id`` the channel is 0.
+- the items file ``ingest.native_items``: ``item_id, text``, optionally ``image_path`` (relative to the source
+  root; "" or no column: the photo ``images/<item_id>.<image suffix>`` when the source has one), plus any
+  categorical columns. Photos ``images/<item_id>.<suffix>`` without a row become image-only items.
+- the users file ``ingest.native_users`` (read when present): ``user_id``, optionally ``age``, plus any
+  attribute columns (em3.ingest.users). Users of the log without a row keep their impressions.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from em3.config import IngestConfig
-from em3.ingest.raw import RawData, fetch_table
+from em3.ingest.catalogue import IMAGES_DIR, build_items, native_photos
+from em3.ingest.raw import RawData, fetch_table, read_table, shown_name
 from em3.ingest.sources import Source
+from em3.ingest.users import user_table
 from em3.validation.contract import check_relative
-from em3.validation.suites import check_impressions, check_native_items
+from em3.validation.suites import check_impressions, check_native_items, check_native_users
 
 LOG = ("user_id", "item_id", "ts", "label")
 LOG_OPTIONAL = ("sales_channel_id", "units")
-ITEMS = ("item_id", "text", "image_path")
+ITEMS = ("item_id", "text")
+ITEMS_OPTIONAL = ("image_path",)
+USERS = ("user_id",)
 
 
 def read_native(source: Source, cfg: IngestConfig, scratch: Path) -> RawData:
     log_file = check_relative(cfg.native_log, "ingest.native_log")
     items_file = check_relative(cfg.native_items, "ingest.native_items")
-    items_raw, items_sha = fetch_table(source, items_file, scratch, ITEMS, extra=True)
+    users_file = check_relative(cfg.native_users, "ingest.native_users")
+    items_raw, items_sha = fetch_table(source, items_file, scratch, ITEMS, ITEMS_OPTIONAL, extra=True)
     log_raw, log_sha = fetch_table(source, log_file, scratch, LOG, LOG_OPTIONAL)
+    users_path = source.local(users_file, scratch)
+    photos = native_photos(source.list_files(IMAGES_DIR))
 
-    items = check_native_items(items_raw, cfg)
-    log = check_impressions(log_raw, cfg, items.kept["item_id"])
+    item_rows = check_native_items(items_raw)
+    kept = item_rows.kept[list(items_raw.columns)]
+    rows = kept.rename(columns={"image_path": "image_key"})
+    if "image_key" not in rows:
+        rows.insert(2, "image_key", "")
+    items, texts, catalogue = build_items(rows, photos, cfg)
+    log = check_impressions(log_raw, cfg, items["item_id"])
+    checks = [item_rows, texts, log]
+    files = {items_file: items_sha, log_file: log_sha}
 
     shown = log.kept
     label = shown["label"].astype(int)
@@ -46,7 +63,11 @@ def read_native(source: Source, cfg: IngestConfig, scratch: Path) -> RawData:
             "sales_channel_id": shown["sales_channel_id"].astype(int) if "sales_channel_id" in shown else 0,
         }
     )
-    users = pd.DataFrame({"user_id": np.sort(events["user_id"].unique()), "age": np.nan})
-    catalog = items.kept[list(items_raw.columns)].rename(columns={"image_path": "image_key"})
-    files = {items_file: items_sha, log_file: log_sha}
-    return RawData(events, catalog, users, [items, log], files, "", purchases=False)
+    user_rows = pd.DataFrame({"user_id": pd.Series(dtype=object)})
+    if users_path is not None:
+        users_raw, files[users_file] = read_table(users_path, shown_name(source, users_file), USERS, extra=True)
+        user_check = check_native_users(users_raw, cfg)
+        checks.append(user_check)
+        user_rows = user_check.kept[list(users_raw.columns)]
+    users = user_table(user_rows, cfg, events["user_id"])
+    return RawData(events, items, users, checks, files, "", False, log_file, catalogue)

@@ -2,13 +2,18 @@
 
 Raw files are read as strings and checked first (em3.validation.suites); failing rows go to
 ``quarantine/<table>.parquet`` with a reason and are left out of everything built afterwards (negatives
-included). Bad rows never stop ingest: ``validate`` applies the threshold. Outputs, in ``out_dir``:
-``interactions.parquet``, ``items.parquet``, ``users.parquet``, ``images/``, ``quarantine/``,
-``manifest.json``.
+included). Bad rows never stop ingest: ``validate`` applies the thresholds. A missing text or photo only masks
+that modality (em3.ingest.catalogue). Outputs, in ``out_dir``: ``interactions.parquet``, ``items.parquet``,
+``users.parquet``, ``images/``, ``quarantine/``, ``manifest.json``.
+
+When no purchase or impression is left after the checks, ingest stops with a one-line DataError saying how many
+rows which rules took, writes the quarantine and a manifest to ``<out_dir>.rejected/`` and leaves ``out_dir``
+as it was.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,31 +25,71 @@ from em3.ingest.images import copy_images
 from em3.ingest.interactions import build_interactions
 from em3.ingest.manifest import make_manifest
 from em3.ingest.native import read_native
+from em3.ingest.raw import RawData
 from em3.ingest.sources import open_source
 from em3.validation.contract import INTERACTIONS, MANIFEST, resolve_split_dates
+from em3.validation.engine import Checked
+from em3.validation.errors import DataError
 from em3.validation.output import write_parquet
 
 QUARANTINE = "quarantine"
+REJECTED_SUFFIX = ".rejected"
 
 
 def run_ingest(cfg: IngestConfig, out_dir: Path) -> dict[str, Any]:
     """Ingest ``cfg.source`` into ``out_dir`` (replaced only on success); returns the manifest."""
+    out_dir = Path(out_dir)
+    rejected = out_dir.with_name(out_dir.name + REJECTED_SUFFIX)
     source = open_source(cfg.source)
     read = read_hm if cfg.format == "hm" else read_native
-    with tempfile.TemporaryDirectory() as scratch, staged_dir(Path(out_dir), MANIFEST) as stage:
+    with tempfile.TemporaryDirectory() as scratch, staged_dir(out_dir, MANIFEST) as stage:
         raw = read(source, cfg, Path(scratch))
+        if raw.events.empty:
+            raise DataError(_reject(raw, cfg, out_dir, rejected))
         cfg = resolve_split_dates(cfg, raw.events["ts"])  # the manifest records the dates used
-        image_paths, images, images_sha = copy_images(source, raw.items, raw.image_root, stage)
+        images = copy_images(source, raw.items, raw.image_root, stage)
         interactions, negatives_missing = build_interactions(raw.events, raw.purchases, cfg)
         items = raw.items.drop(columns="image_key")
-        items.insert(2, "image_path", image_paths)
+        items.insert(2, "image_path", images.paths)
         tables = {"interactions": interactions, "items": items, "users": raw.users}
         for name, table in tables.items():
             write_parquet(table, stage / f"{name}.parquet", INTERACTIONS if name == "interactions" else None)
-        checks = [*raw.checks, images]
-        for check in checks:
-            if len(check.quarantine):
-                write_parquet(check.quarantine, stage / QUARANTINE / f"{check.summary['table']}.parquet")
-        manifest = make_manifest(cfg, raw.files, images_sha, tables, checks, negatives_missing)
+        checks = [*raw.checks, images.checked]
+        _write_quarantine(checks, stage)
+        manifest = make_manifest(cfg, raw, images.summary, tables, checks, negatives_missing)
         write_json(stage / MANIFEST, manifest)
+    if (rejected / MANIFEST).is_file():  # the record of an earlier failed run of this output is stale now
+        shutil.rmtree(rejected)
     return manifest
+
+
+def _write_quarantine(checks: list[Checked], folder: Path) -> None:
+    for check in checks:
+        if len(check.quarantine):
+            write_parquet(check.quarantine, folder / QUARANTINE / f"{check.summary['table']}.parquet")
+
+
+def _reject(raw: RawData, cfg: IngestConfig, out_dir: Path, rejected: Path) -> str:
+    """Write the quarantine and a manifest of a run that left no events to ``rejected``; the error's text."""
+    (log,) = [check.summary for check in raw.checks if check.summary["table"] in ("transactions", "impressions")]
+    failures = sorted(log["failures"], key=lambda failure: -failure["count"])
+    rules = "; ".join(f"{f['count']} rows fail {f['expectation']}({f['column']}): {f['expect']}" for f in failures)
+    what = "purchases" if raw.purchases else "impressions"
+    message = (
+        f"{cfg.source}: no {what} left after the checks: all {log['rows_in']} rows of {raw.log_file} were "
+        f"quarantined ({rules}); rows and reasons in {rejected / QUARANTINE}, {out_dir} left as it was"
+    )
+    with staged_dir(rejected, MANIFEST) as stage:
+        _write_quarantine(raw.checks, stage)
+        write_json(
+            stage / MANIFEST,
+            {
+                "rejected": message,
+                "source": cfg.source,
+                "format": cfg.format,
+                "params": cfg.model_dump(mode="json"),
+                "files": raw.files,
+                "raw_checks": [check.summary for check in raw.checks],
+            },
+        )
+    return message

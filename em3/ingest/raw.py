@@ -3,15 +3,16 @@
 Values stay strings (empty string for a missing value) so that nothing is lost or guessed before the checks:
 ids keep their leading zeros, and a bad value becomes a quarantined row rather than a crash. Structural
 problems are errors naming the file: empty file, no data rows, missing or unexpected columns, wrong delimiter,
-a row with the wrong number of fields, an unterminated quoted field (truncated file), bytes that are not
-UTF-8.
+a row with the wrong number of fields, a quoted field still open at the end of the file (a truncated file; the
+line it opens on is named), bytes that are not UTF-8. CSV is read as pyarrow, pandas and Python's csv module read
+it: a quote opens a quoted field only at the start of a field, so ``Jeans with a 32" leg`` is an ordinary value.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +40,15 @@ def fetch_table(
     extra: bool = False,
 ) -> tuple[pd.DataFrame, str]:
     """``read_table`` on file ``rel`` of ``source`` (downloaded under ``scratch`` when remote)."""
-    name = f"{source.uri.rstrip('/')}/{rel}"
     path = source.local(rel, scratch)
     if path is None:
-        raise DataError(f"{name}: file not found; expected a table with columns {list(required)}")
-    return read_table(path, name, required, optional, extra)
+        raise DataError(f"{shown_name(source, rel)}: file not found; expected a table with columns {list(required)}")
+    return read_table(path, shown_name(source, rel), required, optional, extra)
+
+
+def shown_name(source: Source, rel: str) -> str:
+    """File ``rel`` of ``source`` as errors name it."""
+    return f"{source.uri.rstrip('/')}/{rel}"
 
 
 @dataclass
@@ -51,12 +56,14 @@ class RawData:
     """A source's clean raw rows in common form, with its checks and file hashes."""
 
     events: pd.DataFrame  # user_id, item_id, ts (day), label, units, sales_channel_id; may repeat per day
-    items: pd.DataFrame  # item_id, text, image_key ("" if none), then categorical columns as strings
-    users: pd.DataFrame  # user_id, age (float, NaN allowed), then other columns as strings
+    items: pd.DataFrame  # item_id, text ("" if masked), image_key ("" if none), then categoricals as strings
+    users: pd.DataFrame  # user_id, age (float, NaN allowed), then other attributes (em3.validation.contract)
     checks: list[Checked]  # raw tables, in the order they were checked
     files: dict[str, str]  # source-relative path -> sha256
     image_root: str  # folder of the image keys in the source
     purchases: bool  # events are purchases only: negatives must be sampled
+    log_file: str  # the source file of the events (named when none is left)
+    catalogue: dict  # how the items were found (em3.ingest.catalogue.build_items)
 
 
 def read_table(
@@ -68,13 +75,13 @@ def read_table(
     """
     if not path.stat().st_size:
         raise DataError(f"{name}: empty file (0 bytes); expected a header with columns {list(required)}")
-    digest, quotes = _scan(path)
+    digest, has_quotes = _scan(path)
     if path.suffix == ".csv":
         header = _header(path, name)
         _check_columns(header, name, required, optional, extra)
-        if quotes % 2:
-            raise DataError(f"{name}: unterminated quoted field; the file looks truncated")
         frame = _read_csv(path, name, header)
+        if has_quotes:
+            _check_last_record_closed(path, name)
     elif path.suffix == ".parquet":
         frame = _read_parquet(path, name)
         _check_columns(frame.columns.tolist(), name, required, optional, extra)
@@ -85,14 +92,49 @@ def read_table(
     return frame, digest
 
 
-def _scan(path: Path) -> tuple[str, int]:
-    """sha256 of the file and its count of double quotes (odd means an unterminated quoted field)."""
-    sha, quotes = hashlib.sha256(), 0
+def _scan(path: Path) -> tuple[str, bool]:
+    """sha256 of the file, and whether it holds a double quote (without one no quoted field can be open)."""
+    sha, quotes = hashlib.sha256(), False
     with path.open("rb") as file:
         while chunk := file.read(CHUNK):
             sha.update(chunk)
-            quotes += chunk.count(b'"')
+            quotes = quotes or b'"' in chunk
     return sha.hexdigest(), quotes
+
+
+def _check_last_record_closed(path: Path, name: str) -> None:
+    """A DataError naming the line when the file ends inside a quoted field (cut short): the parsers accept such
+    a file silently, the last value running to the end. A field left open swallows the rest of the file, so it
+    is in the last record: split the records leniently, then read the last one strictly."""
+    lines: list[str] = []
+    first_line = last_first_line = 1
+
+    def tracked(file: Iterable[str]) -> Iterator[str]:
+        for line in file:
+            lines.append(line)
+            yield line
+
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, BLOCK_BYTES))
+    try:
+        with path.open(encoding="utf-8-sig", errors="replace", newline="") as file:
+            reader = csv.reader(tracked(file))
+            last: list[str] = []
+            for _ in reader:
+                last, last_first_line = lines[:], first_line
+                first_line += len(lines)
+                lines.clear()
+            try:
+                list(csv.reader(last, strict=True))
+            except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    end = last_first_line + len(last) - 1
+                    raise DataError(
+                        f"{name}: the row starting at line {last_first_line} has a quoted field that is never "
+                        f"closed (the file ends at line {end}): the file looks truncated"
+                    ) from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _header(path: Path, name: str) -> list[str]:

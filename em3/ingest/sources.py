@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +31,10 @@ class Source(Protocol):
 
     def local(self, rel: str, scratch: Path) -> Path | None:
         """A local path holding file ``rel`` (downloaded under ``scratch`` if needed), None when missing."""
+
+    def list_files(self, rel_dir: str) -> list[str]:
+        """The files under folder ``rel_dir`` (at any depth), as sorted paths relative to the root; [] when the
+        folder does not exist."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,10 @@ class LocalSource:
         path = self.root / check_relative(rel, self.uri)
         return path if path.is_file() else None
 
+    def list_files(self, rel_dir: str) -> list[str]:
+        folder = self.root / check_relative(rel_dir, self.uri)
+        return sorted(path.relative_to(self.root).as_posix() for path in folder.rglob("*") if path.is_file())
+
 
 @dataclass(frozen=True)
 class S3Source:
@@ -63,17 +73,36 @@ class S3Source:
         return f"s3://{self.bucket}/{self.prefix}"
 
     def fetch(self, rel: str, dest: Path) -> bool:
-        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-        from s3transfer.exceptions import RetriesExceededError
+        from botocore.exceptions import ClientError
 
         key = self.prefix + check_relative(rel, self.uri)
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.client.download_file(self.bucket, key, str(dest))
+            with self._errors_named(key):
+                self.client.download_file(self.bucket, key, str(dest))
+        except ClientError:  # only "no such key" gets here
+            return False
+        return True
+
+    def list_files(self, rel_dir: str) -> list[str]:
+        prefix = self.prefix + check_relative(rel_dir, self.uri).rstrip("/") + "/"
+        with self._errors_named(prefix):
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+            keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+        return sorted(key.removeprefix(self.prefix) for key in keys if not key.endswith("/"))
+
+    @contextmanager
+    def _errors_named(self, key: str) -> Iterator[None]:
+        """S3 failures as DataErrors naming ``s3://bucket/key``; a missing key's ClientError passes through."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        from s3transfer.exceptions import RetriesExceededError
+
+        try:
+            yield
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in {"404", "NoSuchKey", "NotFound"}:
-                return False
+                raise
             retries = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
             tried = f" after {retries + 1} attempts" if retries else ""
             raise DataError(f"s3://{self.bucket}/{key}: cannot read ({code or exc}){tried}") from None
@@ -88,7 +117,6 @@ class S3Source:
                 f"s3://{self.bucket}/{key}: cannot read ({exc}; {mode} retries, at most {attempts} attempts: "
                 "AWS_MAX_ATTEMPTS)"
             ) from None
-        return True
 
     def local(self, rel: str, scratch: Path) -> Path | None:
         dest = scratch / check_relative(rel, self.uri)

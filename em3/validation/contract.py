@@ -5,10 +5,12 @@ time split, the manifest, and which relative paths taken from input are acceptab
 ``split`` (train/valid/test), ``cold`` (bool: the item had fewer than ``cold_max_train`` positive train
 rows), ``sales_channel_id`` (int16), ``units`` (int16: units bought or clicks; 0 for sampled negatives);
 one row per (user, item, day). No price: it exists only for purchases and would leak the label.
-``items.parquet``: ``item_id``, ``text``, ``image_path`` (relative to the data folder, "" if none), then
-categorical columns as strings; ``images/SHA256SUMS`` holds the sha256 of every image as ingest verified
-it (``sha256sum -c`` format, paths relative to the data folder). ``users.parquet``: ``user_id``, ``age``
-(float, NaN allowed), then other columns as strings.
+``items.parquet``: ``item_id``, ``text`` ("" when the item has no usable text: the modality is masked),
+``image_path`` (relative to the data folder, "" when the item has no usable image), then categorical columns as
+strings ("" for items known from a photo only); ``images/SHA256SUMS`` holds the sha256 of every image as ingest
+verified it (``sha256sum -c`` format, paths relative to the data folder). ``users.parquet``: ``user_id``,
+``age`` (float, NaN allowed), then the users file's other columns: ``ingest.numeric_user_columns`` as floats
+(NaN when missing), the rest as strings (null when missing).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def resolve_split_dates(cfg: IngestConfig, ts: pd.Series) -> IngestConfig:
     """``cfg`` with concrete split dates: those configured, else 70 % and 85 % into the range of ``ts``."""
     if cfg.valid_start and cfg.test_start:
         return cfg
+    if ts.isna().all():
+        raise DataError("no event dates to place the split at; set ingest.valid_start and ingest.test_start")
     first, last = pd.Timestamp(ts.min()), pd.Timestamp(ts.max())
     at = {"valid_start": VALID_AT, "test_start": TEST_AT}
     dates = {name: getattr(cfg, name) or (first + (last - first) * fraction).date() for name, fraction in at.items()}

@@ -48,8 +48,14 @@ class Checked:
     summary: dict[str, Any]
 
 
-def check_table(table: str, rows: pd.DataFrame, checked: pd.DataFrame, rules: Sequence[Rule]) -> Checked:
-    """Apply ``rules`` to ``checked``; rows in = rows kept + rows quarantined (verified)."""
+ROWS, MODALITY = "rows", "modality"  # table kinds: quarantined rows are lost, or only a modality is masked
+
+
+def check_table(
+    table: str, rows: pd.DataFrame, checked: pd.DataFrame, rules: Sequence[Rule], kind: str = ROWS
+) -> Checked:
+    """Apply ``rules`` to ``checked``; rows in = rows kept + rows quarantined (verified). ``kind``: ``rows`` when
+    a quarantined row is lost, ``modality`` when it only masks an item's image or text (the item stays)."""
     if not rows.index.equals(checked.index) or not rows.index.is_unique:
         raise ValueError(f"{table}: rows and checked frames must share one unique index")
     failures, reasons = [], pd.Series("", index=rows.index, dtype=object)
@@ -75,6 +81,7 @@ def check_table(table: str, rows: pd.DataFrame, checked: pd.DataFrame, rules: Se
         raise RuntimeError(f"{table}: {len(rows)} rows in != {len(kept)} kept + {len(quarantine)} quarantined")
     summary = {
         "table": table,
+        "kind": kind,
         "rows_in": len(rows),
         "rows_kept": len(kept),
         "rows_quarantined": len(quarantine),

@@ -1,50 +1,102 @@
-"""The validation report: per table rows in / kept / quarantined against the threshold, and for each failed
-expectation its column, count and sample values; as JSON and as Markdown (also the text of the failure)."""
+"""The validation report: per table rows in / kept / quarantined against its limit, for each failed expectation
+its column, count and sample values, and the catalogue per modality; as JSON and as Markdown (also the text of
+the failure).
+
+Tables are of two kinds. ``rows``: a quarantined row is lost (purchases, impressions, catalogue or user rows);
+the table fails past ``validation.max_bad_fraction`` or its own ``validation.table_max_bad_fraction``.
+``modality``: a quarantined row only masks an item's photo or text (``images``, ``texts``), which the models
+handle; such a table fails only past a limit of its own. Missing modalities over the whole catalogue are judged
+by ``validation.max_missing_fraction`` (by default never: a catalogue without photos is valid).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from em3.config import ValidateConfig
+from em3.validation.catalogue import MODALITIES, content_markdown
+from em3.validation.engine import ROWS
 
-def build_report(stages: dict[str, list[dict[str, Any]]], max_bad_fraction: float) -> dict[str, Any]:
+
+def build_report(
+    stages: dict[str, list[dict[str, Any]]], cfg: ValidateConfig, catalogue: dict[str, Any]
+) -> dict[str, Any]:
     """``stages``: check summaries (em3.validation.engine) by stage name, e.g. ``{"ingest": [...], "validate":
-    [...]}``."""
+    [...]}``; ``catalogue``: em3.validation.catalogue.content_summary of the validated tables."""
     tables = []
     for stage, summaries in stages.items():
         for summary in summaries:
             if summary["rows_in"] != summary["rows_kept"] + summary["rows_quarantined"]:
                 raise ValueError(f"{stage}/{summary['table']}: rows in != rows kept + rows quarantined")
+            kind = summary.get("kind", ROWS)
+            limit = getattr(cfg.table_max_bad_fraction, summary["table"], None)
+            if limit is None and kind == ROWS:
+                limit = cfg.max_bad_fraction
             bad = summary["rows_quarantined"] / summary["rows_in"] if summary["rows_in"] else 0.0
-            tables.append({"stage": stage, **summary, "bad_fraction": bad, "passed": bad <= max_bad_fraction})
+            passed = limit is None or bad <= limit
+            tables.append({"stage": stage, **summary, "kind": kind, "bad_fraction": bad, "limit": limit,
+                           "passed": passed})  # fmt: skip
+    limits = cfg.max_missing_fraction.model_dump()
+    missing = {
+        modality: {
+            "fraction": catalogue["missing_fraction"][modality],
+            "limit": limits[modality],
+            "passed": catalogue["missing_fraction"][modality] <= limits[modality],
+        }
+        for modality in MODALITIES
+    }
     return {
-        "passed": all(t["passed"] for t in tables),
-        "max_bad_fraction": max_bad_fraction,
+        "passed": all(t["passed"] for t in tables) and all(m["passed"] for m in missing.values()),
+        "max_bad_fraction": cfg.max_bad_fraction,
         "tables": tables,
+        "catalogue": {**catalogue, "missing": missing},
     }
 
 
 def failure_message(report: dict[str, Any]) -> str:
-    over = ", ".join(f"{t['stage']}/{t['table']} {t['bad_fraction']:.2%}" for t in report["tables"] if not t["passed"])
-    return (
-        f"data validation failed: more than {report['max_bad_fraction']:.2%} of the rows were quarantined in "
-        f"{over}\n\n{render_markdown(report)}"
-    )
+    over = [
+        f"{t['stage']}/{t['table']} quarantined {t['bad_fraction']:.2%} of its rows (limit {t['limit']:.2%})"
+        for t in report["tables"]
+        if not t["passed"]
+    ]
+    over += [
+        f"{m['fraction']:.2%} of the items have no usable {modality} (limit {m['limit']:.2%})"
+        for modality, m in report["catalogue"]["missing"].items()
+        if not m["passed"]
+    ]
+    return f"data validation failed: {'; '.join(over)}\n\n{render_markdown(report)}"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
+    catalogue = report["catalogue"]
     lines = [
         f"# Data validation: {'PASSED' if report['passed'] else 'FAILED'}",
         "",
-        f"A table fails when more than {report['max_bad_fraction']:.2%} of its rows are quarantined. "
+        "A table of kind `rows` loses its quarantined rows and fails past its limit (default "
+        f"{report['max_bad_fraction']:.2%}); in a table of kind `modality` a quarantined row only masks an item's "
+        "photo or text (the item and its interactions stay), and it fails only past a limit set for it. "
         "Quarantined rows, with a `reason` each: `quarantine/<table>.parquet` in the data folder (ingest), "
         "`quarantine/<table>.parquet` next to this report (validate).",
         "",
-        "| stage | table | rows in | kept | quarantined | bad | status |",
-        "|---|---|--:|--:|--:|--:|---|",
+        "| stage | table | kind | rows in | kept | quarantined | share | limit | status |",
+        "|---|---|---|--:|--:|--:|--:|--:|---|",
         *(
-            f"| {t['stage']} | {t['table']} | {t['rows_in']} | {t['rows_kept']} | {t['rows_quarantined']} | "
-            f"{t['bad_fraction']:.2%} | {'ok' if t['passed'] else 'FAILED'} |"
+            f"| {t['stage']} | {t['table']} | {t['kind']} | {t['rows_in']} | {t['rows_kept']} | "
+            f"{t['rows_quarantined']} | {t['bad_fraction']:.2%} | {_limit(t['limit'])} | "
+            f"{'ok' if t['passed'] else 'FAILED'} |"
             for t in report["tables"]
+        ),
+        "",
+        "## Catalogue by modality",
+        "",
+        "An item without a usable photo or text keeps its interactions; the models mask what is missing.",
+        "",
+        *content_markdown(catalogue),
+        "",
+        *(
+            f"- no usable {modality}: {m['fraction']:.2%} of the items (limit {_limit(m['limit'])}): "
+            f"{'ok' if m['passed'] else 'FAILED'}"
+            for modality, m in catalogue["missing"].items()
         ),
     ]
     for t in report["tables"]:
@@ -62,6 +114,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                 ),
             ]
     return "\n".join(lines) + "\n"
+
+
+def _limit(limit: float | None) -> str:
+    return "none" if limit is None else f"{limit:.2%}"
 
 
 def _cell(text: str) -> str:

@@ -1,5 +1,5 @@
-"""The validate stage: the canonical suites on ingest's output, then the threshold over them and over the raw
-checks ingest recorded in its manifest.
+"""The validate stage: the canonical suites on ingest's output, then the limits (em3.validation.report) over
+them, over the raw checks ingest recorded in its manifest and over the catalogue's missing modalities.
 
 Writes ``report.json``, ``report.md`` and ``quarantine/<table>.parquet`` (failing canonical rows with a
 ``reason``) to ``<data_dir>/validation`` or another folder (e.g. outside ingest's output, for DVC). The
@@ -18,8 +18,10 @@ from pydantic import ValidationError
 
 from em3.atomic import staged_dir, write_json
 from em3.config import IngestConfig, ValidateConfig
+from em3.validation.catalogue import content_summary
 from em3.validation.contract import INTERACTIONS, ITEMS, MANIFEST, USERS, read_manifest
 from em3.validation.errors import DataError
+from em3.validation.inputs import RECORD, validated_tables
 from em3.validation.output import write_parquet
 from em3.validation.report import build_report, failure_message, render_markdown
 from em3.validation.suites import check_interactions, check_items, check_users
@@ -27,13 +29,16 @@ from em3.validation.suites import check_interactions, check_items, check_users
 REPORT = "report.json"
 
 
-def run_validate(cfg: ValidateConfig, data_dir: Path, out_dir: Path | None = None) -> dict[str, Any]:
+def run_validate(
+    cfg: ValidateConfig, data_dir: Path, out_dir: Path | None = None, source: str | None = None
+) -> dict[str, Any]:
     """Validate ``data_dir`` (an ingest output) into ``out_dir`` (default ``data_dir/validation``, replaced);
     returns the report, or raises DataError with it when a table's quarantined fraction exceeds
-    ``cfg.max_bad_fraction``."""
+    ``cfg.max_bad_fraction``, or at once when the tables were not ingested from ``source`` (None: not compared)."""
     data_dir = Path(data_dir)
     out_dir = Path(out_dir) if out_dir is not None else data_dir / "validation"
     manifest = read_manifest(data_dir)
+    checked_tables = validated_tables(data_dir, manifest, source)  # recorded: later stages compare (inputs.py)
     try:
         rules, raw_checks = IngestConfig.model_validate(manifest["params"]), manifest["raw_checks"]
     except (KeyError, ValidationError) as exc:
@@ -46,10 +51,14 @@ def run_validate(cfg: ValidateConfig, data_dir: Path, out_dir: Path | None = Non
         check_items(items, rules, data_dir),
         check_users(users),
     ]
+    bad_image = checks[1].quarantine["reason"].str.contains("(image_path)", regex=False)
+    usable_image = ~items.index.isin(bad_image.index[bad_image])
     report = build_report(
         {"ingest": raw_checks, "validate": [check.summary for check in checks]},
-        cfg.max_bad_fraction,
+        cfg,
+        content_summary(items, interactions, usable_image),
     )
+    report[RECORD] = checked_tables
     with staged_dir(out_dir, REPORT) as out:
         for check in checks:
             if len(check.quarantine):

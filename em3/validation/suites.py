@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm.contrib.concurrent import thread_map
 
 from em3.config import IngestConfig
 from em3.validation.contract import SPLITS, UNSAFE_PATH, assign_split, read_image_sums
-from em3.validation.engine import Checked, Rule, check_table, rule
-from em3.validation.images import IO_WORKERS, file_sha256, image_problem
+from em3.validation.engine import MODALITY, Checked, Rule, check_table, rule
+from em3.validation.images import IO_WORKERS, file_sha256, inspect_image
 
 ARTICLE_ID = r"^\d{10}$"
 CUSTOMER_ID = r"^[0-9a-f]{64}$"
@@ -25,6 +26,7 @@ ID = r"^\S(?:.*\S)?$"  # non-empty, no surrounding whitespace
 SMALL_INT = r"^\d{1,4}$"
 AGE = r"^(?:\d{1,3}(?:\.\d+)?)?$"
 LABEL = r"^[01]$"
+LARGEST_FLOAT = float(np.finfo(np.float64).max)  # inf (also "1e400") is above it
 
 REGEX = "expect_column_values_to_match_regex"
 NOT_REGEX = "expect_column_values_to_not_match_regex"
@@ -38,13 +40,16 @@ LENGTH = "expect_column_value_lengths_to_be_between"
 
 
 def hm_text(articles: pd.DataFrame) -> pd.Series:
-    """An H&M article's text: ``prod_name. detail_desc`` (or the name alone)."""
+    """An H&M article's text: ``prod_name. detail_desc``, or whichever of the two is not empty ("" if neither)."""
     name, desc = articles["prod_name"].str.strip(), articles["detail_desc"].str.strip()
-    return (name + ". " + desc).where(desc != "", name)
+    both = (name != "") & (desc != "")
+    return (name + ". " + desc).where(both, name + desc)
 
 
-def check_articles(raw: pd.DataFrame, cfg: IngestConfig) -> Checked:
-    checked = raw.assign(text=hm_text(raw), article_id_repeated=raw["article_id"].duplicated())
+def check_articles(raw: pd.DataFrame) -> Checked:
+    """Article rows: a row is lost only when its id is unusable; its text is checked as a modality
+    (``check_texts``)."""
+    checked = raw.assign(article_id_repeated=raw["article_id"].duplicated())
     return check_table(
         "articles",
         raw,
@@ -52,23 +57,12 @@ def check_articles(raw: pd.DataFrame, cfg: IngestConfig) -> Checked:
         [
             rule("article_id", "10 digits", REGEX, regex=ARTICLE_ID),
             _unique("article_id"),
-            _text(cfg, "prod_name + detail_desc"),
         ],
     )
 
 
-def check_customers(raw: pd.DataFrame) -> Checked:
-    checked = raw.assign(customer_id_repeated=raw["customer_id"].duplicated())
-    return check_table(
-        "customers",
-        raw,
-        checked,
-        [
-            rule("customer_id", "64 lowercase hex digits", REGEX, regex=CUSTOMER_ID),
-            _unique("customer_id"),
-            rule("age", "a number of years or empty", REGEX, regex=AGE),
-        ],
-    )
+def check_customers(raw: pd.DataFrame, cfg: IngestConfig) -> Checked:
+    return _check_users_file("customers", "customer_id", raw, cfg, CUSTOMER_ID, "64 lowercase hex digits")
 
 
 def check_transactions(
@@ -89,9 +83,9 @@ def check_transactions(
             rule("customer_id", "64 lowercase hex digits", REGEX, regex=CUSTOMER_ID),
             _known("customer_id", "a valid customer of customers.csv"),
             rule("article_id", "10 digits", REGEX, regex=ARTICLE_ID),
-            _known("article_id", "a valid article of articles.csv"),
+            _known("article_id", "an item: a valid row of articles.csv or a photo images/NNN/<article_id>.jpg"),
             rule("price", "a number", NOT_NULL),
-            rule("price", "non-negative", BETWEEN, min_value=0),
+            rule("price", "non-negative and finite", BETWEEN, min_value=0, max_value=LARGEST_FLOAT),
             rule("sales_channel_id", "an integer 0-9999", REGEX, regex=SMALL_INT),
         ],
     )
@@ -100,19 +94,12 @@ def check_transactions(
 # -- raw native ----------------------------------------------------------------------------------------------
 
 
-def check_native_items(raw: pd.DataFrame, cfg: IngestConfig) -> Checked:
+def check_native_items(raw: pd.DataFrame) -> Checked:
+    """Items-file rows: a row is lost only when its id is unusable or its ``image_path`` (optional column)
+    leaves the source; its text is checked as a modality (``check_texts``)."""
     checked = raw.assign(item_id_repeated=raw["item_id"].duplicated())
-    return check_table(
-        "items",
-        raw,
-        checked,
-        [
-            _id("item_id"),
-            _unique("item_id"),
-            _text(cfg, "text"),
-            _safe_path(),
-        ],
-    )
+    paths = [_safe_path()] if "image_path" in raw else []
+    return check_table("items", raw, checked, [_id("item_id"), _unique("item_id"), *paths])
 
 
 def check_impressions(raw: pd.DataFrame, cfg: IngestConfig, item_ids: Iterable[str]) -> Checked:
@@ -125,7 +112,7 @@ def check_impressions(raw: pd.DataFrame, cfg: IngestConfig, item_ids: Iterable[s
         [
             _id("user_id"),
             _id("item_id"),
-            _known("item_id", "a valid item of the items file"),
+            _known("item_id", "an item: a valid row of the items file or a photo images/<item_id>.<image suffix>"),
             *_date(cfg, "ts", "ISO 8601"),
             rule("label", "0 or 1", REGEX, regex=LABEL),
             *counts,
@@ -133,9 +120,36 @@ def check_impressions(raw: pd.DataFrame, cfg: IngestConfig, item_ids: Iterable[s
     )
 
 
+def check_native_users(raw: pd.DataFrame, cfg: IngestConfig) -> Checked:
+    return _check_users_file("users", "user_id", raw, cfg, ID, "non-empty, no surrounding spaces")
+
+
+# -- modalities (a failing row masks the modality; the item stays) ------------------------------------------
+
+
+def check_texts(texts: pd.DataFrame, cfg: IngestConfig) -> Checked:
+    """``texts``: ``item_id``, ``text`` of every item with a row. Empty texts are masked, longer ones cut to
+    ``max_text_chars``; the quarantine keeps the text as read."""
+    return check_table(
+        "texts",
+        texts,
+        texts,
+        [
+            rule("text", "not empty (else the item's text is masked)", LENGTH, min_value=1),
+            rule(
+                "text",
+                f"at most {cfg.max_text_chars} characters (else cut to that length)",
+                LENGTH,
+                max_value=cfg.max_text_chars,
+            ),
+        ],
+        kind=MODALITY,
+    )
+
+
 def check_images(images: pd.DataFrame) -> Checked:
-    """``images``: one row per item with an image (``item_id``, source ``image_path``, ``problem``, "" if
-    none)."""
+    """``images``: one row per item with a photo (``item_id``, source ``image_path``, ``problem``, "" if none);
+    a bad photo is masked, its item stays."""
     return check_table(
         "images",
         images,
@@ -143,6 +157,7 @@ def check_images(images: pd.DataFrame) -> Checked:
         [
             rule("image_path", "an image file that exists and decodes", IN_SET, on="problem", value_set=[""]),
         ],
+        kind=MODALITY,
     )
 
 
@@ -202,7 +217,7 @@ def check_items(frame: pd.DataFrame, cfg: IngestConfig, data_dir: Path) -> Check
         path = data_dir / rel
         if not rel or (rel in verified and path.is_file() and file_sha256(path) == verified[rel]):
             return ""
-        return image_problem(path)
+        return inspect_image(path).problem
 
     paths = frame["image_path"].where(~frame["image_path"].str.contains(UNSAFE_PATH), "")
     problems = thread_map(
@@ -222,7 +237,12 @@ def check_items(frame: pd.DataFrame, cfg: IngestConfig, data_dir: Path) -> Check
         [
             _id("item_id"),
             _unique("item_id"),
-            _text(cfg, "text"),
+            rule(
+                "text",
+                f'at most {cfg.max_text_chars} characters ("" when masked)',
+                LENGTH,
+                max_value=cfg.max_text_chars,
+            ),
             _safe_path(),
             rule(
                 "image_path",
@@ -260,16 +280,46 @@ def _dates(values: pd.Series, fmt: str) -> pd.Series:
 
 
 def _date(cfg: IngestConfig, column: str, form: str) -> list[Rule]:
+    low = pd.Timestamp(cfg.min_date) if cfg.min_date else None
     return [
         rule(column, f"a date ({form})", NOT_NULL),
         rule(
             column,
-            f"from {cfg.min_date} to {cfg.max_date}",
+            f"from {cfg.min_date} to {cfg.max_date}" if low is not None else f"up to {cfg.max_date}",
             BETWEEN,
-            min_value=pd.Timestamp(cfg.min_date),
+            min_value=low,
             max_value=pd.Timestamp(cfg.max_date),
         ),
     ]
+
+
+def _check_users_file(
+    table: str, id_column: str, raw: pd.DataFrame, cfg: IngestConfig, id_regex: str, id_form: str
+) -> Checked:
+    """A users file: ids well-formed and unique, ``age`` a number of years or empty, the other
+    ``cfg.numeric_user_columns`` finite numbers or empty (the remaining columns are free strings)."""
+    numeric = [c for c in cfg.numeric_user_columns if c in raw and c != "age"]
+    checked = raw.assign(
+        **{f"{id_column}_repeated": raw[id_column].duplicated()},
+        **{f"{c}_number": _number_or_empty(raw[c]) for c in numeric},
+    )
+    age = [rule("age", "a number of years or empty", REGEX, regex=AGE)] if "age" in raw else []
+    return check_table(
+        table,
+        raw,
+        checked,
+        [
+            rule(id_column, id_form, REGEX, regex=id_regex),
+            _unique(id_column),
+            *age,
+            *(rule(c, "a finite number or empty", IN_SET, on=f"{c}_number", value_set=[True]) for c in numeric),
+        ],
+    )
+
+
+def _number_or_empty(values: pd.Series) -> pd.Series:
+    number = pd.to_numeric(values.str.strip(), errors="coerce")
+    return (values.str.strip() == "") | np.isfinite(number)
 
 
 def _id(column: str) -> Rule:
@@ -282,16 +332,6 @@ def _unique(column: str) -> Rule:
 
 def _known(column: str, what: str) -> Rule:
     return rule(column, what, IN_SET, on=f"{column}_known", value_set=[True])
-
-
-def _text(cfg: IngestConfig, what: str) -> Rule:
-    return rule(
-        "text",
-        f"{what}: 1 to {cfg.max_text_chars} characters",
-        LENGTH,
-        min_value=1,
-        max_value=cfg.max_text_chars,
-    )
 
 
 def _safe_path() -> Rule:

@@ -1,6 +1,7 @@
 """Bad input not covered in test_ingest.py (which has the rest, one test per kind): a PNG named .jpg, a 1 MB
-description, a row longer than a CSV block, path traversal in an S3 image key, and the CLI reporting bad input
-without a traceback. Each ends quarantined with a reason, or as an error naming the file, row or column."""
+description, a row longer than a CSV block, a bare quote inside a value, path traversal in an S3 image key, and
+the CLI reporting bad input without a traceback. Each ends accepted as what it is, masked or quarantined with a
+reason, or as an error naming the file, row or column."""
 
 from __future__ import annotations
 
@@ -14,46 +15,61 @@ import yaml
 from PIL import Image
 
 from em3.cli import main
+from em3.config import ValidateConfig
+from em3.validation import run_validate
 from tests.data.conftest import ARTICLES, HM_SPLIT, csv_text, ingest, read
 from tests.data.test_ingest import quarantined, summary
 
 PURCHASES = 6 * 7 * 3  # rows of transactions_train.csv in the tiny layout
 
 
-def test_png_named_jpg_is_quarantined_and_the_item_kept_without_image(hm_dir: Path, tmp_path: Path) -> None:
+def test_png_named_jpg_is_accepted_and_its_real_format_recorded(hm_dir: Path, tmp_path: Path) -> None:
     png = io.BytesIO()
     Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(png, format="PNG")
     (hm_dir / "images" / ARTICLES[2][:3] / f"{ARTICLES[2]}.jpg").write_bytes(png.getvalue())
     manifest = ingest(hm_dir, tmp_path / "out")
     counts = summary(manifest, "images")
-    assert (counts["rows_in"], counts["rows_kept"], counts["rows_quarantined"]) == (12, 11, 1)
-    bad = quarantined(tmp_path / "out", "images")
-    assert bad["item_id"].tolist() == [ARTICLES[2]]
-    assert bad.loc[0, "problem"] == "PNG data in a .jpg file (expected JPEG): the format does not match the name"
-    assert bad.loc[0, "reason"].startswith("expect_column_values_to_be_in_set(image_path): an image file that exists")
+    assert (counts["rows_in"], counts["rows_kept"], counts["rows_quarantined"]) == (12, 12, 0)
+    images = manifest["images"]
+    assert images["formats"] == {"JPEG": 11, "PNG": 1} and images["format_differs_from_name"] == 1
+    assert images["format_differs_from_name_sample"] == [
+        {"image_path": f"images/{ARTICLES[2][:3]}/{ARTICLES[2]}.jpg", "format": "PNG"}
+    ]
     items = read(tmp_path / "out", "items").set_index("item_id")
-    assert items.loc[ARTICLES[2], "image_path"] == "" and len(items) == 12  # the item stays, without image
-    assert ARTICLES[2] in set(read(tmp_path / "out", "interactions")["item_id"])
+    assert (tmp_path / "out" / items.loc[ARTICLES[2], "image_path"]).read_bytes() == png.getvalue()
+    assert run_validate(ValidateConfig(), tmp_path / "out")["passed"]  # validate decodes it too
 
 
 @pytest.mark.parametrize("megabytes", [1, 3], ids=["1 MB", "3 MB: longer than pyarrow's default CSV block"])
-def test_huge_description_is_quarantined_with_its_purchases(hm_dir: Path, tmp_path: Path, megabytes: int) -> None:
+def test_huge_description_is_cut_and_its_purchases_kept(hm_dir: Path, tmp_path: Path, megabytes: int) -> None:
     path = hm_dir / "articles.csv"
     huge = "Endless" + " words" * (megabytes * 2**20 // 6)  # no comma: an unquoted field
     path.write_text(path.read_text().replace("Soft, simple piece number 7.", huge))
     manifest = ingest(hm_dir, tmp_path / "out")
-    articles = summary(manifest, "articles")
-    (failure,) = articles["failures"]
-    assert (articles["rows_in"], articles["rows_quarantined"]) == (12, 1)
-    assert (failure["column"], failure["count"], failure["expect"]) == ("text", 1, "prod_name + detail_desc: 1 to 5000 "
-                                                                                   "characters")  # fmt: skip
-    bad = quarantined(tmp_path / "out", "articles")
-    assert bad["article_id"].tolist() == [ARTICLES[7]] and len(bad.loc[0, "detail_desc"]) == len(huge)
-    transactions = summary(manifest, "transactions")
-    sold = sum(ARTICLES[7] in line for line in (hm_dir / "transactions_train.csv").read_text().splitlines())
-    assert (transactions["rows_in"], transactions["rows_quarantined"]) == (PURCHASES, sold) and sold > 0
-    assert ARTICLES[7] not in set(read(tmp_path / "out", "items")["item_id"])
-    assert read(tmp_path / "out", "interactions").query("label == 1")["units"].sum() == PURCHASES - sold
+    texts = summary(manifest, "texts")
+    (failure,) = texts["failures"]
+    assert (texts["rows_in"], texts["rows_quarantined"], failure["count"]) == (12, 1, 1)
+    assert failure["expect"] == "at most 5000 characters (else cut to that length)"
+    bad = quarantined(tmp_path / "out", "texts")
+    assert bad["item_id"].tolist() == [ARTICLES[7]] and bad.loc[0, "text"] == f"Item 7. {huge}"  # as read
+    assert (
+        summary(manifest, "articles")["rows_quarantined"] == summary(manifest, "transactions")["rows_quarantined"] == 0
+    )
+    text = read(tmp_path / "out", "items").set_index("item_id").loc[ARTICLES[7], "text"]
+    assert text == f"Item 7. {huge}"[:5000]
+    assert read(tmp_path / "out", "interactions").query("label == 1")["units"].sum() == PURCHASES
+
+
+def test_bare_quote_inside_an_unquoted_field_is_an_ordinary_character(hm_dir: Path, tmp_path: Path) -> None:
+    path = hm_dir / "articles.csv"
+    text = path.read_text()
+    assert text.count('"') % 2 == 0 and "\n0108775018,0108775,Item 3," in text
+    path.write_text(text.replace(",Item 3,", ',Jeans with a 32" leg,'))  # one quote: the old check refused the file
+    manifest = ingest(hm_dir, tmp_path / "out")
+    assert summary(manifest, "articles")["rows_kept"] == 12
+    items = read(tmp_path / "out", "items").set_index("item_id")
+    assert items.loc[ARTICLES[3], "text"] == 'Jeans with a 32" leg. Soft, simple piece number 3.'
+    assert items.loc[ARTICLES[4], "text"] == "Item 4. Soft, simple piece number 4."  # the quote did not swallow
 
 
 def test_image_key_traversal_on_s3_is_quarantined(s3, tmp_path: Path) -> None:

@@ -4,11 +4,11 @@ quarantined with a reason or stopped with a DataError naming the file."""
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -276,7 +276,7 @@ def test_sample_manifest_hashes_every_source_file(sample_out: Path) -> None:
             "expect_column_values_to_not_be_null",
         ),
         (
-            ["1999-02-03", CUSTOMERS[0], ARTICLES[0], "0.02", "1"],
+            ["2100-02-03", CUSTOMERS[0], ARTICLES[0], "0.02", "1"],
             "t_dat",
             "expect_column_values_to_be_between",
         ),
@@ -300,6 +300,9 @@ def test_sample_manifest_hashes_every_source_file(sample_out: Path) -> None:
             "price",
             "expect_column_values_to_not_be_null",
         ),
+        (["2020-02-03", CUSTOMERS[0], ARTICLES[0], "inf", "1"], "price", "expect_column_values_to_be_between"),
+        (["2020-02-03", CUSTOMERS[0], ARTICLES[0], "1e400", "1"], "price", "expect_column_values_to_be_between"),
+        (["2020-02-03", CUSTOMERS[0], ARTICLES[0], "nan", "1"], "price", "expect_column_values_to_not_be_null"),
     ],
     ids=[
         "negative price",
@@ -309,6 +312,9 @@ def test_sample_manifest_hashes_every_source_file(sample_out: Path) -> None:
         "9-digit article",
         "bad customer id",
         "non-numeric price",
+        "infinite price",
+        "price overflowing to infinity",
+        "NaN price",
     ],
 )
 def test_bad_transaction_is_quarantined_with_its_reason(
@@ -350,15 +356,24 @@ def test_duplicate_purchase_rows_become_units(hm_dir: Path, tmp_path: Path) -> N
     assert first["units"] == 3  # bought twice in the fixture, plus the appended copy
 
 
-def test_overlong_description_is_quarantined(hm_dir: Path, tmp_path: Path) -> None:
+def test_overlong_text_is_cut_and_its_purchases_kept(hm_dir: Path, tmp_path: Path) -> None:
     path = hm_dir / "articles.csv"
     path.write_text(path.read_text().replace("piece number 5.", "piece number 5." + " long" * 20))
     manifest = ingest(hm_dir, tmp_path / "out", max_text_chars=80)
-    (failure,) = summary(manifest, "articles")["failures"]
-    assert (failure["column"], failure["count"]) == ("text", 1) and failure["expect"].endswith("1 to 80 characters")
-    assert quarantined(tmp_path / "out", "articles")["article_id"].tolist() == [ARTICLES[5]]
-    assert summary(manifest, "transactions")["rows_quarantined"] > 0  # its purchases: article no longer valid
-    assert ARTICLES[5] not in set(read(tmp_path / "out", "interactions")["item_id"])
+    texts = summary(manifest, "texts")
+    (failure,) = texts["failures"]
+    assert (texts["kind"], failure["column"], failure["count"]) == ("modality", "text", 1)
+    assert failure["expect"] == "at most 80 characters (else cut to that length)"
+    full = "Item 5. Soft, simple piece number 5." + " long" * 20
+    bad = quarantined(tmp_path / "out", "texts")  # the text as read, with the reason
+    assert bad.values.tolist() == [
+        [ARTICLES[5], full, f"expect_column_value_lengths_to_be_between(text): {failure['expect']}"]
+    ]
+    assert summary(manifest, "articles")["rows_quarantined"] == 0
+    assert summary(manifest, "transactions")["rows_quarantined"] == 0  # its purchases stay
+    assert read(tmp_path / "out", "items").set_index("item_id").loc[ARTICLES[5], "text"] == full[:80]
+    assert (manifest["catalogue"]["texts_cut"], manifest["catalogue"]["texts_cut_to_chars"]) == (1, 80)
+    assert ARTICLES[5] in set(read(tmp_path / "out", "interactions")["item_id"])
 
 
 @pytest.mark.parametrize(
@@ -366,18 +381,13 @@ def test_overlong_description_is_quarantined(hm_dir: Path, tmp_path: Path) -> No
     [
         (b"", "empty file (0 bytes)"),
         (b"\xff\xd8\xff\xe0 not really a jpeg", "not a decodable image"),
-        (None, "missing"),
     ],
-    ids=["zero-byte image", "corrupt JPEG", "missing image"],
+    ids=["zero-byte image", "corrupt JPEG"],
 )
 def test_bad_image_is_quarantined_and_the_item_kept_without_image(
-    hm_dir: Path, tmp_path: Path, content: bytes | None, problem: str
+    hm_dir: Path, tmp_path: Path, content: bytes, problem: str
 ) -> None:
-    image = hm_dir / "images" / ARTICLES[3][:3] / f"{ARTICLES[3]}.jpg"
-    if content is None:
-        image.unlink()
-    else:
-        image.write_bytes(content)
+    (hm_dir / "images" / ARTICLES[3][:3] / f"{ARTICLES[3]}.jpg").write_bytes(content)
     manifest = ingest(hm_dir, tmp_path / "out")
     counts = summary(manifest, "images")
     assert (counts["rows_in"], counts["rows_quarantined"]) == (12, 1)
@@ -452,8 +462,9 @@ def test_native_log_name_with_traversal_is_a_data_error(tmp_path: Path) -> None:
         ),
         (
             "articles.csv",
-            lambda t: t[: t.rindex("Soft") + 2],  # cut inside the quoted "Soft, simple ..."
-            r"articles.csv: unterminated quoted field.*truncated",
+            lambda t: t[: t.rindex("Soft") + 2],  # cut inside the quoted "Soft, simple ..." of the last row
+            r"articles.csv: the row starting at line 13 has a quoted field that is never closed \(the file ends "
+            r"at line 13\): the file looks truncated",
         ),
         (
             "transactions_train.csv",
@@ -503,9 +514,23 @@ def test_missing_source_file_is_a_data_error(hm_dir: Path, tmp_path: Path) -> No
         ingest(tmp_path / "nowhere", tmp_path / "out")
 
 
-def test_every_row_bad_still_ingests_and_records_it(hm_dir: Path, tmp_path: Path) -> None:
+def test_no_purchase_left_is_one_error_line_with_the_quarantine_written(hm_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ingest(hm_dir, out)
+    before = read(out, "interactions")
     path = hm_dir / "transactions_train.csv"
     path.write_text(path.read_text().replace(",0.0254,", ",-1,"))
-    manifest = ingest(hm_dir, tmp_path / "out")
-    assert summary(manifest, "transactions")["rows_kept"] == 0 and manifest["rows"]["interactions"] == 0
-    assert np.array_equal(read(tmp_path / "out", "interactions").columns, INTERACTIONS.names)
+    with pytest.raises(DataError) as failure:
+        ingest(hm_dir, out)
+    message = str(failure.value)
+    assert "\n" not in message and message.startswith(f"{hm_dir}: no purchases left after the checks: all 126 rows")
+    assert "126 rows fail expect_column_values_to_be_between(price): non-negative and finite" in message
+    rejected = tmp_path / "out.rejected"
+    assert f"rows and reasons in {rejected / 'quarantine'}, {out} left as it was" in message
+    bad = quarantined(rejected, "transactions")
+    assert len(bad) == 126 and bad["reason"].str.contains("(price)", regex=False).all()
+    assert json.loads((rejected / "manifest.json").read_text())["rejected"] == message
+    pd.testing.assert_frame_equal(read(out, "interactions"), before)  # the previous output is intact
+    path.write_text(path.read_text().replace(",-1,", ",0.0254,"))
+    ingest(hm_dir, out)
+    assert not rejected.exists()  # a successful run removes the stale record

@@ -33,6 +33,7 @@ def test_clean_data_passes_and_writes_the_report(data_dir: Path) -> None:
     assert report["passed"]
     assert [(t["stage"], t["table"]) for t in report["tables"]] == [
         ("ingest", "articles"),
+        ("ingest", "texts"),
         ("ingest", "customers"),
         ("ingest", "transactions"),
         ("ingest", "images"),
@@ -41,6 +42,11 @@ def test_clean_data_passes_and_writes_the_report(data_dir: Path) -> None:
         ("validate", "users"),
     ]
     assert all(t["rows_quarantined"] == 0 for t in report["tables"])
+    assert {t["table"]: t["kind"] for t in report["tables"] if t["kind"] != "rows"} == {
+        "texts": "modality",
+        "images": "modality",
+    }
+    assert report["catalogue"]["by_content"]["image_and_text"]["items"] == 12
     assert table(report, "validate", "interactions")["rows_in"] == len(read(data_dir, "interactions"))
     assert json.loads((data_dir / "validation" / "report.json").read_text()) == report
     assert (data_dir / "validation" / "report.md").read_text().startswith("# Data validation: PASSED")
@@ -66,12 +72,14 @@ def test_too_many_bad_rows_fail_with_a_readable_report(hm_dir: Path, tmp_path: P
     with pytest.raises(DataError) as failure:
         run_validate(ValidateConfig(), tmp_path / "data")
     message = str(failure.value)
-    assert "more than 5.00% of the rows were quarantined in ingest/transactions 7.94%" in message
-    assert "| expect_column_values_to_be_between | price | non-negative | 10 | '-1' |" in message
-    assert "| ingest | transactions | 126 | 116 | 10 | 7.94% | FAILED |" in message
+    assert message.startswith("data validation failed: ingest/transactions quarantined 7.94% of its rows (limit 5.00%)")
+    assert "| expect_column_values_to_be_between | price | non-negative and finite | 10 | '-1' |" in message
+    assert "| ingest | transactions | rows | 126 | 116 | 10 | 7.94% | 5.00% | FAILED |" in message
     report = json.loads((tmp_path / "data" / "validation" / "report.json").read_text())
     assert not report["passed"] and table(report, "ingest", "transactions")["rows_quarantined"] == 10
     assert run_validate(ValidateConfig(max_bad_fraction=0.08), tmp_path / "data")["passed"]
+    per_table = ValidateConfig(table_max_bad_fraction={"transactions": 0.08})  # the others keep 5 %
+    assert table(run_validate(per_table, tmp_path / "data"), "ingest", "transactions")["limit"] == 0.08
 
 
 def test_canonical_violations_are_quarantined_with_reasons(data_dir: Path) -> None:
