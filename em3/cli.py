@@ -139,6 +139,16 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"v{row['version']:<4} {aliases:<12} auc {tags.get('test_auc', 'n/a'):<22} {tags.get('gate_reason', '')}")
 
 
+def cmd_score(args: argparse.Namespace) -> None:
+    from em3.serving.batch import score_log
+
+    manifest = score_log(_config(args), args.model, args.input, args.output, args.store)
+    model, quarantine = manifest["model"], manifest["quarantine"]
+    print(f"scored {manifest['output']['rows']:,} of {manifest['input']['rows']:,} rows with {model['uri']} (run "
+          f"{model['run_id']}) at {manifest['rows_per_s']:,.0f} rows/s → {manifest['output']['uri']}")
+    print(f"refused {quarantine['rows']:,} → {quarantine['uri']} {quarantine['reasons'] or ''}".rstrip())
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from em3.demo import demo_config, run_demo
 
@@ -258,6 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
     models_p = commands.add_parser("models", help="list registered versions with aliases and gate decisions")
     with_config(models_p, required=False)
     models_p.set_defaults(handler=cmd_models)
+
+    score_p = commands.add_parser("score", epilog=EPILOG, help="score an impression log with a registered model → "
+                                  "Parquet, quarantine and manifest (README: Serving)")  # fmt: skip
+    with_config(score_p, required=False)
+    score_p.add_argument("--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID")
+    score_p.add_argument("--input", required=True, help="impression log: user_id, item_id, ts[, sales_channel_id] "
+                         "(.csv or .parquet, a path or s3://bucket/key)")  # fmt: skip
+    score_p.add_argument("--output", required=True, help="scores .parquet (a path or s3://bucket/key); the "
+                         "quarantine and manifest go beside it")  # fmt: skip
+    score_p.add_argument("--store", help="token store of items new to the model (`em3 features`), scored from content")
+    score_p.set_defaults(handler=cmd_score)
 
     def with_variants(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="models to train")

@@ -286,6 +286,15 @@ class RegistryConfig(Section):
         return self
 
 
+class ScoreConfig(Section):
+    """`em3 score`: an impression log scored by a registered model (see em3.serving)."""
+
+    chunk_rows: int = Field(100_000, gt=0, description="rows read, scored and written at a time (bounds memory)")
+    batch_size: int = Field(4096, gt=0, description="rows per forward pass")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True
+
+
 class Config(Section):
     name: str = "em3"
     seed: int = 0
@@ -299,6 +308,7 @@ class Config(Section):
     validation: ValidateConfig = ValidateConfig()  # not `validate`: that name shadows BaseModel.validate
     registry: RegistryConfig = RegistryConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    score: ScoreConfig = ScoreConfig()
 
 
 class ConfigError(ValueError):

@@ -15,6 +15,7 @@ import json
 import re
 import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from em3.config import Config, RegistryConfig
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from em3.models.ranker import Ranker
 
 GATE_DECISION, GATE_REASON, PREVIOUS_CHAMPION = "gate_decision", "gate_reason", "previous_champion"
+PYFUNC_WEIGHTS = "artifacts/weights"  # where log_run's MLflow Model keeps the em3 files (em3.serving.mlflow_model)
 _MODEL_URI = re.compile(r"^models:/(?P<name>[\w.-]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
 
@@ -50,8 +52,9 @@ def register(cfg: Config, run_id: str) -> dict:
 
     rc, mlflow = cfg.registry, client(cfg.registry)
     run = mlflow.get_run(run_id)
-    weights = f"{MODEL_ARTIFACTS}/{WEIGHTS}"
-    if not any(item.path == weights for item in mlflow.list_artifacts(run_id, MODEL_ARTIFACTS)):
+    logged = [f"{MODEL_ARTIFACTS}/{WEIGHTS}", f"{MODEL_ARTIFACTS}/{PYFUNC_WEIGHTS}/{WEIGHTS}"]
+    if not any(item.path in logged for folder in (MODEL_ARTIFACTS, f"{MODEL_ARTIFACTS}/{PYFUNC_WEIGHTS}")
+               for item in mlflow.list_artifacts(run_id, folder)):  # fmt: skip
         raise RegistryError(f"run {run_id} has no {MODEL_ARTIFACTS}/ artifacts: log it with em3.registry.log_run")
     candidate = {key.removeprefix(TEST_PREFIX): value for key, value in run.data.metrics.items()
                  if key.startswith(TEST_PREFIX)}  # fmt: skip
@@ -128,13 +131,9 @@ def history(cfg: Config) -> list[dict]:
 
 
 @mlflow_errors_as_registry_errors
-def load(uri: str, cfg: RegistryConfig | None = None, device: str = "cpu") -> Ranker:
-    """Rebuild the model at ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` from its safetensors, config and
-    shapes (no pickle), in eval mode on ``device``."""
-    from mlflow.artifacts import download_artifacts
-
-    from em3.models.io import load_model_dir
-
+def model_version(uri: str, cfg: RegistryConfig | None = None) -> ModelVersion:
+    """The registered version at ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` (a RegistryError naming the
+    model, alias or version that does not exist)."""
     match = _MODEL_URI.match(uri)
     if match is None:
         raise RegistryError(f"{uri!r} is not a model URI: use models:/NAME@ALIAS or models:/NAME/VERSION")
@@ -142,11 +141,37 @@ def load(uri: str, cfg: RegistryConfig | None = None, device: str = "cpu") -> Ra
     mlflow = client(rc)
     version = _version(mlflow, rc, match["version"]) if match["version"] else _alias_version(mlflow, rc, match["alias"])
     if version is None:
-        raise RegistryError(f"model {rc.model_name!r} has no alias {match['alias']!r}: `em3 history` lists aliases")
+        raise RegistryError(f"model {rc.model_name!r} has no alias {match['alias']!r}: `em3 models` lists aliases")
+    return version
+
+
+@mlflow_errors_as_registry_errors
+def load(uri: str, cfg: RegistryConfig | None = None, device: str = "cpu") -> Ranker:
+    """Rebuild the model at ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` from its safetensors, config and
+    shapes (no pickle), in eval mode on ``device``."""
+    from mlflow.artifacts import download_artifacts
+
+    from em3.models.io import load_model_dir
+
+    version = model_version(uri, cfg)
+    tracking_uri = (cfg or RegistryConfig()).tracking_uri
     with tempfile.TemporaryDirectory(prefix="em3-model-") as tmp:
-        path = download_artifacts(artifact_uri=version.source, dst_path=tmp, tracking_uri=rc.tracking_uri)
-        model, _ = load_model_dir(path, device)
+        path = Path(download_artifacts(artifact_uri=version.source, dst_path=tmp, tracking_uri=tracking_uri))
+        model, _ = load_model_dir(em3_files(path), device)
     return model
+
+
+def em3_files(path: Path) -> Path:
+    """The em3 model folder (safetensors, config, shapes) in a downloaded ``model/`` artifact folder: the
+    MLflow Model's ``weights`` artifact, or the folder itself for a run logged without an MLflow Model."""
+    import yaml
+
+    from em3.serving.mlflow_model import WEIGHTS_ARTIFACT
+
+    if not (path / "MLmodel").is_file():
+        return path
+    artifacts = yaml.safe_load((path / "MLmodel").read_text())["flavors"]["python_function"]["artifacts"]
+    return path / artifacts[WEIGHTS_ARTIFACT]["path"]
 
 
 def _make_champion(mlflow: MlflowClient, rc: RegistryConfig, version: int, reason: str, record_previous: bool) -> None:

@@ -1,6 +1,10 @@
 """Log a finished training run to MLflow: the config as params, validation metrics per epoch, test metrics, the
-config YAML, the model directory (safetensors + config + shapes) and the plots. No environment values are read
-(but for the S3 retry defaults, em3.retries)."""
+config YAML, the model and the plots. No environment values are read (but for the S3 retry defaults, em3.retries).
+
+The model (artifact folder ``model/``) is an MLflow Model of the pyfunc flavour (em3.serving.mlflow_model: the
+em3 files, safetensors + config + shapes, under ``artifacts/weights/``, the serving catalogue under
+``artifacts/catalogue/``, a signature, an input example, pinned requirements) when the run trained on tables; a
+run on synthetic data has no item or user ids to serve, and ``model/`` holds the em3 files alone."""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 
 GIT_COMMIT, DATA_HASH, TEST_PREFIX, VALID_PREFIX = "git_commit", "data_hash", "test_", "valid_"
 MODEL_ARTIFACTS = "model"
+SERVING = "serving"  # run tag: "mlflow pyfunc", or why the run has the em3 files only
 UNKNOWN = "unknown"
 _BATCH = 100  # MLflow's limit of params per log_batch call
 P, R = ParamSpec("P"), TypeVar("R")
@@ -119,9 +124,7 @@ def log_run(cfg: Config, run_dir: str | Path, data_hash: str | None = None) -> s
         for start in range(0, max(len(params), len(metrics)), _BATCH):
             mlflow.log_batch(run_id, metrics=metrics[start : start + _BATCH], params=params[start : start + _BATCH])
         mlflow.log_text(run_id, yaml.safe_dump(public, sort_keys=False), "config.yaml")
-        mlflow.log_artifact(run_id, str(model_dir / WEIGHTS), MODEL_ARTIFACTS)
-        mlflow.log_artifact(run_id, str(model_dir / SHAPES), MODEL_ARTIFACTS)
-        mlflow.log_text(run_id, redact((model_dir / CONFIG).read_text()), f"{MODEL_ARTIFACTS}/{CONFIG}")
+        mlflow.set_tag(run_id, SERVING, _log_model(mlflow, run_id, model_dir))
         for plot in sorted((run_dir / "plots").rglob("*.png")):
             mlflow.log_artifact(run_id, str(plot), plot.parent.relative_to(run_dir).as_posix())
     except BaseException:
@@ -148,3 +151,29 @@ def _experiment_id(mlflow: MlflowClient, cfg: RegistryConfig) -> str:
             f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or set registry.experiment"
         )
     return experiment.experiment_id
+
+
+def _log_model(mlflow: MlflowClient, run_id: str, model_dir: Path) -> str:
+    """Log ``model_dir`` as the run's ``model/`` artifacts; returns what the ``serving`` tag says."""
+    import shutil
+    import tempfile
+
+    from em3.models.io import CONFIG, SHAPES, WEIGHTS, load_model_dir
+
+    with tempfile.TemporaryDirectory(prefix="em3-log-") as tmp:
+        weights = Path(tmp) / "weights"
+        weights.mkdir()
+        for name in (WEIGHTS, SHAPES):
+            shutil.copyfile(model_dir / name, weights / name)
+        (weights / CONFIG).write_text(redact((model_dir / CONFIG).read_text()))
+        model, run_cfg = load_model_dir(model_dir)
+        if run_cfg.data.source != "tables":
+            mlflow.log_artifacts(run_id, str(weights), MODEL_ARTIFACTS)
+            return f"em3 files only: trained on data.source {run_cfg.data.source} (no item or user ids to serve)"
+        from em3.serving.catalogue import build_catalogue
+        from em3.serving.mlflow_model import save_mlflow_model
+
+        catalogue = build_catalogue(model, run_cfg).save(Path(tmp) / "catalogue")
+        packaged = save_mlflow_model(Path(tmp) / MODEL_ARTIFACTS, weights, catalogue)
+        mlflow.log_artifacts(run_id, str(packaged), MODEL_ARTIFACTS)
+    return "mlflow pyfunc"

@@ -1,0 +1,110 @@
+"""A registered model trained on tables, as the demo makes them (raw synthetic data → ingest → validate → features
+with the real encoders → train), small enough to build in about 20 s; and a store of two items it never saw."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from em3.config import Config, parse_config
+from em3.data.dataset import RankingData
+from em3.data.loading import load_data
+from em3.data.raw_synthetic import generate_raw_synthetic
+from em3.features import run_features
+from em3.ingest import run_ingest
+from em3.models import Ranker
+from em3.registry import log_run, register
+from em3.train import train
+from em3.validation import run_validate
+
+# Scores are float32 computations of the same weights on the same inputs; only the grouping differs (item vectors
+# for the whole catalogue at once instead of per batch, other batch shapes), which changes the summation order
+# of matrix products: a relative error of a few float32 epsilons (6e-8) per layer on sums of at most a few hundred
+# terms of size <= 1, i.e. well under 1e-5 on a logit, and a probability moves at most a quarter of that
+# (sigmoid' <= 1/4). The bound does not depend on the CPU's vector width (Intel or AMD kernels).
+ATOL = 1e-5
+
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+TINY = {
+    "raw_synthetic": {"n_users": 60, "n_items": 80, "n_purchases": 800, "n_days": 60, "late_release_days": 10,
+                      "image_size": 64},
+    "features": {"image_size": 64, "batch_size": 16, "decode_workers": 1, "device": "cpu", "progress": False},
+    "model": {"embed_dim": 16, "mlp_hidden": [32], "attention_hidden": [16], "fqformer": {"d_model": 16, "n_heads": 2},
+              "cic_dim": 16},
+    "train": {"epochs": 1, "batch_size": 256, "device": "cpu", "progress": False},
+    "score": {"device": "cpu", "progress": False, "chunk_rows": 200, "batch_size": 64},
+}  # fmt: skip
+
+
+@dataclass
+class Served:
+    cfg: Config  # the run's config with the registry under root
+    root: Path
+    data: RankingData
+    model: Ranker
+    run_id: str
+    new_items: Path  # token store of two items the model never saw (different photos and texts), and a twin
+
+
+def tiny_config(root: Path) -> Config:
+    values = {**TINY, "name": "em3_din", "output_dir": str(root / "run"), "ingest": {"source": str(root / "raw")},
+              "data": {"source": "tables", "tables_dir": str(root / "tables"), "store_dir": str(root / "store"),
+                       "validation_dir": str(root / "validation")},
+              "registry": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+                           "artifact_location": str(root / "artifacts"), "min_auc": 0.0}}  # fmt: skip
+    return parse_config(values, "tests/serving/conftest.py")
+
+
+def new_items_store(cfg: Config, root: Path, features=None) -> Path:
+    """Three items unknown to the model: two with the photo and text of two different catalogue items, and a twin
+    of the first (same content, another id)."""
+    items = pd.read_parquet(cfg.data.tables_dir / "items.parquet").iloc[[0, 1, 0]].reset_index(drop=True)
+    items["item_id"] = ["new-a", "new-b", "new-a-twin"]
+    folder = root / "new_items"
+    for path in items["image_path"]:
+        if path:
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(cfg.data.tables_dir / path, folder / path)
+    store = root / "new_store"
+    run_features(features or cfg.features, items, folder, store)
+    return store
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory) -> Served:
+    root = tmp_path_factory.mktemp("served")
+    cfg = tiny_config(root)
+    generate_raw_synthetic(cfg.raw_synthetic, root / "raw")
+    run_ingest(cfg.ingest, cfg.data.tables_dir)
+    run_validate(cfg.validation, cfg.data.tables_dir, cfg.data.validation_dir)
+    items = pd.read_parquet(cfg.data.tables_dir / "items.parquet")
+    run_features(cfg.features, items, cfg.data.tables_dir, cfg.data.store_dir)
+    data = load_data(cfg)
+    result = train(cfg, data)
+    run_id = log_run(cfg, cfg.output_dir, data_hash="tiny")
+    assert register(cfg, run_id)["alias"] == "champion"
+    return Served(cfg, root, data, result.model.eval(), run_id, new_items_store(cfg, root))
+
+
+def test_rows(served: Served) -> pd.DataFrame:
+    """The test split's rows as the data contract gives them (no label), in the order of data.test."""
+    table = pd.read_parquet(served.cfg.data.tables_dir / "interactions.parquet")
+    rows = table[table["split"] == "test"].reset_index(drop=True)
+    return pd.DataFrame({"user_id": rows["user_id"], "item_id": rows["item_id"],
+                         "ts": pd.to_datetime(rows["ts"]).dt.strftime("%Y-%m-%dT%H:%M:%S"),
+                         "sales_channel_id": rows["sales_channel_id"].astype("int64")})  # fmt: skip
+
+
+def own_scores(served: Served) -> torch.Tensor:
+    """em3's own prediction (em3.train.trainer.predict) of the test split, as probabilities."""
+    from em3.train.trainer import predict
+
+    return torch.sigmoid(torch.from_numpy(predict(served.model, served.data.test, served.data, 64))).double()
