@@ -13,9 +13,8 @@ from em3.config import IngestConfig
 def user_table(rows: pd.DataFrame, cfg: IngestConfig, log_users: pd.Series | None = None) -> pd.DataFrame:
     """``rows``: clean users-file rows as strings, ``user_id`` first. Users of ``log_users`` without a row are
     added with every attribute missing (their behaviour is kept; only the attributes are unknown)."""
-    users = rows.copy()
-    if "age" not in users:
-        users.insert(1, "age", "")
+    users = rows.assign(age=rows.get("age", ""))
+    users = users[["user_id", "age", *(c for c in users.columns if c not in ("user_id", "age"))]]
     numeric = [c for c in users.columns if c == "age" or c in cfg.numeric_user_columns]
     for column in users.columns.drop("user_id"):
         values = users[column].str.strip()

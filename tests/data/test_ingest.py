@@ -84,6 +84,10 @@ def test_outputs_follow_the_contract(hm_dir: Path, tmp_path: Path) -> None:
     assert items.loc[0, "item_id"] == ARTICLES[0] and items.loc[0, "text"] == "Item 0. Soft, simple piece number 0."
     assert all((out / path).is_file() for path in items["image_path"])
     assert users["age"].dtype == float and users["age"].isna().sum() == 1
+    # the customers' other columns are kept as strings (null when empty) for the model's context features
+    assert users.columns.tolist() == ["user_id", "age", "FN", "Active", "club_member_status",
+                                      "fashion_news_frequency", "postal_code"]  # fmt: skip
+    assert users["FN"].fillna("<missing>").tolist() == ["<missing>", "1.0"] * 3 and users["postal_code"][5] == "p5"
     assert set(users["user_id"]) == set(CUSTOMERS)
     raw = (hm_dir / "transactions_train.csv").read_bytes()
     assert manifest["files"]["transactions_train.csv"] == hashlib.sha256(raw).hexdigest()
