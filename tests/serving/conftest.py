@@ -94,7 +94,7 @@ def served(tmp_path_factory) -> Served:
     return Served(cfg, root, data, result.model.eval(), run_id, new_items_store(cfg, root))
 
 
-def test_rows(served: Served) -> pd.DataFrame:
+def contract_rows(served: Served) -> pd.DataFrame:
     """The test split's rows as the data contract gives them (no label), in the order of data.test."""
     table = pd.read_parquet(served.cfg.data.tables_dir / "interactions.parquet")
     rows = table[table["split"] == "test"].reset_index(drop=True)

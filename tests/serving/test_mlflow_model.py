@@ -16,7 +16,7 @@ from mlflow.artifacts import download_artifacts
 
 from em3.registry import load
 from em3.serving.catalogue import ServingError
-from tests.serving.conftest import ATOL, new_items_store, own_scores, test_rows
+from tests.serving.conftest import ATOL, contract_rows, new_items_store, own_scores
 
 LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"
 
@@ -28,7 +28,7 @@ def champion(served, monkeypatch):
 
 
 def test_pyfunc_scores_are_em3s_own_prediction(served, champion):
-    rows = test_rows(served)
+    rows = contract_rows(served)
     predicted = champion.predict(rows)
     assert list(predicted.columns) == ["score", "refused"] and len(predicted) == len(rows) > 100
     assert (predicted["refused"] == "").all()
@@ -77,13 +77,13 @@ def test_loading_and_scoring_never_unpickle(served, monkeypatch):
             monkeypatch.setattr(module, name, refuse)
     monkeypatch.setattr(pickle, "Unpickler", refuse)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", served.cfg.registry.tracking_uri)
-    rows = test_rows(served).head(20)
+    rows = contract_rows(served).head(20)
     scores = mlflow.pyfunc.load_model("models:/em3@champion").predict(rows)["score"]
     torch.testing.assert_close(torch.from_numpy(scores.to_numpy()), own_scores(served)[:20], rtol=0, atol=ATOL)
 
 
 def test_new_items_are_scored_from_their_content_with_a_neutral_id(served, champion):
-    known = test_rows(served).iloc[[0]]
+    known = contract_rows(served).iloc[[0]]
     rows = pd.concat([known.assign(item_id=item) for item in ("new-a", "new-b", "new-a-twin", "new-c")])
     without_store = champion.predict(rows)
     assert without_store["score"].isna().all()
@@ -98,7 +98,7 @@ def test_new_items_are_scored_from_their_content_with_a_neutral_id(served, champ
 
 
 def test_an_unknown_user_scores_as_the_neutral_user_with_no_history(served, champion):
-    rows = test_rows(served).head(3)
+    rows = contract_rows(served).head(3)
     strangers = champion.predict(rows.assign(user_id=["stranger-1", "stranger-2", "stranger-3"]))
     assert strangers["refused"].eq("").all() and np.isfinite(strangers["score"]).all()
     same_item = champion.predict(rows.assign(user_id="stranger-9", item_id=rows["item_id"].iloc[0]))
@@ -109,11 +109,11 @@ def test_a_store_encoded_with_other_feature_settings_is_refused(served, champion
     other = new_items_store(served.cfg, tmp_path, served.cfg.features.model_copy(update={"image_grid": 2}))
     with pytest.raises(ServingError, match=r"does not match the model's feature settings: .*image_tokens \[4, 1280\] "
                        r"\(the model's: \[9, 1280\]\)"):
-        champion.predict(test_rows(served).head(1), params={"token_store": str(other)})
+        champion.predict(contract_rows(served).head(1), params={"token_store": str(other)})
 
 
 def test_malformed_rows_are_refused_with_a_reason(served, champion):
-    rows = test_rows(served).head(4).astype({"sales_channel_id": "int64"})
+    rows = contract_rows(served).head(4).astype({"sales_channel_id": "int64"})
     rows.loc[0, "user_id"] = ""
     rows.loc[1, "ts"] = "yesterday"
     rows.loc[2, "sales_channel_id"] = -3

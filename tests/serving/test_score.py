@@ -13,14 +13,14 @@ import pytest
 from em3.cli import main
 from em3.registry import RegistryError
 from em3.serving.batch import score_log
-from tests.serving.conftest import ATOL, test_rows
+from tests.serving.conftest import ATOL, contract_rows
 
 BUCKET = "em3-scoring"
 
 
 def scoring_log(served) -> pd.DataFrame:
     """The test rows plus a new item, an unknown user and three malformed rows (data rows 1..n in this order)."""
-    rows = test_rows(served)
+    rows = contract_rows(served)
     extra = pd.DataFrame({"user_id": [rows["user_id"][0], "stranger", "", rows["user_id"][1], rows["user_id"][2]],
                           "item_id": ["new-b", rows["item_id"][0], rows["item_id"][1], rows["item_id"][1], "never"],
                           "ts": ["2099-01-01", "2099-01-01", "2099-01-01", "someday", "2099-01-01"],

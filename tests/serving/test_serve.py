@@ -1,0 +1,80 @@
+"""A real `mlflow models serve -m models:/em3@champion --env-manager local` process answers /invocations with em3's
+own scores, and scores a new item from the token store named in the request's params."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.serving.conftest import ATOL, contract_rows, own_scores
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def server(served, tmp_path):
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": served.cfg.registry.tracking_uri, "MLFLOW_ENABLE_TELEMETRY": "false",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # its uvicorn (an active venv)
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/em3@champion", "--env-manager",
+               "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"mlflow models serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"mlflow models serve not up after 120 s:\n{log.read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)  # the server runs uvicorn as a child: stop the whole group
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_with_em3s_scores(served, server):
+    rows = contract_rows(served)
+    answer = _post(f"{server}/invocations", {"dataframe_split": rows.to_dict(orient="split", index=False)})
+    scores = np.array([row["score"] for row in answer["predictions"]])
+    assert [row["refused"] for row in answer["predictions"]] == [""] * len(rows)
+    np.testing.assert_allclose(scores, own_scores(served).numpy(), rtol=0, atol=ATOL)
+
+    new = rows.head(2).assign(item_id=["new-a", "new-b"])
+    body = {"dataframe_split": new.to_dict(orient="split", index=False),
+            "params": {"token_store": str(served.new_items)}}  # fmt: skip
+    cold = [row["score"] for row in _post(f"{server}/invocations", body)["predictions"]]
+    assert np.isfinite(cold).all() and cold[0] != cold[1]
