@@ -73,15 +73,17 @@ def tiny_data(store: TokenStore, seed: int = 0) -> RankingData:
     return RankingData(take(0), take(1), take(2), 31, (2,), store, train_counts)
 
 
-def with_garbage(store: TokenStore, value: float) -> TokenStore:
+def with_garbage(store: TokenStore, value: float, pooled_too: bool) -> TokenStore:
     """The same store with ``value`` wherever a modality is masked: token padding, missing modalities' tokens and
-    pooled vectors, and the padding row 0."""
+    the padding row 0; with ``pooled_too`` also missing modalities' pooled vectors (which the store contract keeps
+    at exact zeros: that is how a pooled-only gather tells a missing modality)."""
     garbage = {}
     for name in ("image", "text"):
         tokens, mask = getattr(store, f"{name}_tokens").copy(), getattr(store, f"{name}_mask")
         pooled = getattr(store, f"pooled_{name}").copy()
         tokens[~mask] = value
-        pooled[~mask.any(1)] = value
+        if pooled_too:
+            pooled[~mask.any(1)] = value
         garbage |= {f"{name}_tokens": tokens, f"{name}_mask": mask, f"pooled_{name}": pooled}
     return TokenStore(item_ids=store.item_ids, **garbage)
 
@@ -125,8 +127,20 @@ def test_outputs_ignore_whatever_is_stored_where_a_modality_is_masked(small_conf
         for parameter in ranker.parameters():
             parameter.add_(0.01 * torch.randn_like(parameter))
     clean = predict(ranker, data.test, data, batch_size=64)
-    dirty_data = tiny_data(with_garbage(store, garbage))
+    dirty_data = tiny_data(with_garbage(store, garbage, pooled_too=variant == "em3"))
     np.testing.assert_array_equal(predict(ranker, dirty_data.test, dirty_data, batch_size=64), clean)
+
+
+def test_presence_is_read_off_the_pooled_vectors_and_agrees_with_the_masks():
+    store = tiny_store()
+    rows = torch.tensor([[0, 1, 2], [3, 4, 4]])  # any shape, repeats
+    for tokens in (True, False):
+        content = store.gather(rows, tokens=tokens)
+        assert content.present.shape == (2, 3, 2)
+        expected = np.stack([store.image_mask.any(1), store.text_mask.any(1)], axis=-1)[rows.numpy()]
+        np.testing.assert_array_equal(content.present.numpy(), expected)
+    negative_zero = TokenStore(**{**store.__dict__, "pooled_image": -np.abs(store.pooled_image) * 0})
+    assert not negative_zero.gather(torch.arange(5), tokens=False).present[:, 0].any(), "-0.0 is zero"
 
 
 def test_two_stage_gives_a_missing_modality_its_learned_vector_and_trains_it(small_config, small_data, tmp_path):
