@@ -1,4 +1,4 @@
-# The em3 image of the Kubeflow components (CPU PyTorch). Build it with `make image` (tag: components/image.py,
+# The em3 image of the Kubeflow components (CPU PyTorch). Build it with `make image` (tag: em3/cluster.py,
 # EM3_IMAGE), or by hand from the repository root:
 #   docker build --build-arg VERSION=0.1.0 --build-arg GIT_COMMIT=$(git rev-parse HEAD) -t REGISTRY/em3:0.1.0 .
 # BASE_IMAGE: any Python 3.11 image with venv (Debian or Ubuntu). Torch: a torch-*.whl in ./wheels/ when present

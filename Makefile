@@ -30,9 +30,9 @@ test-slow: $(INSTALLED)  ## the slow checks only (SIGKILL + resume, DDP vs one p
 test-all: $(INSTALLED)  ## every check but the container stage (`make test-containers`)
 	$(PY) -m pytest -n 2 --dist loadfile -m "not container"
 
-# The component images. Their tags are set in one place, components/image.py (EM3_IMAGE, EM3_GPU_IMAGE); build
+# The component images. Their tags are set in one place, em3/cluster.py (EM3_IMAGE, EM3_GPU_IMAGE); build
 # and push for a registry with `make image EM3_IMAGE=registry.example.com/em3:0.1.0 && docker push ...`.
-IMAGE_NAME = $(PYTHON) -c 'import runpy; print(runpy.run_path("components/image.py")["$(1)"])'
+IMAGE_NAME = $(PYTHON) -c 'import runpy; print(runpy.run_path("em3/cluster.py")["$(1)"])'
 EM3_IMAGE ?= $(shell $(call IMAGE_NAME,EM3_IMAGE))
 EM3_GPU_IMAGE ?= $(shell EM3_IMAGE=$(EM3_IMAGE) $(call IMAGE_NAME,EM3_GPU_IMAGE))
 BASE_IMAGE ?= python:3.11-slim-bookworm

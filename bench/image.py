@@ -24,7 +24,7 @@ import docker
 import kfp.local
 from kfp import dsl
 
-from components.image import EM3_IMAGE
+from em3.cluster import EM3_IMAGE
 from em3.containers import docker_runner, exit_status_kept
 
 

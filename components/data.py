@@ -6,12 +6,20 @@ Component bodies run in the image (or a kfp.local subprocess): imports go inside
 
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Output, component
 
-from components.image import EM3_IMAGE
+from em3.cluster import EM3_IMAGE
 
 
 @component(base_image=EM3_IMAGE, install_kfp_package=False)
 def generate(config: str, raw: Output[Dataset]):
-    """Write the raw-layout (H&M-like) synthetic data of ``raw_synthetic`` with rendered images."""
+    """Write the raw-layout (H&M-like) synthetic data of ``raw_synthetic`` with rendered images.
+
+    Args:
+        config: The em3 config as YAML (the pipeline's config parameter); raw_synthetic sets the sizes.
+
+    Returns:
+        raw: The raw data folder in the H&M layout (transactions_train.csv, articles.csv, customers.csv, images/);
+            metadata: users, items, transactions.
+    """
     from pathlib import Path
 
     from em3.config import config_from_yaml
@@ -25,7 +33,18 @@ def generate(config: str, raw: Output[Dataset]):
 @component(base_image=EM3_IMAGE, install_kfp_package=False)
 def ingest(config: str, data_uri: str, tables: Output[Dataset], metrics: Output[Metrics]) -> str:
     """Raw logs at ``data_uri`` (a folder or s3://bucket/prefix) → canonical Parquet tables, images, manifest.
-    Returns the data hash (em3.pipeline.data_hash), which register records on the model version."""
+    Returns the data hash (em3.pipeline.data_hash), which register records on the model version.
+
+    Args:
+        config: The em3 config as YAML (the pipeline's config parameter); ingest sets format, dates, negatives.
+        data_uri: The raw logs: a folder or s3://bucket/prefix, in the layout ingest.format names.
+
+    Returns:
+        tables: The canonical tables: interactions.parquet, items.parquet, users.parquet, images/, quarantine/ and
+            manifest.json (row counts, sha256 of every source file, the parameters); metadata: data_hash.
+        metrics: Rows per table and per split (rows.<name>).
+        Output: The data hash: sha256 of the source files, images and ingest parameters.
+    """
     from pathlib import Path
 
     from em3.config import config_from_yaml
@@ -43,7 +62,16 @@ def ingest(config: str, data_uri: str, tables: Output[Dataset], metrics: Output[
 @component(base_image=EM3_IMAGE, install_kfp_package=False)
 def validate(config: str, tables: Input[Dataset], validation: Output[Dataset], report: Output[Markdown]):
     """Great Expectations checks of the tables; fails (stopping the run, the report in its error) past
-    ``validation.max_bad_fraction``."""
+    ``validation.max_bad_fraction``.
+
+    Args:
+        config: The em3 config as YAML (the pipeline's config parameter); validation sets the threshold.
+        tables: The canonical tables from ingest.
+
+    Returns:
+        validation: report.json, report.md and quarantine/ (the rejected rows, each with its reason).
+        report: The validation report (markdown), shown in the UI.
+    """
     import shutil
     from pathlib import Path
 
@@ -57,7 +85,16 @@ def validate(config: str, tables: Input[Dataset], validation: Output[Dataset], r
 
 @component(base_image=EM3_IMAGE, install_kfp_package=False)
 def features(config: str, tables: Input[Dataset], store: Output[Dataset]):
-    """Frozen image and text encoders over the items table → the token store (GPU when the pod has one)."""
+    """Frozen image and text encoders over the items table → the token store (GPU when the pod has one).
+
+    Args:
+        config: The em3 config as YAML (the pipeline's config parameter); features sets encoders and batch sizes.
+        tables: The canonical tables from ingest (items.parquet and images/).
+
+    Returns:
+        store: The token store: image and text tokens, masks and pooled vectors per item; metadata: items,
+            items_encoded, seconds.
+    """
     from pathlib import Path
 
     import pandas as pd

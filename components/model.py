@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output, component
 
-from components.image import EM3_GPU_IMAGE, EM3_IMAGE
+from em3.cluster import EM3_GPU_IMAGE, EM3_IMAGE
 
 
 @component(base_image=EM3_GPU_IMAGE, install_kfp_package=False)
@@ -16,20 +16,38 @@ def train(
     config: str,
     variant: str,
     backbone: str,
+    data_uri: str,
     tables: Input[Dataset],
+    validation: Input[Dataset],
     store: Input[Dataset],
     model: Output[Model],
     metrics: Output[Metrics],
 ):
     """Train ``variant`` on ``backbone`` (CUDA with bf16 when the pod has a GPU; with several GPUs, one ``torchrun``
-    process per GPU). The model folder holds ``model/`` (safetensors + config + shapes), ``metrics/train.json`` and
-    ``checkpoints/``."""
+    process per GPU).
+
+    Args:
+        config: The em3 config as YAML (the pipeline's config parameter); model and train set the architecture
+            and the optimisation.
+        variant: The model to train: id_only, two_stage or em3.
+        backbone: The ranking backbone: din or dcn.
+        data_uri: Where ingest read the raw logs; training refuses tables ingested from elsewhere.
+        tables: The canonical tables from ingest.
+        validation: The validate stage's folder; training refuses tables that did not pass it.
+        store: The token store from features.
+
+    Returns:
+        model: The run folder: model/ (safetensors weights, config, shapes), metrics/train.json, checkpoints/;
+            metadata: variant, backbone, framework.
+        metrics: Test and validation metrics (test_auc, valid_auc, ...), steps and train_seconds.
+    """
     from em3.config import config_from_yaml
     from em3.pipeline import log_metrics
     from em3.train.launch import train_here
 
     run = {"name": f"{variant}_{backbone}", "output_dir": model.path, "model.variant": variant,
-           "model.backbone": backbone, "data.source": "tables", "data.tables_dir": tables.path,
+           "model.backbone": backbone, "ingest.source": data_uri, "data.source": "tables",
+           "data.tables_dir": tables.path, "data.validation_dir": validation.path,
            "data.store_dir": store.path}  # fmt: skip
     cfg = config_from_yaml(config, "config parameter", run)
     result = train_here(cfg)
@@ -50,7 +68,19 @@ def evaluate(
     metrics: Output[Metrics],
 ):
     """Every trained model on the same test split: DESIGN §2 metrics (``<model>.<metric>`` in the UI), plots,
-    ``evaluate.json`` and the HTML report."""
+    ``evaluate.json`` and the HTML report.
+
+    Args:
+        config: The em3 config as YAML (the pipeline's config parameter); evaluate sets the metrics' settings.
+        tables: The canonical tables from ingest.
+        store: The token store from features.
+        models: The trained run folders, one per variant.
+
+    Returns:
+        evaluation: evaluate.json (metrics per model), plots/ and report.html.
+        report: The HTML report with the metrics and plots, shown in the UI.
+        metrics: Every model's test metrics as <model>.<metric>.
+    """
     import shutil
     from pathlib import Path
 
@@ -78,7 +108,24 @@ def register(
     evaluation: Input[Dataset],
 ) -> NamedTuple("Registered", [("model", str), ("version", int), ("alias", str), ("reason", str), ("candidate", str)]):
     """Log the model with the best validation AUC to MLflow (with the evaluation plots) and register it: the gate
-    makes it ``champion`` or ``challenger`` and tags the reason. MLflow settings: ``registry`` in the config."""
+    makes it ``champion`` or ``challenger`` and tags the reason. MLflow settings: ``registry`` in the config.
+
+    Args:
+        config: The em3 config as YAML (the pipeline's config parameter); registry names the MLflow server.
+        data_hash: The data hash from ingest, recorded on the model version.
+        min_auc: Gate: champion only with a test AUC of at least this.
+        min_delta: Gate: champion only with a test AUC of at least the champion's plus this.
+        cold_tolerance: Gate: largest accepted drop of cold_auc below the champion's.
+        models: The trained run folders; the one with the best validation AUC is registered.
+        evaluation: The evaluate stage's folder (its plots go with the MLflow run).
+
+    Returns:
+        model: The registered model's name in MLflow.
+        version: The new model version.
+        alias: champion or challenger.
+        reason: The gate's reason.
+        candidate: The registered run (variant_backbone).
+    """
     from pathlib import Path
 
     from em3.config import config_from_yaml

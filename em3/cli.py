@@ -9,11 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from em3.bench.quality import add_arguments as add_quality_arguments
+from em3.bench.quality_plan import add_arguments as add_quality_arguments
 from em3.config import Config, ConfigError, config_from_yaml, load_config
 from em3.pipeline import RUNNERS, VARIANTS, PipelineError
-from em3.registry import RegistryError
-from em3.validation.errors import DataError
 
 EPILOG = "Config keys: see em3/config.py; every key can be set in YAML or with --set section.key=value."
 
@@ -149,8 +147,19 @@ def cmd_score(args: argparse.Namespace) -> None:
     print(f"refused {quarantine['rows']:,} → {quarantine['uri']} {quarantine['reasons'] or ''}".rstrip())
 
 
+def _pipelines() -> None:
+    """Put the checkout's root on sys.path for ``pipelines`` (and the ``components`` it imports): they sit next to
+    this package in a checkout, not in the installed wheel. Pipeline commands import them when they run."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "pipelines" / "em3_pipeline.py").is_file():
+        raise FileNotFoundError(f"{root / 'pipelines'}: the pipeline commands need a checkout of the em3 repository")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
-    from em3.demo import demo_config, run_demo
+    _pipelines()
+    from pipelines.demo import demo_config, run_demo
 
     output_dir = Path(args.output_dir)
     cfg = _config(args) if args.config else demo_config(output_dir, _overrides(args.set))
@@ -161,13 +170,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline_compile(args: argparse.Namespace) -> None:
-    from em3.pipeline import PIPELINE_YAML, compile_pipeline
+    _pipelines()
+    from pipelines.em3_run import PIPELINE_YAML, compile_em3
 
-    print(f"compiled: {compile_pipeline(args.out or PIPELINE_YAML)}")
+    print(f"compiled: {compile_em3(args.out or PIPELINE_YAML)}")
 
 
 def cmd_pipeline_run(args: argparse.Namespace) -> None:
-    from em3.pipeline import run_local, summary_table
+    _pipelines()
+    from pipelines.em3_run import run_local, summary_table
 
     summary = run_local(_config(args), args.pipeline_root, args.variants, args.synthetic, cache=not args.no_cache,
                         runner=args.runner)  # fmt: skip
@@ -175,7 +186,8 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
 
 
 def cmd_pipeline_submit(args: argparse.Namespace) -> None:
-    from em3.pipeline import submit
+    _pipelines()
+    from pipelines.em3_run import submit
 
     caching = False if args.no_cache else None  # None: each task's own setting
     run_id = submit(args.host, _config(args), args.variants, args.experiment, args.run_name, args.namespace, caching)
@@ -345,12 +357,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _reported_errors() -> tuple[type[Exception], ...]:
+    """The errors a command reports in one line, without a traceback (imported when one is raised: em3 --help
+    stays light)."""
+    from em3.registry import RegistryError
+    from em3.validation.errors import DataError
+
+    return ConfigError, FileNotFoundError, DataError, RegistryError, PipelineError
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
         args.handler(args)
-    except (ConfigError, FileNotFoundError, DataError, RegistryError, PipelineError) as exc:
+    except _reported_errors() as exc:
         print(f"em3 {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

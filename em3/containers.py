@@ -63,7 +63,7 @@ def container_config(cfg: Config, pipeline_root: Path, synthetic: bool) -> Confi
 def on_cpu_image(pipeline: Any) -> Any:
     """A copy of the ``@dsl.pipeline`` ``pipeline`` whose GPU tasks (train) run in EM3_IMAGE too: the image that
     ``make image`` builds and that runs on this machine's CPUs."""
-    from components.image import EM3_GPU_IMAGE, EM3_IMAGE
+    from em3.cluster import EM3_GPU_IMAGE, EM3_IMAGE
 
     pipeline = copy.deepcopy(pipeline)
     for executor in pipeline.pipeline_spec.deployment_spec["executors"].values():
@@ -78,7 +78,7 @@ def docker_runner(pipeline_root: Path) -> Any:
     import docker
     import kfp.local
 
-    from components.image import EM3_IMAGE
+    from em3.cluster import EM3_IMAGE
 
     try:
         client = docker.from_env()

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from em3.config import Config, parse_config, set_dotted
-from em3.pipeline import VARIANTS, run_local, summary_table
+from em3.pipeline import VARIANTS
+from pipelines.em3_run import run_local, summary_table
 
 DEMO: dict[str, Any] = {
     "raw_synthetic": {"n_users": 300, "n_items": 400, "n_purchases": 6000, "image_size": 96},

@@ -1,7 +1,10 @@
 """The em3 pipeline (Kubeflow Pipelines v2): ingest → validate → features → train (one GPU task per variant) →
 evaluate → register behind the gate. Compile it with ``em3 pipeline compile`` (or ``python -m
 pipelines.em3_pipeline`` from the repository root); run it here with ``em3 pipeline run --local`` (kfp.local
-ignores the Kubernetes settings below).
+ignores the Kubernetes settings below). ``pipelines/em3_run.py`` compiles, runs and submits it from Python.
+
+Every parameter and output is described in the docstrings below: KFP puts those descriptions into the compiled YAML,
+where the Kubeflow UI shows them next to each field.
 
 Cluster settings: train tasks ask for ``EM3_TRAIN_GPUS`` (read when compiling; default 1) ``nvidia.com/gpu`` on a
 node labelled ``nvidia.com/gpu.present=true`` and tolerate the ``nvidia.com/gpu`` taint (with several GPUs a task
@@ -27,6 +30,7 @@ from em3.cluster import (
     S3_SECRET,
 )
 
+PIPELINE_YAML = Path(__file__).with_suffix(".yaml")
 TRAIN_GPUS = int(os.environ.get("EM3_TRAIN_GPUS", "1"))
 # The config parameter's default (YAML, keys in em3/config.py; one line: KFP's header comment breaks on newlines).
 # Data folders, data source, backbone, variant and the gate's thresholds come from the pipeline's parameters.
@@ -60,8 +64,36 @@ def em3_pipeline(
     min_delta: float = 0.0,
     cold_tolerance: float = 0.005,
 ) -> Outputs:
-    """``data_uri``: raw logs (folder or s3://bucket/prefix, H&M or native layout as ``ingest.format`` says);
-    ``config``: em3 YAML config; ``backbone``, ``variants`` and the gate's thresholds take precedence over it."""
+    """Args:
+        data_uri: Where the raw logs are: a folder the pods can read, or s3://bucket/prefix (credentials from the
+            Kubernetes secret em3-s3). Its layout is the config's ingest.format: hm (Kaggle H&M files
+            transactions_train.csv, articles.csv, customers.csv, images/) or native (an impression log with
+            user_id, item_id, ts, label).
+        config: The em3 config as YAML or one-line JSON-style YAML; every key is listed in em3/config.py and
+            unknown keys fail the run. Set the MLflow server here (registry.tracking_uri, registry.model_name) and
+            anything else the stages read; leave out data_uri, backbone, variants and the gate's thresholds: those
+            parameters take precedence over the config.
+        backbone: The ranking backbone every variant trains on: din (target attention over the user's history)
+            or dcn (DCN-v2 cross network).
+        variants: The models to train, one GPU task each, as a JSON list; any of id_only (ID embeddings only),
+            two_stage (frozen content embeddings, the baseline) and em3 (content trained with the ranking loss).
+            The one with the best validation AUC is registered.
+        min_auc: Gate: the registered model becomes champion only with a test AUC of at least this (0 to 1);
+            below it, it is registered as challenger.
+        min_delta: Gate: with a champion already registered, the new model must beat the champion's test AUC by
+            at least this to replace it (0: no worse; negative: tolerate a small drop).
+        cold_tolerance: Gate: largest accepted drop of the test AUC on cold-start items (cold_auc) below the
+            champion's (0 or more).
+
+    Returns:
+        evaluation: The evaluate stage's folder: evaluate.json (DESIGN section 2 metrics of every model), the
+            plots and report.html.
+        model: The registered model's name in MLflow (load it as models:/NAME@ALIAS).
+        version: The registered model version.
+        alias: What the gate made it: champion or challenger.
+        reason: Why the gate decided so (also a tag of the version).
+        candidate: Which trained run was registered (variant_backbone, the best validation AUC).
+    """
     ingested = ingest(config=config, data_uri=data_uri).set_caching_options(True)
     _secret_env(ingested, S3_SECRET, S3_ENV)
     tables = ingested.outputs["tables"]
@@ -70,7 +102,8 @@ def em3_pipeline(
     store = encoded.outputs["store"]
 
     with dsl.ParallelFor(variants) as variant:
-        trained = train(config=config, variant=variant, backbone=backbone, tables=tables, store=store)
+        trained = train(config=config, variant=variant, backbone=backbone, data_uri=data_uri, tables=tables,
+                        validation=checked.outputs["validation"], store=store)
         trained.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(TRAIN_GPUS)
         trained.set_cpu_request(str(CPU_PER_GPU * TRAIN_GPUS))
         trained.set_memory_request(f"{MEMORY_GIB_PER_GPU * TRAIN_GPUS}Gi")
@@ -88,11 +121,18 @@ def em3_pipeline(
 
 @dsl.pipeline(name="em3-synthetic-data", description="raw-layout synthetic data (raw_synthetic) for em3_pipeline")
 def synthetic_data(config: str) -> dsl.Dataset:
-    """The demo's raw data, as a pipeline so that kfp.local caches it like the tasks it feeds."""
+    """The demo's raw data, as a pipeline so that kfp.local caches it like the tasks it feeds.
+
+    Args:
+        config: The em3 config as YAML; its raw_synthetic section sets the sizes.
+
+    Returns:
+        The raw-layout (H&M-like) data folder, em3_pipeline's data_uri.
+    """
     return generate(config=config).outputs["raw"]
 
 
 if __name__ == "__main__":
-    from kfp import compiler
+    from pipelines.run import compile_pipeline
 
-    compiler.Compiler().compile(em3_pipeline, str(Path(__file__).with_suffix(".yaml")))
+    compile_pipeline(em3_pipeline, PIPELINE_YAML)

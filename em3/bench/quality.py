@@ -227,25 +227,6 @@ QUICK = {  # --quick: the in-memory synthetic log, tiny models, a few steps: che
 }  # fmt: skip
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--work-dir",
-        type=Path,
-        default=Path("runs/bench_quality"),
-        help="data, runs and per-run results (an interrupted benchmark resumes from here)",
-    )
-    parser.add_argument("--out", type=Path, default=Path("bench/results/quality.json"), help="the results (JSON)")
-    parser.add_argument("--plot", type=Path, default=None, help="PNG of test AUC over seeds (default: next to --out)")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per backbone and configuration")
-    parser.add_argument("--backbones", nargs="+", default=["din", "dcn"], choices=["din", "dcn"])
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--trials", type=int, default=6, help="em3 settings tried in the search (defaults included)")
-    parser.add_argument("--workers", type=int, default=2, help="training processes at once (one thread each)")
-    parser.add_argument("--n-boot", type=int, default=1000, help="user-bootstrap replicates")
-    parser.add_argument("--quick", action="store_true",
-                        help="seconds-long smoke run on tiny synthetic data (2 seeds, din, no search)")  # fmt: skip
-
-
 def main(args: argparse.Namespace, base: Config, command: str) -> dict:
     """`em3 bench quality`: run, write ``--out`` and the plot, print the tables."""
     from em3.bench.quality_summary import tables

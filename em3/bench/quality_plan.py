@@ -1,8 +1,10 @@
 """What the quality benchmark runs (shared by ``em3.bench.quality`` and ``em3.bench.quality_summary``): the
-compared configurations, the benchmark's settings and one training run (a job)."""
+compared configurations, the benchmark's settings, one training run (a job) and the command line's options (light
+to import: ``em3 --help`` builds them)."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,3 +49,22 @@ class Job:
     def name(self) -> str:
         suffix = f"trial{self.trial}" if self.stage == "search" else f"seed{self.seed}"
         return f"{self.stage}/{self.backbone}/{self.config}/{suffix}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("runs/bench_quality"),
+        help="data, runs and per-run results (an interrupted benchmark resumes from here)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results/quality.json"), help="the results (JSON)")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG of test AUC over seeds (default: next to --out)")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per backbone and configuration")
+    parser.add_argument("--backbones", nargs="+", default=["din", "dcn"], choices=["din", "dcn"])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--trials", type=int, default=6, help="em3 settings tried in the search (defaults included)")
+    parser.add_argument("--workers", type=int, default=2, help="training processes at once (one thread each)")
+    parser.add_argument("--n-boot", type=int, default=1000, help="user-bootstrap replicates")
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds-long smoke run on tiny synthetic data (2 seeds, din, no search)")  # fmt: skip

@@ -12,8 +12,10 @@ from kfp import dsl
 
 from components import evaluate, features, generate, ingest, register, train, validate
 from em3.data.token_store import TokenStore
-from em3.pipeline import data_hash, pipeline_arguments
+from em3.pipeline import data_hash
 from em3.registry import history
+from em3.validation.errors import DataError
+from pipelines.em3_run import pipeline_arguments
 from tests.pipelines.conftest import tiny_config
 
 
@@ -66,14 +68,16 @@ def test_data_components_write_their_artifacts(data):
 
 def test_model_components_train_evaluate_and_register(data):
     model, train_metrics = artifact(dsl.Model, data.root, "model"), artifact(dsl.Metrics, data.root, "train_metrics")
-    train.python_func(config=data.config, variant="em3", backbone="dcn", tables=data.tables, store=data.store,
-                      model=model, metrics=train_metrics)  # fmt: skip
+    train.python_func(config=data.config, variant="em3", backbone="dcn", data_uri=data.raw.path, tables=data.tables,
+                      validation=data.validation, store=data.store, model=model, metrics=train_metrics)  # fmt: skip
     result = json.loads((Path(model.path) / "metrics" / "train.json").read_text())
     assert (Path(model.path) / "model" / "model.safetensors").is_file()
     assert (result["name"], result["variant"], result["backbone"]) == ("em3_dcn", "em3", "dcn")
     assert train_metrics.metadata["test_auc"] == pytest.approx(result["test"]["auc"])
     assert train_metrics.metadata["valid_auc"] == pytest.approx(result["valid"]["auc"])
     assert model.metadata["variant"] == "em3"
+    assert result["data"] == {"source": "tables", "tables_dir": data.tables.path, "store_dir": data.store.path,
+                              "ingested_from": data.raw.path, "data_hash": data.digest}, "train.json names its data"
 
     evaluation, report = artifact(dsl.Dataset, data.root, "evaluation"), artifact(dsl.HTML, data.root, "report.html")
     metrics = artifact(dsl.Metrics, data.root, "evaluate_metrics")
@@ -90,3 +94,12 @@ def test_model_components_train_evaluate_and_register(data):
     (version,) = history(data.cfg)
     assert version["aliases"] == ["champion"] and version["tags"]["data_hash"] == data.digest
     assert version["tags"]["gate_reason"] == outputs[3]
+
+
+def test_train_refuses_tables_ingested_from_another_data_uri(data, tmp_path):
+    model, metrics = artifact(dsl.Model, tmp_path, "model"), artifact(dsl.Metrics, tmp_path, "metrics")
+    with pytest.raises(DataError, match=r"the tables were ingested from .*, but ingest.source is .*elsewhere"):
+        train.python_func(config=data.config, variant="id_only", backbone="din", data_uri=str(tmp_path / "elsewhere"),
+                          tables=data.tables, validation=data.validation, store=data.store, model=model,
+                          metrics=metrics)  # fmt: skip
+    assert not (Path(model.path) / "metrics" / "train.json").exists()

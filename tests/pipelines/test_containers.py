@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.image import EM3_GPU_IMAGE, EM3_IMAGE
 from em3.cli import main
+from em3.cluster import EM3_GPU_IMAGE, EM3_IMAGE
 from em3.config import ConfigError, parse_config
 from em3.containers import container_config, on_cpu_image, run_container
-from em3.pipeline import pipeline_function
 from em3.registry import history
+from pipelines.em3_pipeline import em3_pipeline
 from tests.pipelines.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,7 +65,7 @@ def test_synthetic_runs_do_not_need_ingest_source(tmp_path):
 
 
 def test_every_task_runs_in_the_cpu_image_and_the_pipeline_is_left_alone():
-    pipeline = pipeline_function()
+    pipeline = em3_pipeline
     assert set(images(on_cpu_image(pipeline)).values()) == {EM3_IMAGE}
     assert images(pipeline)["exec-train"] == EM3_GPU_IMAGE != EM3_IMAGE, "the compiled pipeline keeps the GPU image"
 

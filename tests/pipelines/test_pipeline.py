@@ -18,9 +18,10 @@ import yaml
 
 from em3.cli import main
 from em3.config import ConfigError, config_from_yaml
-from em3.pipeline import PIPELINE_YAML, best_run, log_metrics, pipeline_arguments, run_local, submit, summary_table
+from em3.pipeline import best_run, log_metrics
 from em3.registry import history, promote, rollback
 from em3.registry.tracking import client
+from pipelines.em3_run import PIPELINE_YAML, pipeline_arguments, run_local, submit, summary_table
 from tests.pipelines.conftest import tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,6 +91,25 @@ def test_caching_is_on_for_data_stages_and_off_for_register(spec):
     assert "validate" in spec.tasks["features"]["dependentTasks"], "features waits for the data checks"
 
 
+def test_every_parameter_and_output_carries_a_description_for_the_kubeflow_ui(spec):
+    root = spec.pipeline["root"]
+    parameters = root["inputDefinitions"]["parameters"]
+    assert set(parameters) == {"data_uri", "config", "backbone", "variants", "min_auc", "min_delta", "cold_tolerance"}
+    assert [name for name, p in parameters.items() if len(p.get("description", "")) < 40] == []
+    assert "s3://bucket/prefix" in parameters["data_uri"]["description"]
+    assert "champion" in parameters["min_auc"]["description"]
+    undescribed = []
+    for name, component in [("pipeline", root), *spec.pipeline["components"].items()]:
+        if name.startswith("comp-for-loop"):
+            continue  # ParallelFor's inner DAG: KFP names its channels itself
+        for direction in ("inputDefinitions", "outputDefinitions"):
+            for kind in ("parameters", "artifacts"):
+                for field, definition in component.get(direction, {}).get(kind, {}).items():
+                    if not definition.get("description"):
+                        undescribed.append(f"{name}.{field}")
+    assert undescribed == []
+
+
 def test_image_names_are_set_at_compile_time(tmp_path):
     text = compile_in_subprocess(tmp_path / "p.yaml", EM3_IMAGE="registry.example.com/em3:1.2")
     executors = next(yaml.safe_load_all(text))["deploymentSpec"]["executors"]
@@ -98,12 +118,23 @@ def test_image_names_are_set_at_compile_time(tmp_path):
     assert set(images.values()) == {"registry.example.com/em3:1.2"}
 
 
-def test_whole_pipeline_locally_gate_promote_and_rollback(tmp_path):
+def task_lines(out: str) -> list[tuple[str, str]]:
+    """(task, status) of the lines a local run prints, after its first line (the pipeline root and the log)."""
+    header, *lines = out.splitlines()
+    assert header.startswith("kfp.local, pipeline root ") and header.endswith(".log"), header
+    return [tuple(line.split()[:2]) for line in lines]
+
+
+def test_whole_pipeline_locally_gate_promote_and_rollback(tmp_path, capsys):
     """Two runs through kfp.local on tiny synthetic data (the second reuses the cached tasks but register)."""
     cfg = tiny_config(tmp_path)
     outputs = tmp_path / "outputs"
     with pytest.warns(UserWarning, match=r"'train': settings .*accelerator.* have no effect in the current local"):
         first = run_local(cfg, outputs, variants=("id_only", "em3"), synthetic=True)  # secrets, GPU: cluster only
+    stages = ["generate", "ingest", "validate", "features", "train", "train", "evaluate", "register"]
+    assert task_lines(capsys.readouterr().out) == [(stage, "SUCCESS") for stage in stages], "one line per task"
+    (log,) = (outputs / "logs").iterdir()
+    assert "Executing task" in log.read_text() and "Streamed logs" in log.read_text(), "kfp.local's output is kept"
     assert set(first["models"]) == {"id_only_din", "em3_din"}
     assert all(0 <= model["auc"] <= 1 for model in first["models"].values())
     registered = first["registered"]
@@ -121,6 +152,8 @@ def test_whole_pipeline_locally_gate_promote_and_rollback(tmp_path):
 
     strict = tiny_config(tmp_path, min_auc=0.99)
     second = run_local(strict, outputs, variants=("id_only", "em3"), synthetic=True)
+    cached = [(stage, "CACHED") for stage in stages[:-1]]
+    assert task_lines(capsys.readouterr().out) == [*cached, ("register", "SUCCESS")], "register never comes from cache"
     assert second["models"] == first["models"], "the cached data and training tasks were reused"
     assert (second["registered"]["version"], second["registered"]["alias"]) == (2, "challenger")
     v1, v2 = history(cfg)
