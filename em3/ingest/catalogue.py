@@ -49,14 +49,14 @@ def hm_photos(files: list[str]) -> Photos:
 
 
 def native_photos(files: list[str]) -> Photos:
-    """``images/<item_id>.<image suffix>`` -> item id (the first file in name order when several); keys
-    relative to the source root, as ``image_path`` values are."""
+    """``images/<item_id>.<image suffix>`` (directly in ``images/``) -> item id (the first file in name order
+    when several); keys relative to the source root, as ``image_path`` values are. Files in subfolders are left
+    to the items file's ``image_path``."""
     by_item, ignored = {}, []
     for rel in files:
         path = PurePosixPath(rel)
-        item = path.relative_to(IMAGES_DIR).with_suffix("").as_posix()
-        if path.suffix.lower() in SUFFIXES and item not in by_item:
-            by_item[item] = rel
+        if path.parent.as_posix() == IMAGES_DIR and path.suffix.lower() in SUFFIXES and path.stem not in by_item:
+            by_item[path.stem] = rel
         else:
             ignored.append(rel)
     return Photos(by_item, len(files), ignored)
@@ -74,7 +74,8 @@ def build_items(rows: pd.DataFrame, photos: Photos, cfg: IngestConfig) -> tuple[
         text=rows["text"].str.slice(0, cfg.max_text_chars),
         image_key=rows["image_key"].where(rows["image_key"] != "", found),
     )
-    photo_only = sorted(set(photos.by_item) - set(rows["item_id"]))
+    known, used = set(rows["item_id"]), set(rows["image_key"])  # a photo a row names is that row's item's
+    photo_only = sorted(item for item, key in photos.by_item.items() if item not in known and key not in used)
     extra = pd.DataFrame(
         {"item_id": photo_only, "text": "", "image_key": [photos.by_item[item] for item in photo_only]},
         columns=rows.columns,

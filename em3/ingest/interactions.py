@@ -1,5 +1,5 @@
 """Building the canonical interactions table (columns: em3.validation.contract): one row per (user, item,
-day), sampled negatives for purchase logs, time split, cold-start flag.
+ts) (per day for day-stamped purchase logs), sampled negatives for purchase logs, time split, cold-start flag.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ KEY = ["ts", "user_id", "item_id"]
 
 
 def collapse(events: pd.DataFrame) -> pd.DataFrame:
-    """One row per (user, item, day): label = max, units = sum, the first row's sales channel."""
+    """One row per (user, item, ts): label = max, units = sum, the first row's sales channel."""
     return events.groupby(KEY, sort=True, as_index=False).agg(
         label=("label", "max"), units=("units", "sum"), sales_channel_id=("sales_channel_id", "first")
     )

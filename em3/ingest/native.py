@@ -1,8 +1,9 @@
 """The native layout (README: "The native impression format"):
 
 - the impression log ``ingest.native_log``: ``user_id, item_id, ts, label`` and optionally ``sales_channel_id``
-  and ``units``; ``ts`` an ISO 8601 date or time (times are taken in UTC and truncated to the day). Labels are
-  given, so no negatives are sampled. Without ``units`` an impression counts ``label`` units; without
+  and ``units``; ``ts`` an ISO 8601 date or time (times are taken in UTC and kept: one row per (user, item,
+  ts), and histories then hold strictly earlier events, ``data.history``). Labels are given, so no negatives are
+  sampled. Without ``units`` an impression counts ``label`` units; without
   ``sales_channel_id`` the channel is 0.
 - the items file ``ingest.native_items``: ``item_id, text``, optionally ``image_path`` (relative to the source
   root; "" or no column: the photo ``images/<item_id>.<image suffix>`` when the source has one), plus any

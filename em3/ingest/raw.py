@@ -55,7 +55,7 @@ def shown_name(source: Source, rel: str) -> str:
 class RawData:
     """A source's clean raw rows in common form, with its checks and file hashes."""
 
-    events: pd.DataFrame  # user_id, item_id, ts (day), label, units, sales_channel_id; may repeat per day
+    events: pd.DataFrame  # user_id, item_id, ts (day or time), label, units, sales_channel_id; may repeat
     items: pd.DataFrame  # item_id, text ("" if masked), image_key ("" if none), then categoricals as strings
     users: pd.DataFrame  # user_id, age (float, NaN allowed), then other attributes (em3.validation.contract)
     checks: list[Checked]  # raw tables, in the order they were checked

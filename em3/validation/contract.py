@@ -1,10 +1,11 @@
 """The canonical data contract between ingest and the later stages (DESIGN.md §4): tables and columns, the
 time split, the manifest, and which relative paths taken from input are acceptable.
 
-``interactions.parquet``: ``user_id`` (str), ``item_id`` (str), ``ts`` (date), ``label`` (int8 0/1),
+``interactions.parquet``: ``user_id`` (str), ``item_id`` (str), ``ts`` (timestamp, naive UTC: midnight for
+day-stamped logs such as H&M's, the event's time for native logs with times), ``label`` (int8 0/1),
 ``split`` (train/valid/test), ``cold`` (bool: the item had fewer than ``cold_max_train`` positive train
 rows), ``sales_channel_id`` (int16), ``units`` (int16: units bought or clicks; 0 for sampled negatives);
-one row per (user, item, day). No price: it exists only for purchases and would leak the label.
+one row per (user, item, ts). No price: it exists only for purchases and would leak the label.
 ``items.parquet``: ``item_id``, ``text`` ("" when the item has no usable text: the modality is masked),
 ``image_path`` (relative to the data folder, "" when the item has no usable image), then categorical columns as
 strings ("" for items known from a photo only); ``images/SHA256SUMS`` holds the sha256 of every image as ingest
@@ -35,7 +36,7 @@ INTERACTIONS = pa.schema(
     [
         ("user_id", pa.string()),
         ("item_id", pa.string()),
-        ("ts", pa.date32()),
+        ("ts", pa.timestamp("us")),
         ("label", pa.int8()),
         ("split", pa.string()),
         ("cold", pa.bool_()),

@@ -191,7 +191,7 @@ def check_interactions(
                 on="user_id_repeated",
                 value_set=[False],
             ),
-            *_date(cfg, "ts", "a date"),
+            *_date(cfg, "ts", "a date or time"),
             rule("label", "0 or 1", IN_SET, value_set=[0, 1]),
             rule("split", "train, valid or test", IN_SET, value_set=list(SPLITS)),
             rule(
@@ -273,9 +273,11 @@ def check_users(frame: pd.DataFrame) -> Checked:
 
 
 def _dates(values: pd.Series, fmt: str) -> pd.Series:
-    """Days; NaT where a value does not parse. ISO 8601 times are taken in UTC and truncated to the day."""
+    """Timestamps (naive UTC, to the microsecond); NaT where a value does not parse. ISO 8601 times keep their
+    time of day (taken in UTC), so that histories can hold strictly earlier events (em3.data.history)."""
     if fmt == "ISO8601":
-        return pd.to_datetime(values, format=fmt, errors="coerce", utc=True).dt.tz_localize(None).dt.floor("D")
+        parsed = pd.to_datetime(values, format=fmt, errors="coerce", utc=True).dt.tz_localize(None)
+        return parsed.dt.floor("us")
     return pd.to_datetime(values, format=fmt, errors="coerce")
 
 
@@ -288,7 +290,7 @@ def _date(cfg: IngestConfig, column: str, form: str) -> list[Rule]:
             f"from {cfg.min_date} to {cfg.max_date}" if low is not None else f"up to {cfg.max_date}",
             BETWEEN,
             min_value=low,
-            max_value=pd.Timestamp(cfg.max_date),
+            max_value=pd.Timestamp(cfg.max_date) + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1),
         ),
     ]
 

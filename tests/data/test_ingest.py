@@ -84,6 +84,7 @@ def test_outputs_follow_the_contract(hm_dir: Path, tmp_path: Path) -> None:
     assert items.loc[0, "item_id"] == ARTICLES[0] and items.loc[0, "text"] == "Item 0. Soft, simple piece number 0."
     assert all((out / path).is_file() for path in items["image_path"])
     assert users["age"].dtype == float and users["age"].isna().sum() == 1
+    assert (interactions["ts"] == interactions["ts"].dt.normalize()).all()  # a day-stamped log: midnight
     # the customers' other columns are kept as strings (null when empty) for the model's context features
     assert users.columns.tolist() == ["user_id", "age", "FN", "Active", "club_member_status",
                                       "fashion_news_frequency", "postal_code"]  # fmt: skip
@@ -149,9 +150,17 @@ def test_native_log_keeps_labels_and_adds_no_negatives(tmp_path: Path) -> None:
     assert rows[["user_id", "item_id", "label", "split", "units"]].values.tolist() == [
         ["u1", "a", 1, "train", 1],
         ["u1", "b", 0, "train", 0],
-        ["u2", "a", 1, "valid", 1],  # two impressions of the same day: one row, clicked once
+        ["u2", "a", 0, "valid", 0],  # the same item twice a day: two impressions at their own times
+        ["u2", "a", 1, "valid", 1],
         ["u2", "b", 1, "test", 1],
     ]
+    assert rows["ts"].dt.strftime("%Y-%m-%d %H:%M").tolist() == [
+        "2020-02-01 10:00",
+        "2020-02-01 11:00",
+        "2020-04-02 00:00",
+        "2020-04-02 23:00",
+        "2020-07-03 09:00",
+    ]  # times kept (UTC), so that histories can hold strictly earlier events
     items = read(tmp_path / "out", "items")
     assert items["image_path"].tolist() == ["images/pics/a.png", ""] and items["brand"].tolist() == ["x", "y"]
     assert read(tmp_path / "out", "users")["user_id"].tolist() == ["u1", "u2"]

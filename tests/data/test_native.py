@@ -61,18 +61,26 @@ def test_items_file_without_image_path_and_a_log_from_1997_ingest_with_the_defau
 
 
 def test_photos_named_by_item_id_fill_in_and_add_image_only_items(tmp_path: Path) -> None:
-    items = [["item_id", "text", "image_path"], ["i0", "Toy Story", ""], ["i1", "GoldenEye", "posters/i1.jpg"]]
+    items = [["item_id", "text", "image_path"], ["i0", "Toy Story", ""], ["i1", "GoldenEye", "posters/i1.jpg"],
+             ["i3", "Heat", "images/cover3.jpg"]]  # fmt: skip
     root = write_native(tmp_path / "raw", items, nineties_log())
-    for rel in ("images/i0.png", "images/i2.jpg", "posters/i1.jpg"):
+    for rel in ("images/i0.png", "images/i2.jpg", "posters/i1.jpg", "images/cover3.jpg", "images/sub/i9.jpg"):
         (root / rel).parent.mkdir(exist_ok=True)
         Image.new("RGB", (8, 8), (200, 10, 10)).save(root / rel)
     manifest = ingest(root, tmp_path / "out", **NATIVE)
     assert summary(manifest, "impressions")["rows_quarantined"] == 0  # i2 has no row, but a photo
     table = read(tmp_path / "out", "items").set_index("item_id")
-    assert table["image_path"].to_dict() == {"i0": "images/images/i0.png", "i1": "images/posters/i1.jpg",
-                                             "i2": "images/images/i2.jpg"}  # fmt: skip
+    assert table["image_path"].to_dict() == {
+        "i0": "images/images/i0.png",
+        "i1": "images/posters/i1.jpg",
+        "i3": "images/images/cover3.jpg",
+        "i2": "images/images/i2.jpg",
+    }
     assert table.loc["i2", "text"] == "" and all((tmp_path / "out" / p).is_file() for p in table["image_path"])
-    assert manifest["catalogue"]["by_content"]["image_only"]["items"] == 1
+    catalogue = manifest["catalogue"]  # cover3.jpg is i3's (its row names it); a subfolder names no item
+    assert catalogue["by_content"]["image_only"]["items"] == 1 and catalogue["photos_ignored_sample"] == [
+        "images/sub/i9.jpg"
+    ]
 
 
 def test_item_without_row_or_photo_loses_its_impressions_with_a_reason(tmp_path: Path) -> None:
@@ -127,3 +135,20 @@ def test_log_emptied_by_the_checks_is_one_error_line_with_the_quarantine_written
     assert error.startswith("em3 ingest: error: ") and "no impressions left" in error and error.count("\n") == 1
     rejected = json.loads((tmp_path / "tables.rejected" / "manifest.json").read_text())
     assert rejected["raw_checks"][-1]["rows_quarantined"] == 40 and not (tmp_path / "tables").exists()
+
+
+def test_times_are_kept_in_utc_and_only_identical_events_collapse(tmp_path: Path) -> None:
+    log = [["u1", "i0", "1997-09-20T10:00:00+02:00", "0"], ["u1", "i0", "1997-09-20T08:00:00Z", "1"],
+           ["u1", "i0", "1997-09-20T09:15:00", "0"], ["u1", "i1", "1997-09-21", "1"],
+           ["u2", "i2", "1997-09-30", "1"]]  # fmt: skip
+    root = write_native(tmp_path / "raw", TEXT_ONLY, log)
+    ingest(root, tmp_path / "out", **NATIVE)
+    rows = read(tmp_path / "out", "interactions")
+    found = rows.assign(ts=rows["ts"].dt.strftime("%Y-%m-%d %H:%M"))[["user_id", "item_id", "ts", "label", "units"]]
+    assert found.values.tolist() == [
+        ["u1", "i0", "1997-09-20 08:00", 1, 1],  # 10:00+02:00 and 08:00Z are one event: label max, units sum
+        ["u1", "i0", "1997-09-20 09:15", 0, 0],
+        ["u1", "i1", "1997-09-21 00:00", 1, 1],
+        ["u2", "i2", "1997-09-30 00:00", 1, 1],
+    ]
+    assert run_validate(ValidateConfig(), tmp_path / "out")["passed"]
