@@ -64,9 +64,10 @@ def native_photos(files: list[str]) -> Photos:
 
 def build_items(rows: pd.DataFrame, photos: Photos, cfg: IngestConfig) -> tuple[pd.DataFrame, Checked, dict]:
     """The catalogue from clean item rows (``item_id``, ``text``, ``image_key`` "" when none is given, then
-    categorical columns as strings) and the photos: the rows, their texts masked or cut and their missing
+    categorical columns as strings) and the photos: the rows, their texts stripped, masked or cut and their missing
     image keys taken from ``photos``, then one image-only item per photo without a row (categoricals "").
     Returns the items, the ``texts`` check and a summary for the manifest."""
+    rows = rows.assign(text=rows["text"].str.strip())  # a text of spaces is no text
     texts = check_texts(rows[["item_id", "text"]], cfg)
     cut = int((rows["text"].str.len() > cfg.max_text_chars).sum())
     found = pd.Series([photos.by_item.get(item, "") for item in rows["item_id"]], index=rows.index, dtype=object)

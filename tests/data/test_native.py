@@ -60,6 +60,17 @@ def test_items_file_without_image_path_and_a_log_from_1997_ingest_with_the_defau
     assert run_validate(ValidateConfig(), tmp_path / "out")["passed"]
 
 
+def test_item_without_any_content_keeps_its_impressions_with_an_id_only(tmp_path: Path) -> None:
+    items = [*TEXT_ONLY[:3], ["i2", "   ", "Thriller"]]  # a text of spaces is no text
+    root = write_native(tmp_path / "raw", items, nineties_log())
+    manifest = ingest(root, tmp_path / "out", **NATIVE)
+    assert summary(manifest, "impressions")["rows_quarantined"] == 0
+    assert read(tmp_path / "out", "items").set_index("item_id").loc["i2", ["text", "image_path"]].tolist() == ["", ""]
+    clicks = sum(item == "i2" and label == "1" for _, item, _, label in nineties_log())
+    assert manifest["catalogue"]["by_content"]["neither"] == {"items": 1, "positive_rows": clicks} and clicks > 0
+    assert quarantined(tmp_path / "out", "texts")["item_id"].tolist() == ["i2"]
+
+
 def test_photos_named_by_item_id_fill_in_and_add_image_only_items(tmp_path: Path) -> None:
     items = [["item_id", "text", "image_path"], ["i0", "Toy Story", ""], ["i1", "GoldenEye", "posters/i1.jpg"],
              ["i3", "Heat", "images/cover3.jpg"]]  # fmt: skip
