@@ -1,6 +1,7 @@
 """The Kaggle H&M layout: ``transactions_train.csv``, ``articles.csv``, ``customers.csv`` and
 ``images/<first 3 digits>/<article_id>.jpg``. Ids stay strings (article ids keep their leading zero). An
-article is an item when it has an ``articles.csv`` row or a photo (em3.ingest.catalogue)."""
+article is an item when it has an ``articles.csv`` row or a photo (em3.ingest.catalogue); a customer is a user
+when it has a ``customers.csv`` row or a purchase (without a row, its attributes are unknown)."""
 
 from __future__ import annotations
 
@@ -33,10 +34,11 @@ def read_hm(source: Source, cfg: IngestConfig, scratch: Path) -> RawData:
         kept[[c for c in articles_raw.columns if c not in ARTICLES]]
     )
     items, texts, catalogue = build_items(rows, photos, cfg)
-    transactions = check_transactions(transactions_raw, cfg, items["item_id"], customers.kept["customer_id"])
+    transactions = check_transactions(transactions_raw, cfg, items["item_id"])
 
-    users = user_table(customers.kept[list(customers_raw.columns)].rename(columns={"customer_id": "user_id"}), cfg)
     sold = transactions.kept
+    user_rows = customers.kept[list(customers_raw.columns)].rename(columns={"customer_id": "user_id"})
+    users = user_table(user_rows, cfg, sold["customer_id"])
     events = pd.DataFrame(
         {
             "user_id": sold["customer_id"],

@@ -13,7 +13,7 @@ import pytest
 
 from em3.config import ValidateConfig
 from em3.validation import DataError, run_validate
-from tests.data.conftest import ARTICLES, HM_SPLIT, SAMPLE, csv_text, ingest, read
+from tests.data.conftest import ARTICLES, CUSTOMERS, HM_SPLIT, SAMPLE, csv_text, ingest, read
 from tests.data.test_ingest import quarantined, summary
 
 PURCHASES = 6 * 7 * 3  # rows of transactions_train.csv in the tiny layout
@@ -161,3 +161,14 @@ def test_sample_without_70_percent_of_its_article_rows_keeps_its_purchases(
     report = run_validate(ValidateConfig(), root.parent / "out")
     assert report["passed"] and report["catalogue"]["missing_fraction"]["text"] == pytest.approx(1 - len(kept) / 4109)
     assert json.loads((root.parent / "out" / "validation" / "report.json").read_text())["passed"]
+
+
+def test_customer_without_a_row_keeps_its_purchases_with_unknown_attributes(hm_dir: Path, tmp_path: Path) -> None:
+    path = hm_dir / "customers.csv"
+    path.write_text("".join(line for line in path.read_text().splitlines(True) if not line.startswith(CUSTOMERS[2])))
+    manifest = ingest(hm_dir, tmp_path / "out")
+    assert summary(manifest, "transactions")["rows_quarantined"] == 0  # before: "a valid customer of customers.csv"
+    users = read(tmp_path / "out", "users").set_index("user_id")
+    assert len(users) == 6 and users.loc[CUSTOMERS[2]].isna().all()  # age NaN, the other attributes null
+    bought = read(tmp_path / "out", "interactions").query(f"user_id == '{CUSTOMERS[2]}' and label == 1")
+    assert bought["units"].sum() == 7 * 3  # 3 purchase rows a month for 7 months
