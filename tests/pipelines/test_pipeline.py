@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import yaml
 
 from em3.cli import main
 from em3.config import ConfigError, config_from_yaml
-from em3.pipeline import best_run, log_metrics
+from em3.pipeline import PipelineError, best_run, log_metrics
 from em3.registry import history, promote, rollback
 from em3.registry.tracking import client
 from pipelines.em3_run import PIPELINE_YAML, pipeline_arguments, run_local, submit, summary_table
@@ -164,6 +165,20 @@ def test_whole_pipeline_locally_gate_promote_and_rollback(tmp_path, capsys):
     assert [v["aliases"] for v in history(cfg)] == [[], ["champion"]]
     rollback(cfg, "back to the gated model")
     assert [v["aliases"] for v in history(cfg)] == [["champion"], []]
+
+
+def test_a_failing_task_stops_the_run_with_the_end_of_its_log(tmp_path, capsys):
+    cfg = tiny_config(tmp_path)
+    missing = tmp_path / "no-such-raw-data"
+    cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"source": str(missing)})})
+    with pytest.raises(PipelineError) as failed:
+        run_local(cfg, tmp_path / "outputs", variants=("id_only",))
+    message = re.sub(r"\x1b\[[0-9;]*m", "", str(failed.value))  # kfp.local colours task names
+    assert message.startswith("Pipeline 'em3' finished with status FAILURE. Inner task failed: 'ingest'"), message
+    assert f"DataError: {missing}: source folder not found" in message, "the task's own error, from its log"
+    (log,) = (tmp_path / "outputs" / "logs").iterdir()
+    assert message.endswith(f"Full log: {log}") and f"{missing}: source folder not found" in log.read_text()
+    assert task_lines(capsys.readouterr().out) == [("ingest", "FAILURE")], "nothing ran after the failed task"
 
 
 class FakeClient:
