@@ -65,18 +65,23 @@ def fetch_model(uri: str, cfg: Config, dst: Path) -> ModelRef:
     return ModelRef(uri, name, version, run_id, path)
 
 
-def open_scorer(model: ModelRef, cfg: Config) -> Scorer:
-    """The scorer of a downloaded MLflow Model, on ``score.device``."""
+def artifact(model: ModelRef, name: str) -> Path:
+    """The folder of the MLflow Model's artifact ``name`` (WEIGHTS_ARTIFACT or CATALOGUE_ARTIFACT)."""
     import yaml
 
+    artifacts = yaml.safe_load((model.path / "MLmodel").read_text())["flavors"]["python_function"]["artifacts"]
+    return model.path / artifacts[name]["path"]
+
+
+def open_scorer(model: ModelRef, cfg: Config) -> Scorer:
+    """The scorer of a downloaded MLflow Model, on ``score.device``."""
     from em3.models.io import load_model_dir
     from em3.serving.catalogue import Catalogue
     from em3.serving.mlflow_model import CATALOGUE_ARTIFACT, WEIGHTS_ARTIFACT
     from em3.train.trainer import resolve_device
 
-    artifacts = yaml.safe_load((model.path / "MLmodel").read_text())["flavors"]["python_function"]["artifacts"]
-    ranker, _ = load_model_dir(model.path / artifacts[WEIGHTS_ARTIFACT]["path"], str(resolve_device(cfg.score.device)))
-    return Scorer(ranker, Catalogue.load(model.path / artifacts[CATALOGUE_ARTIFACT]["path"]), cfg.score.batch_size)
+    ranker, _ = load_model_dir(artifact(model, WEIGHTS_ARTIFACT), str(resolve_device(cfg.score.device)))
+    return Scorer(ranker, Catalogue.load(artifact(model, CATALOGUE_ARTIFACT)), cfg.score.batch_size)
 
 
 def score_log(cfg: Config, model_uri: str, input_uri: str, output_uri: str, store_dir: str | None = None) -> dict:
@@ -124,12 +129,12 @@ def score_log(cfg: Config, model_uri: str, input_uri: str, output_uri: str, stor
         if not counts["rows"]:
             raise DataError(f"{input_uri}: no data rows; expected at least one row under the header")
         seconds = time.perf_counter() - started
-        targets = {"scores": output_uri, "quarantine": output_uri.removesuffix(".parquet") + QUARANTINE_SUFFIX}
+        quarantine_uri = output_uri.removesuffix(".parquet") + QUARANTINE_SUFFIX
         manifest = {
             "model": {"uri": model.uri, "name": model.name, "version": model.version, "run_id": model.run_id},
             "input": {"uri": input_uri, "sha256": _sha256(log), "rows": counts["rows"]},
-            "output": {"uri": targets["scores"], "rows": counts["scored"]},
-            "quarantine": {"uri": targets["quarantine"], "rows": sum(reasons.values()), "reasons": dict(reasons)},
+            "output": {"uri": output_uri, "rows": counts["scored"]},
+            "quarantine": {"uri": quarantine_uri, "rows": sum(reasons.values()), "reasons": dict(reasons)},
             "cold_item_rows": counts["cold"],
             "unknown_user_rows": counts["unknown_users"],
             "token_store": store_dir,
@@ -137,12 +142,18 @@ def score_log(cfg: Config, model_uri: str, input_uri: str, output_uri: str, stor
             "seconds": round(seconds, 3),
             "rows_per_s": round(counts["rows"] / seconds, 1),
         }
-        for name, target in targets.items():
-            put_file(outputs[name], target)
-        manifest_file = scratch / "manifest.json"
-        write_json(manifest_file, manifest)
-        put_file(manifest_file, output_uri.removesuffix(".parquet") + MANIFEST_SUFFIX)  # last: marks completion
+        write_json(scratch / "out" / "manifest", manifest)
+        publish(outputs["scores"], outputs["quarantine"], scratch / "out" / "manifest", output_uri)
     return manifest
+
+
+def publish(scores: Path, quarantine: Path, manifest: Path, output_uri: str) -> None:
+    """Put a scoring's three files at ``output_uri`` and beside it, each whole; the manifest last (it marks a
+    complete output)."""
+    stem = output_uri.removesuffix(".parquet")
+    targets = (output_uri, stem + QUARANTINE_SUFFIX, stem + MANIFEST_SUFFIX)
+    for path, target in zip((scores, quarantine, manifest), targets, strict=True):
+        put_file(path, target)
 
 
 def read_chunks(path: Path, name: str, chunk_rows: int) -> tuple[list[str], Iterator[tuple[int, pd.DataFrame]]]:

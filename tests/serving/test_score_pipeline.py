@@ -1,0 +1,61 @@
+"""The scoring pipeline: its committed YAML is the compiled one, and through kfp.local it takes the candidates,
+encodes only the items the model never saw, scores and writes, as `em3 score` does."""
+
+from __future__ import annotations
+
+import shutil
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines.em3_score_pipeline import SCORE_YAML, compile_score, run_score_local
+from tests.serving.conftest import ATOL, contract_rows
+
+
+def test_committed_yaml_is_the_compiled_scoring_pipeline(tmp_path):
+    compiled = list(yaml.safe_load_all(compile_score(tmp_path / "score.yaml").read_text()))
+    assert compiled == list(yaml.safe_load_all(SCORE_YAML.read_text())), "run `em3 pipeline compile --pipeline score`"
+    tasks = compiled[0]["root"]["dag"]["tasks"]
+    secrets = compiled[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert {name for name, spec in secrets.items() if "secretAsEnv" in spec} == {
+        "exec-candidates", "exec-new-item-features", "exec-score", "exec-write"}  # fmt: skip
+    assert set(tasks) == {"candidates", "new-item-features", "score", "write"}
+    assert tasks["score"]["dependentTasks"] == ["candidates", "new-item-features"]
+    assert tasks["candidates"]["cachingOptions"] == {} and tasks["new-item-features"]["cachingOptions"] == {
+        "enableCache": True}  # fmt: skip
+
+
+def new_items_file(served, folder) -> None:
+    """items.csv for new-a and new-b (the photos and texts of two catalogue items), photos beside it."""
+    items = pd.read_parquet(served.cfg.data.tables_dir / "items.parquet").iloc[[0, 1]].reset_index(drop=True)
+    for path in items["image_path"]:
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(served.cfg.data.tables_dir / path, folder / path)
+    items.assign(item_id=["new-a", "new-b"])[["item_id", "text", "image_path"]].to_csv(folder / "items.csv",
+                                                                                        index=False)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_scoring_pipeline_runs_locally(served, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", served.cfg.registry.tracking_uri)
+    (tmp_path / "new").mkdir()
+    new_items_file(served, tmp_path / "new")
+    rows = contract_rows(served).head(40)
+    log = pd.concat([rows, rows.head(3).assign(item_id=["new-a", "new-b", "never-seen"])], ignore_index=True)
+    log.to_csv(tmp_path / "log.csv", index=False)
+    out = tmp_path / "out" / "scores.parquet"
+
+    manifest = run_score_local(served.cfg, tmp_path / "pipeline", str(tmp_path / "log.csv"), str(out),
+                               str(tmp_path / "new" / "items.csv"), cache=False)  # fmt: skip
+
+    assert (manifest["input"]["rows"], manifest["output"]["rows"], manifest["cold_item_rows"]) == (43, 42, 2)
+    reasons = manifest["quarantine"]["reasons"]
+    assert reasons == {"item_id: not in the model's catalogue and no content for it in the token store of new items": 1}
+    written = pd.read_parquet(out)
+    assert len(written) == 42 and (out.parent / "scores.manifest.json").is_file()
+    expected = mlflow.pyfunc.load_model("models:/em3@champion").predict(
+        log.head(42), params={"token_store": str(served.new_items)})["score"]  # new-a, new-b: the same content
+    np.testing.assert_allclose(written["score"].to_numpy(), expected.to_numpy(), rtol=0, atol=ATOL)
