@@ -2,11 +2,12 @@
 
 1. Data: the base config's source (by default the shared H&M sample) through ingest → validate → features, once,
    under the work directory; re-used while the ingest and feature settings are unchanged.
-2. Search, on the validation split only: a budget of randomly drawn em3 settings (``SEARCH_SPACE``: queries,
-   layers, τ, λ, learning rate, LoRA rank; the defaults are trial 0) and a learning-rate grid for each baseline, on
-   the first backbone with seed 0. Each variant keeps its best setting; the ablations inherit em3's.
+2. Search, on the validation split only, with the same budget for everyone (DESIGN §3): every configuration on
+   every backbone tries each learning rate of one grid (seed 0) and keeps the best; the model settings are the
+   config's for all.
 3. Final runs: every backbone × configuration × seed, trained with early stopping on validation, then scored once
-   on the test split (DESIGN §2 metrics, through ``em3.evaluation``).
+   on the test split (DESIGN §2 metrics, through ``em3.evaluation``). Each run records its validation curve, best
+   epoch, steps, stop reason and seconds.
 4. Summary (``em3.bench.quality_summary``): mean ± std over seeds, paired differences to ``two_stage`` and the
    issue's targets, printed as tables and written as JSON plus a plot.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -35,14 +35,6 @@ from em3.bench.quality_plan import BASELINE, CONFIGS, Job, Settings
 from em3.config import Config, parse_config, set_dotted
 from em3.progress import progress_bar
 
-SEARCH_SPACE: dict[str, list[Any]] = {
-    "model.fqformer.n_queries": [1, 2, 4],
-    "model.fqformer.n_layers": [1, 2],
-    "model.cic_temperature": [0.1, 0.5],
-    "model.cic_weight": [0.05, 0.1, 0.3],
-    "train.lr": [1e-3, 3e-3],
-    "model.lora.rank": [4, 8],
-}
 PREPARED = "prepared.json"  # written last by prepare_data: the data folders are complete for these settings
 
 
@@ -122,7 +114,9 @@ def run_job(base: Config, job: Job, work_dir: Path) -> dict:
     data = load_benchmark_data(data_key(cfg))
     trained = train(cfg, data, test=job.stage == "final").metrics
     record = {**asdict(job), "valid_auc": trained["valid"]["auc"], "best_epoch": trained["best_epoch"],
-              "steps": trained["steps"], "train_seconds": trained["train_seconds"], "config": config}  # fmt: skip
+              "epochs": len(trained["valid_history"]), "valid_curve": [h["auc"] for h in trained["valid_history"]],
+              "stopped_by": trained["stopped_by"], "steps": trained["steps"],
+              "train_seconds": trained["train_seconds"], "config": config}  # fmt: skip
     if job.stage == "final":
         scored = evaluate_run(cfg.output_dir, data, cfg.evaluate, shared_inputs(data, cfg.evaluate))
         with atomic_file(cfg.output_dir / "test_logits.npy") as tmp, open(tmp, "wb") as handle:
@@ -147,35 +141,23 @@ def run_jobs(pool: ProcessPoolExecutor, base: Config, jobs: list[Job], work_dir:
 
 
 def search_jobs(settings: Settings) -> list[Job]:
-    """em3: the defaults and ``trials - 1`` distinct random settings; each baseline: the learning-rate grid."""
-    backbone, rng = settings.backbones[0], random.Random(0)
-    draws, seen = [{}], set()
-    while len(draws) < settings.trials and len(seen) < _space_size():
-        draw = {key: rng.choice(values) for key, values in SEARCH_SPACE.items()}
-        if (key := json.dumps(draw, sort_keys=True)) not in seen:
-            seen.add(key)
-            draws.append(draw)
-    jobs = [Job("search", backbone, "em3", 0, draw, trial) for trial, draw in enumerate(draws)]
-    for name in ("id_only", BASELINE):
-        if name in settings.configs:
-            jobs += [
-                Job("search", backbone, name, 0, {"train.lr": lr}, t) for t, lr in enumerate(settings.baseline_lrs)
-            ]
-    return jobs
-
-
-def _space_size() -> int:
-    return int(np.prod([len(values) for values in SEARCH_SPACE.values()]))
+    """Every configuration on every backbone, each learning rate of the grid, seed 0: one budget for all."""
+    return [
+        Job("search", backbone, name, 0, {"train.lr": lr}, trial)
+        for backbone in settings.backbones
+        for name in settings.configs
+        for trial, lr in enumerate(settings.lr_grid)
+    ]
 
 
 def best_overrides(jobs: list[Job], results: list[dict]) -> dict[str, dict[str, Any]]:
-    """Per searched configuration, the overrides of its best validation AUC."""
+    """Per ``backbone/config``, the overrides of its best validation AUC."""
     best: dict[str, tuple[float, dict[str, Any]]] = {}
     for job, result in zip(jobs, results, strict=True):
-        auc = result["valid_auc"]
-        if job.config not in best or auc > best[job.config][0]:
-            best[job.config] = (auc, job.overrides)
-    return {name: overrides for name, (_, overrides) in best.items()}
+        key, auc = f"{job.backbone}/{job.config}", result["valid_auc"]
+        if key not in best or auc > best[key][0]:
+            best[key] = (auc, job.overrides)
+    return {key: overrides for key, (_, overrides) in best.items()}
 
 
 def final_jobs(settings: Settings, chosen: dict[str, dict[str, Any]]) -> list[Job]:
@@ -185,8 +167,7 @@ def final_jobs(settings: Settings, chosen: dict[str, dict[str, Any]]) -> list[Jo
     for seed in settings.seeds:
         for backbone in settings.backbones:
             for name in settings.configs:
-                overrides = chosen.get(name, chosen.get("em3", {}) if name.startswith("em3") else {})
-                jobs.append(Job("final", backbone, name, seed, overrides))
+                jobs.append(Job("final", backbone, name, seed, chosen.get(f"{backbone}/{name}", {})))
     return jobs
 
 
@@ -202,7 +183,7 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
     with ProcessPoolExecutor(settings.workers, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
         search_results = run_jobs(pool, cfg, search, settings.work_dir, "search (validation)")
         chosen = best_overrides(search, search_results)
-        log(f"chosen settings (validation AUC, {settings.backbones[0]}, seed 0): {json.dumps(chosen)}")
+        log(f"chosen settings (validation AUC, seed 0): {json.dumps(chosen)}")
         final = final_jobs(settings, chosen)
         final_results = run_jobs(pool, cfg, final, settings.work_dir, "final runs (test)")
     logits = {
@@ -210,12 +191,26 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
     }
     data = load_benchmark_data(data_key(job_config(cfg, final[0], settings.work_dir)))
     summary = summarise(final, final_results, logits, data, settings)
-    summary["search"] = {"space": SEARCH_SPACE, "baseline_lrs": settings.baseline_lrs,
-                         "backbone": settings.backbones[0], "trials": [{**asdict(job), "valid_auc": r["valid_auc"]}
-                                    for job, r in zip(search, search_results, strict=True)],
-                         "chosen": chosen}  # fmt: skip
+    trials = [{**asdict(job), **_curve(r)} for job, r in zip(search, search_results, strict=True)]
+    summary["search"] = {"lr_grid": settings.lr_grid, "chosen": chosen, "trials": trials}
+    summary["runs"] = [{"name": job.name, **_curve(r)} for job, r in zip(final, final_results, strict=True)]
+    summary["protocol"] = protocol_check(search_results + final_results)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
+
+
+def _curve(result: dict) -> dict:
+    keys = ("valid_auc", "valid_curve", "best_epoch", "epochs", "stopped_by", "steps", "train_seconds")
+    return {key: result.get(key) for key in keys}
+
+
+def protocol_check(results: list[dict]) -> dict:
+    """How many runs peaked at their last epoch (a budget that cuts runs short shows here) and why runs stopped."""
+    peaked_last = sum(r["best_epoch"] == r["epochs"] - 1 for r in results)
+    reasons: dict[str, int] = {}
+    for r in results:
+        reasons[str(r["stopped_by"])] = reasons.get(str(r["stopped_by"]), 0) + 1
+    return {"runs": len(results), "best_epoch_is_last": peaked_last, "stopped_by": reasons}
 
 
 QUICK = {  # --quick: the in-memory synthetic log, tiny models, a few steps: checks the machinery, not quality
@@ -238,7 +233,7 @@ def main(args: argparse.Namespace, base: Config, command: str) -> dict:
         backbones=tuple(args.backbones),
         configs=tuple(args.configs),
         seeds=tuple(range(args.seeds)),
-        trials=args.trials,
+        lr_grid=tuple(args.lr_grid),
         workers=args.workers,
         n_boot=args.n_boot,
     )
@@ -247,7 +242,7 @@ def main(args: argparse.Namespace, base: Config, command: str) -> dict:
         for section, update in QUICK.items():
             values[section] = {**values[section], **update}
         base = parse_config(values, "em3.bench.quality --quick")
-        settings = replace(settings, backbones=("din",), seeds=(0, 1), trials=1, n_boot=50, baseline_lrs=(3e-3,))
+        settings = replace(settings, backbones=("din",), seeds=(0, 1), n_boot=50, lr_grid=(3e-3,))
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     summary = run_quality(base, settings)
     summary = {"command": command, "started": started, "machine": machine_info(), **summary}

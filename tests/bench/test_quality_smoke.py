@@ -36,7 +36,13 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
             assert math.isclose(boot["diff"], entry["mean"]["auc"] - din["two_stage"]["mean"]["auc"], abs_tol=1e-9)
     assert {t["name"].split(":")[0] for t in result["targets"]} >= {"FQ-Former earns its place", "CIC earns its place"}
     assert all(isinstance(t["met"], bool) for t in result["targets"])
-    assert [t["config"] for t in result["search"]["trials"]] == ["em3", "id_only", "two_stage"]
+    trials = result["search"]["trials"]
+    assert sorted(t["config"] for t in trials) == sorted(CONFIGS), "every configuration gets the same search"
+    assert set(result["search"]["chosen"]) == {f"din/{name}" for name in CONFIGS}
+    for run in [*trials, *result["runs"]]:  # every run says how it went
+        assert len(run["valid_curve"]) == run["epochs"] >= 1 and 0 <= run["best_epoch"] < run["epochs"]
+        assert run["valid_auc"] == max(run["valid_curve"]) and run["stopped_by"] and run["train_seconds"] > 0
+    assert result["protocol"]["runs"] == len(trials) + len(result["runs"]) == 7 + 14
     assert (tmp_path / "quality_auc.png").read_bytes()[:4] == b"\x89PNG"
     assert "| em3_no_cic |" in first.stdout and "epoch 0: valid auc" in first.stdout
 
