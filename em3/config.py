@@ -111,6 +111,11 @@ class ModelConfig(Section):
         "item in prediction (refreshed first); 0 = no cache: fuse each batch's items",
     )
     lora: LoRAConfig = LoRAConfig()
+    history_similarity: bool = Field(
+        False,
+        description="content variants: the mean and max cosine, in the frozen encoders' space, between the target "
+        "and the user's earlier items are two more backbone inputs (em3.data.content_similarity)",
+    )
     cic_weight: float = Field(0.1, ge=0, description="λ of the CIC loss; 0 disables CIC")
     cic_temperature: float = Field(0.1, gt=0)
     cic_dim: int = Field(32, gt=0)

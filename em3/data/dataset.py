@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from em3.data.content_similarity import history_similarity
 from em3.data.token_store import ItemContent, TokenStore
 
 
@@ -70,6 +71,7 @@ class ContentInputs:
 
     target: ContentKind = None
     history: ContentKind = None
+    similarity: bool = False  # the frozen-content cosines of target and history (em3.data.content_similarity)
 
 
 @dataclass
@@ -86,6 +88,7 @@ class Batch:
     history_items: torch.Tensor  # (Uh,) unique history items
     target_content: ItemContent | None  # content of target_items (None for models without content)
     history_content: ItemContent | None
+    similarity: torch.Tensor | None = None  # (B, 2) frozen-content cosines of target and history, when asked for
 
     def to(self, device: torch.device | str) -> Batch:
         moved = {}
@@ -112,6 +115,7 @@ def make_batch(split: Split, index: torch.Tensor, store: TokenStore, inputs: Con
         history_items=history_items,
         target_content=_gather(store, target_items, inputs.target),
         history_content=_gather(store, history_items, inputs.history),
+        similarity=history_similarity(store, part.item, part.history) if inputs.similarity else None,
     )
 
 

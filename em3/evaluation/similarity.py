@@ -45,17 +45,6 @@ def behaviour_similarity(
     return _nanmean(per_item), per_item
 
 
-def unit_concat(*modalities: np.ndarray) -> np.ndarray:
-    """The raw frozen content of material similarity (DESIGN §2): each modality's vectors (n_rows, d_m) L2-normalised,
-    then concatenated, so that no modality dominates by width; a missing modality (a zero row) stays zeros."""
-    parts = []
-    for vectors in modalities:
-        vectors = np.asarray(vectors, dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        parts.append(np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0))
-    return np.concatenate(parts, axis=1)
-
-
 def interaction_matrix(items: np.ndarray, users: np.ndarray, n_items: int, n_users: int) -> sp.csr_array:
     """Item × user counts of the given (item, user) pairs, e.g. the positive training rows."""
     counts = np.ones(len(items), dtype=np.float32)

@@ -18,11 +18,12 @@ import torch
 
 from em3.atomic import finite_or_null, write_bytes, write_json
 from em3.config import EvaluateConfig
+from em3.data.content_similarity import unit_concat
 from em3.data.dataset import RankingData
 from em3.data.token_store import TokenStore
 from em3.evaluation.plots import calibration_plot, popularity_plot, roc_plot, similarity_plot
 from em3.evaluation.report import render_report
-from em3.evaluation.similarity import behaviour_similarity, interaction_matrix, material_similarity, unit_concat
+from em3.evaluation.similarity import behaviour_similarity, interaction_matrix, material_similarity
 from em3.metrics import auc, ranking_metrics
 from em3.models import Ranker
 from em3.models.io import load_model_dir

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from em3.config import ModelConfig
+from em3.data.content_similarity import SIMILARITY_FEATURES
 from em3.data.dataset import Batch, ContentInputs
 from em3.data.token_store import ItemContent, TokenStore
 from em3.layers import FieldEmbeddings
@@ -63,7 +64,9 @@ class Ranker(nn.Module):
             self.cic_content_head = nn.Linear(dim, cfg.cic_dim)
             self.cic_id_head = nn.Linear(dim, cfg.cic_dim)
         item_dim = dim * (2 if self.content is not None else 1)
+        self.use_similarity = self.content is not None and cfg.history_similarity
         context_dim = self.context_embed.out_dim + shapes.numeric_dim
+        context_dim += len(SIMILARITY_FEATURES) if self.use_similarity else 0
         self.backbone = BACKBONES[cfg.backbone](cfg, dim, item_dim, context_dim)
         for table in (self.user_embed, self.item_embed, *self.context_embed.tables):
             nn.init.normal_(table.weight, std=0.05)  # small: unseen (cold) IDs stay close to neutral
@@ -76,16 +79,17 @@ class Ranker(nn.Module):
     @property
     def content_inputs(self) -> ContentInputs:
         """What ``make_batch`` must gather for a training step."""
+        similarity = self.use_similarity
         if isinstance(self.content, PooledContent):
-            return ContentInputs("pooled", "pooled")
+            return ContentInputs("pooled", "pooled", similarity)
         if isinstance(self.history_content, HistoryContent):
-            return ContentInputs("tokens", None if self.history_content.cache_every else "tokens")
+            return ContentInputs("tokens", None if self.history_content.cache_every else "tokens", similarity)
         return ContentInputs()
 
     @property
     def prediction_inputs(self) -> ContentInputs:
-        """What ``make_batch`` must gather for prediction (nothing when a refreshed cache holds every item)."""
-        return ContentInputs() if self.has_content_cache else self.content_inputs
+        """What ``make_batch`` must gather for prediction (no content when a refreshed cache holds every item)."""
+        return ContentInputs(similarity=self.use_similarity) if self.has_content_cache else self.content_inputs
 
     @property
     def has_content_cache(self) -> bool:
@@ -111,13 +115,13 @@ class Ranker(nn.Module):
             history_content = self._history_content(batch)[batch.history_pos]  # (B, L, E)
             target = torch.cat([target_id, target_content], dim=-1)  # (B, 2E)
             history = torch.cat([history, history_content], dim=-1)  # (B, L, 2E)
-        logits = self.backbone(
-            self.user_embed(batch.user),
-            target,
-            history,
-            batch.history != 0,
-            torch.cat([self.context_embed(batch.context), batch.numeric], dim=-1),
-        )
+        context = [self.context_embed(batch.context), batch.numeric]
+        if self.use_similarity:
+            if batch.similarity is None:
+                raise ValueError("this model reads the history's content similarity: build its batches with "
+                                 "the model's content_inputs (em3.data.dataset.make_batch)")  # fmt: skip
+            context.append(batch.similarity)  # (B, 2)
+        logits = self.backbone(self.user_embed(batch.user), target, history, batch.history != 0, torch.cat(context, -1))
         losses = {"bce": F.binary_cross_entropy_with_logits(logits.float(), batch.label)}
         loss = losses["bce"]
         if self.use_cic:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from em3.data.content_similarity import unit_concat
 from em3.evaluation import similarity
 from em3.evaluation.similarity import behaviour_similarity, interaction_matrix, material_similarity
 from em3.evaluation.stage import popular_items, popularity_buckets
@@ -85,7 +86,7 @@ def test_raw_content_weighs_every_modality_alike_whatever_its_width():
     rng = np.random.default_rng(0)
     image, text = 30 * rng.normal(size=(5, 1280)), 0.1 * rng.normal(size=(5, 384))
     image[3] = 0  # item 3 has no photo
-    content = similarity.unit_concat(image, text)
+    content = unit_concat(image, text)
     assert content.shape == (5, 1280 + 384)
     np.testing.assert_allclose(np.linalg.norm(content[:, :1280], axis=1), [1, 1, 1, 0, 1], atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(content[:, 1280:], axis=1), 1, atol=1e-6)

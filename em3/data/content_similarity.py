@@ -1,0 +1,67 @@
+"""How alike, in the frozen encoders' space, a target item is to the user's earlier items (DESIGN §4's bar).
+
+An *untrained* cosine between the target's frozen content and the content of the user's earlier purchases already
+scores about 0.587 AUC on the H&M sample, above what the trained content models reached without it: the pretrained
+space's similarity structure is what small learned spaces lose. So every content model gets two inputs computed
+here, per impression: the mean and the max cosine between the target and its real history items.
+
+The space is DESIGN §2's raw frozen content: each modality's pooled vector L2-normalised, concatenated (a missing
+modality is zeros), then normalised as a whole. Items without any content have a zero vector, cosine 0.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+import torch
+
+from em3.data.token_store import TokenStore
+
+SIMILARITY_FEATURES = ("history_cosine_mean", "history_cosine_max")
+_TABLES: dict[int, torch.Tensor] = {}  # id(store) -> its unit-content table, dropped with the store
+_CHUNK = 8192  # store rows normalised at once while the table is built
+_ROWS = 256  # impressions whose history vectors are gathered at once
+
+
+def unit_concat(*modalities: np.ndarray) -> np.ndarray:
+    """Each modality's vectors (n, d_m) L2-normalised, then concatenated, so that no modality dominates by width;
+    a zero row (a missing modality) stays zeros. (n, Σ d_m) float32."""
+    parts = []
+    for vectors in modalities:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        parts.append(np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0))
+    return np.concatenate(parts, axis=1)
+
+
+def unit_content(store: TokenStore) -> torch.Tensor:
+    """(n_rows, D) float16: every item's raw frozen content as a unit vector (zeros without content); built once
+    per store and kept while the store lives."""
+    table = _TABLES.get(id(store))
+    if table is None:
+        table = torch.empty(store.n_rows, store.pooled_dim, dtype=torch.float16)
+        for start in range(0, store.n_rows, _CHUNK):
+            rows = slice(start, start + _CHUNK)
+            unit = torch.from_numpy(unit_concat(store.pooled_image[rows], store.pooled_text[rows]))
+            table[rows] = torch.nn.functional.normalize(unit, dim=1).half()
+        _TABLES[id(store)] = table
+        weakref.finalize(store, _TABLES.pop, id(store), None)
+    return table
+
+
+def history_similarity(store: TokenStore, item: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    """(B, 2) float32: mean and max frozen-content cosine of each target ``item`` (B,) to its real ``history``
+    items (B, L; 0 = padding); zeros for a row without history. Rows go in chunks, so that the gathered history
+    vectors stay about ``_ROWS`` × L × D floats whatever the batch size."""
+    table = unit_content(store)
+    parts = []
+    for rows in torch.arange(len(item)).split(_ROWS):
+        target, earlier = table[item[rows]].float(), table[history[rows]].float()  # (b, D), (b, L, D)
+        cosine = torch.einsum("bd,bld->bl", target, earlier)  # (b, L)
+        real = history[rows] != 0
+        count = real.sum(1)
+        mean = (cosine * real).sum(1) / count.clamp(min=1)
+        top = cosine.masked_fill(~real, -1.0).max(1).values.where(count > 0, torch.zeros(()))
+        parts.append(torch.stack([mean, top], dim=1))
+    return torch.cat(parts) if parts else torch.zeros(0, len(SIMILARITY_FEATURES))

@@ -1,0 +1,61 @@
+"""The frozen-content cosines between a target and its history: values by hand, and content models reading them."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from em3.data.content_similarity import history_similarity
+from em3.data.dataset import make_batch
+from em3.data.token_store import TokenStore
+from em3.models import Ranker
+from em3.train.trainer import model_shapes
+from tests.conftest import with_updates
+
+
+def tiny_store() -> TokenStore:
+    """Rows 1..4: image-only [1, 0], image+text, text-only, no content (row 0 is padding)."""
+    image = np.array([[0, 0], [3, 0], [1, 1], [0, 0], [0, 0]], np.float16)
+    text = np.array([[0, 0, 0], [0, 0, 0], [0, 0, 2], [0, 5, 0], [0, 0, 0]], np.float16)
+    return TokenStore(
+        item_ids=["a", "b", "c", "d"],
+        image_tokens=image[:, None, :],
+        image_mask=np.any(image, 1)[:, None],
+        text_tokens=text[:, None, :],
+        text_mask=np.any(text, 1)[:, None],
+        pooled_image=image,
+        pooled_text=text,
+    )
+
+
+def test_cosines_by_hand():
+    store = tiny_store()
+    # unit content (each modality normalised, then the whole): 1 = [1,0 | 0,0,0]; 2 = [1,1,0 0 1]/2 → [.5,.5|0,0,.5√2]
+    # 3 = [0,0 | 0,1,0]; 4 = zeros
+    item = torch.tensor([1, 1, 2, 3])
+    history = torch.tensor([[2, 3, 0], [4, 0, 0], [1, 0, 0], [0, 0, 0]])
+    got = history_similarity(store, item, history)
+    c12 = (1 / math.sqrt(2)) / math.sqrt(2)  # cos(item 1, item 2) = 0.5
+    expected = [[c12 / 2, c12], [0.0, 0.0], [c12, c12], [0.0, 0.0]]
+    torch.testing.assert_close(got, torch.tensor(expected), atol=2e-3, rtol=0)  # fp16 table: ~1e-3 relative
+
+
+@pytest.mark.parametrize("variant", ["two_stage", "em3"])
+def test_content_models_read_the_similarity_and_id_only_does_not(small_config, small_data, variant):
+    cfg = with_updates(small_config, model={"variant": variant, "history_similarity": True})
+    model = Ranker(cfg.model, model_shapes(small_data)).eval()
+    assert model.content_inputs.similarity and model.prediction_inputs.similarity
+    model.refresh_content_cache(small_data.store)
+    index = torch.arange(64)
+    batch = make_batch(small_data.train, index, small_data.store, model.prediction_inputs)
+    assert batch.similarity.shape == (64, 2)
+    with torch.no_grad():
+        before = model(batch)[0]
+        batch.similarity = batch.similarity + 1.0
+        assert not torch.allclose(model(batch)[0], before), "the logits depend on the similarity inputs"
+        batch.similarity = None
+        with pytest.raises(ValueError, match="content similarity"):
+            model(batch)
+    id_only = Ranker(with_updates(cfg, model={"variant": "id_only"}).model, model_shapes(small_data))
+    assert not id_only.content_inputs.similarity
