@@ -29,12 +29,15 @@ class PooledContent(nn.Module):
         self.proj = nn.Linear(image_dim + text_dim, embed_dim)
 
     def forward(self, content: ItemContent) -> torch.Tensor:
-        parts = content.pooled.split(self.dims, dim=-1)
-        filled = [
-            torch.where(content.present[..., m : m + 1], part, self.missing[name]) if self.dims[m] else part
-            for m, (name, part) in enumerate(zip(MODALITIES, parts, strict=True))
-        ]
-        return self.proj(torch.cat(filled, dim=-1))  # (N, E)
+        # proj(missing modality's slice := its vector) = proj(pooled, zeros there as stored) + W_m · missing_m: the
+        # same function, without a gradient through a copy of every item's pooled vector (3x slower on 5,000 items)
+        out = self.proj(content.pooled)  # (N, E)
+        weights = self.proj.weight.split(self.dims, dim=1)
+        for m, name in enumerate(MODALITIES):
+            if name in self.missing:
+                absent = (~content.present[..., m : m + 1]).to(out.dtype)  # (N, 1)
+                out = out + absent * (weights[m] @ self.missing[name])
+        return out
 
 
 class TokenContent(nn.Module):
