@@ -12,6 +12,7 @@ import builtins
 import contextlib
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -99,7 +100,7 @@ def local_runs(pipeline_root: str | Path, cache: bool = True, runner: str = "sub
 
 
 class _TaskLines:
-    """Where each task's output starts in the log, and the log of the last task that failed."""
+    """Where the output of the last task that failed starts in the log (a parallel task's lines may follow)."""
 
     def __init__(self) -> None:
         self.failed_at: int | None = None
@@ -119,23 +120,23 @@ def _task_lines(task_executor: Any, log: TextIO, out: TextIO) -> Iterator[_TaskL
     from kfp.local import status, task_dispatcher
 
     execute, dispatch = task_executor.execute_single_task, task_dispatcher.run_single_task_implementation
-    tasks, started = _TaskLines(), []
+    tasks, this_thread = _TaskLines(), threading.local()  # ParallelFor runs its iterations in threads
 
-    def dispatch_counted(*args: Any, **kwargs: Any) -> Any:
-        started.append(True)  # not called for a task taken from the cache
+    def dispatch_noted(*args: Any, **kwargs: Any) -> Any:
+        this_thread.dispatched = True  # not called for a task taken from the cache
         return dispatch(*args, **kwargs)
 
     def execute_with_a_line(task_name: str, *args: Any, **kwargs: Any) -> Any:
-        began, offset, dispatched = time.perf_counter(), log.tell(), len(started)
+        began, offset, this_thread.dispatched = time.perf_counter(), log.tell(), False
         outputs, task_status = execute(task_name, *args, **kwargs)
-        label = task_status.name if len(started) > dispatched else "CACHED"
+        label = task_status.name if this_thread.dispatched else "CACHED"
         if task_status == status.Status.FAILURE:
             tasks.failed_at = offset
         print(f"  {task_name:<24} {label:<8} {time.perf_counter() - began:7.1f} s", file=out, flush=True)
         return outputs, task_status
 
     task_executor.execute_single_task, task_dispatcher.run_single_task_implementation = (
-        execute_with_a_line, dispatch_counted)  # fmt: skip
+        execute_with_a_line, dispatch_noted)  # fmt: skip
     try:
         yield tasks
     finally:
