@@ -65,12 +65,21 @@ class Ranker(nn.Module):
             self.cic_id_head = nn.Linear(dim, cfg.cic_dim)
         item_dim = dim * (2 if self.content is not None else 1)
         self.use_similarity = self.content is not None and cfg.history_similarity
+        if self.use_similarity:  # standardisation of the similarity inputs, set from the training rows; saved
+            self.register_buffer("similarity_mean", torch.zeros(len(SIMILARITY_FEATURES)))
+            self.register_buffer("similarity_std", torch.ones(len(SIMILARITY_FEATURES)))
         context_dim = self.context_embed.out_dim + shapes.numeric_dim
         context_dim += len(SIMILARITY_FEATURES) if self.use_similarity else 0
         self.backbone = BACKBONES[cfg.backbone](cfg, dim, item_dim, context_dim)
         for table in (self.user_embed, self.item_embed, *self.context_embed.tables):
             nn.init.normal_(table.weight, std=0.05)  # small: unseen (cold) IDs stay close to neutral
             table.weight.data[0].zero_()
+
+    @torch.no_grad()
+    def set_similarity_scaling(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise the similarity inputs with these training-row statistics (2,) each (saved with the model)."""
+        self.similarity_mean.copy_(mean)
+        self.similarity_std.copy_(std)
 
     @property
     def uses_content(self) -> bool:
@@ -120,7 +129,7 @@ class Ranker(nn.Module):
             if batch.similarity is None:
                 raise ValueError("this model reads the history's content similarity: build its batches with "
                                  "the model's content_inputs (em3.data.dataset.make_batch)")  # fmt: skip
-            context.append(batch.similarity)  # (B, 2)
+            context.append((batch.similarity - self.similarity_mean) / self.similarity_std)  # (B, 2)
         logits = self.backbone(self.user_embed(batch.user), target, history, batch.history != 0, torch.cat(context, -1))
         losses = {"bce": F.binary_cross_entropy_with_logits(logits.float(), batch.label)}
         loss = losses["bce"]

@@ -59,3 +59,18 @@ def test_content_models_read_the_similarity_and_id_only_does_not(small_config, s
             model(batch)
     id_only = Ranker(with_updates(cfg, model={"variant": "id_only"}).model, model_shapes(small_data))
     assert not id_only.content_inputs.similarity
+
+
+def test_training_standardises_the_similarity_and_saves_the_scaling(small_config, small_data, tmp_path):
+    from em3.data.content_similarity import similarity_scaling
+    from em3.models.io import load_model_dir
+    from em3.train import train
+
+    cfg = with_updates(small_config, output_dir=tmp_path, model={"variant": "two_stage", "history_similarity": True},
+                       train={"max_steps": 3})  # fmt: skip
+    model = train(cfg, small_data).model
+    mean, std = similarity_scaling(small_data.store, small_data.train.item, small_data.train.history)
+    torch.testing.assert_close(model.similarity_mean, mean)
+    assert bool((std > 0).all()) and not torch.allclose(std, torch.ones(2))
+    loaded, _ = load_model_dir(tmp_path / "model")
+    torch.testing.assert_close(loaded.similarity_std, model.similarity_std, rtol=0, atol=0)
