@@ -171,6 +171,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_pipeline_compile(args: argparse.Namespace) -> None:
     _pipelines()
+    if args.pipeline == "score":
+        from pipelines.em3_score_pipeline import SCORE_YAML, compile_score
+
+        print(f"compiled: {compile_score(args.out or SCORE_YAML)}")
+        return
     from pipelines.em3_run import PIPELINE_YAML, compile_em3
 
     print(f"compiled: {compile_em3(args.out or PIPELINE_YAML)}")
@@ -178,11 +183,26 @@ def cmd_pipeline_compile(args: argparse.Namespace) -> None:
 
 def cmd_pipeline_run(args: argparse.Namespace) -> None:
     _pipelines()
+    if args.pipeline == "score":
+        _run_score_pipeline(args)
+        return
     from pipelines.em3_run import run_local, summary_table
 
     summary = run_local(_config(args), args.pipeline_root, args.variants, args.synthetic, cache=not args.no_cache,
                         runner=args.runner)  # fmt: skip
     print(summary_table(summary))
+
+
+def _run_score_pipeline(args: argparse.Namespace) -> None:
+    from pipelines.em3_score_pipeline import run_score_local
+
+    if not args.input:
+        raise ConfigError("--pipeline score needs --input: the impression log to score")
+    manifest = run_score_local(_config(args), args.pipeline_root, args.input, args.output or "", args.items or "",
+                               args.model, cache=not args.no_cache, runner=args.runner)  # fmt: skip
+    print(f"scored {manifest['output']['rows']:,} of {manifest['input']['rows']:,} rows with {manifest['model']['uri']}"
+          f"; refused {manifest['quarantine']['rows']:,} {manifest['quarantine']['reasons'] or ''}".rstrip())
+    print(f"written to {args.output or 'the pipeline root ' + str(args.pipeline_root)}")
 
 
 def cmd_pipeline_submit(args: argparse.Namespace) -> None:
@@ -305,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline_p = commands.add_parser("pipeline", help="the Kubeflow pipeline: compile, run here, submit to a cluster")
     actions = pipeline_p.add_subparsers(dest="action", required=True, metavar="ACTION")
     compile_p = actions.add_parser("compile", help="compile the pipeline to YAML for the Kubeflow UI")
-    compile_p.add_argument("--out", type=Path, help="output file (default pipelines/em3_pipeline.yaml)")
+    compile_p.add_argument("--out", type=Path, help="output file (default pipelines/<pipeline>.yaml)")
+    compile_p.add_argument("--pipeline", choices=("em3", "score"), default="em3", help="em3 (train and register, "
+                           "default) or score (pipelines/em3_score_pipeline.py)")  # fmt: skip
     compile_p.set_defaults(handler=cmd_pipeline_compile)
     run_p = actions.add_parser("run", epilog=EPILOG, help="run the whole pipeline on this machine (kfp.local)")
     with_config(run_p, required=False)
@@ -316,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--no-cache", action="store_true", help="rerun tasks whose inputs are unchanged")
     run_p.add_argument("--runner", choices=RUNNERS, default="subprocess", help="each task a subprocess of this "
                        "environment (default), or a container of the image EM3_IMAGE (`make image`)")  # fmt: skip
+    run_p.add_argument("--pipeline", choices=("em3", "score"), default="em3", help="em3 (train and register, "
+                       "default) or score: --input scored by --model, new items from --items, to --output")  # fmt: skip
+    run_p.add_argument("--model", default="models:/em3@champion", help="score: the model (default the champion)")
+    run_p.add_argument("--input", help="score: the impression log (.csv or .parquet, a path or s3://)")
+    run_p.add_argument("--items", help="score: items file for new items (item_id, text, image_path)")
+    run_p.add_argument("--output", help="score: scores .parquet (a path or s3://)")
     run_p.set_defaults(handler=cmd_pipeline_run)
     submit_p = actions.add_parser("submit", epilog=EPILOG, help="create a run on a Kubeflow Pipelines endpoint")
     with_config(submit_p, required=False)

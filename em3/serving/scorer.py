@@ -119,8 +119,8 @@ class Scorer:
         numbers = pd.to_numeric(frame[column].astype("string").str.strip(), errors="coerce").to_numpy(float)
         bad = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (numbers < 0) | (numbers > MAX_CONTEXT_VALUE)
         _refuse(reason, bad, f"{column}: not an integer 0-{MAX_CONTEXT_VALUE}")
-        codes = self.catalogue.row_codes[column]
-        return np.array([codes.get(str(int(v)), 0) if ok else 0 for v, ok in zip(numbers, ~bad, strict=True)], np.int64)
+        values = pd.Series(np.where(bad, 0, numbers).astype(np.int64)).astype(str)
+        return values.map(self.catalogue.row_codes[column]).fillna(0).to_numpy(np.int64)
 
     def _context(self, user: np.ndarray, row_context: dict[str, np.ndarray]) -> np.ndarray:
         """(N, F) categorical context in the model's field order: user attributes by user, log columns by row."""

@@ -2,9 +2,10 @@
 candidates (the log to score, and the items in it the model never saw) → features of those items only (the frozen
 encoders, em3.features) → score (em3.serving.batch) → write (to disk or S3).
 
-Each step reads and writes a folder (a pipeline artifact): ``candidates`` holds ``log.csv`` or ``log.parquet`` and
-``unseen_items.json``; ``new_item_features`` a token store (none when no item is new or no items file is given:
-new items are then refused, with their reason, by the score step); ``score`` the three files of em3.serving.batch.
+Each step reads and writes a folder (a pipeline artifact): ``candidates`` holds ``log.csv`` or ``log.parquet``,
+``unseen_items.json`` and ``features.json`` (the encoder settings the model was trained with);
+``new_item_features`` a token store (none when no item is new or no items file is given: new items are then
+refused, with their reason, by the score step); ``score`` the three files of em3.serving.batch.
 """
 
 from __future__ import annotations
@@ -14,25 +15,32 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from em3.config import Config
 from em3.serving.batch import MANIFEST_SUFFIX, QUARANTINE_SUFFIX, fetch_file, publish, read_chunks, score_log
 from em3.validation.errors import DataError
 
-UNSEEN, SCORES = "unseen_items.json", "scores.parquet"
+UNSEEN, FEATURES, SCORES = "unseen_items.json", "features.json", "scores.parquet"
+# The features settings that decide the tokens: new items are encoded with the model's own, whatever the config says
+MODEL_FEATURES = ("image_encoder", "text_encoder", "image_size", "image_grid", "max_text_tokens")
 ITEM_COLUMNS = ("text", "image_path")  # besides item_id: what the encoders read (missing: that modality masked)
 
 
 def candidates(cfg: Config, model_uri: str, log_uri: str, out_dir: Path) -> dict:
     """Copy the log at ``log_uri`` into ``out_dir`` and list the items it names that the model's catalogue lacks."""
+    from em3.models.io import CONFIG
     from em3.serving.batch import artifact, fetch_model
     from em3.serving.catalogue import INDEX
-    from em3.serving.mlflow_model import CATALOGUE_ARTIFACT
+    from em3.serving.mlflow_model import CATALOGUE_ARTIFACT, WEIGHTS_ARTIFACT
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="em3-candidates-") as tmp:
         log = shutil.copyfile(fetch_file(log_uri, Path(tmp) / "log"), out_dir / f"log{Path(log_uri).suffix}")
         model = fetch_model(model_uri, cfg, Path(tmp) / "model")
         known = set(json.loads((artifact(model, CATALOGUE_ARTIFACT) / INDEX).read_text())["item_ids"])
+        trained = yaml.safe_load((artifact(model, WEIGHTS_ARTIFACT) / CONFIG).read_text()).get("features", {})
+    (out_dir / FEATURES).write_text(json.dumps({key: trained[key] for key in MODEL_FEATURES if key in trained}))
     _, chunks = read_chunks(log, log_uri, cfg.score.chunk_rows)
     rows, named = 0, set()
     for _, chunk in chunks:
@@ -45,7 +53,8 @@ def candidates(cfg: Config, model_uri: str, log_uri: str, out_dir: Path) -> dict
 
 def new_item_features(cfg: Config, items_uri: str, candidates_dir: Path, out_dir: Path) -> dict:
     """Encode the unseen items of ``candidates_dir`` from the items file at ``items_uri`` (``item_id``, ``text``,
-    ``image_path`` relative to the file's folder; CSV or Parquet, on disk or S3) into a token store at ``out_dir``."""
+    ``image_path`` relative to the file's folder; CSV or Parquet, on disk or S3) into a token store at ``out_dir``,
+    with the encoder settings the model was trained with (``cfg.features`` gives batch size, device, progress)."""
     from em3.features import run_features
     from em3.ingest.raw import read_table
     from em3.ingest.sources import LocalSource, open_source
@@ -67,7 +76,8 @@ def new_item_features(cfg: Config, items_uri: str, candidates_dir: Path, out_dir
         root = source.root if isinstance(source, LocalSource) else scratch / "images"
         for image in images if not isinstance(source, LocalSource) else ():
             source.fetch(image, root / image)  # a missing photo: the features stage masks that modality
-        report = run_features(cfg.features, items, root, out_dir)
+        settings = cfg.features.model_copy(update=json.loads((candidates_dir / FEATURES).read_text()))
+        report = run_features(settings, items, root, out_dir)
     return {"unseen_items": len(unseen), "encoded": report["items"], "without_content": len(unseen) - len(items)}
 
 

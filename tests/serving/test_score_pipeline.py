@@ -3,6 +3,7 @@ encodes only the items the model never saw, scores and writes, as `em3 score` do
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import mlflow.pyfunc
@@ -11,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines.em3_score_pipeline import SCORE_YAML, compile_score, run_score_local
+from em3.cli import main
+from pipelines.em3_score_pipeline import SCORE_YAML, compile_score
 from tests.serving.conftest import ATOL, contract_rows
 
 
@@ -39,7 +41,7 @@ def new_items_file(served, folder) -> None:
 
 
 @pytest.mark.slow
-def test_the_scoring_pipeline_runs_locally(served, tmp_path, monkeypatch):
+def test_the_scoring_pipeline_runs_locally_from_the_cli(served, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", served.cfg.registry.tracking_uri)
     (tmp_path / "new").mkdir()
     new_items_file(served, tmp_path / "new")
@@ -48,14 +50,22 @@ def test_the_scoring_pipeline_runs_locally(served, tmp_path, monkeypatch):
     log.to_csv(tmp_path / "log.csv", index=False)
     out = tmp_path / "out" / "scores.parquet"
 
-    manifest = run_score_local(served.cfg, tmp_path / "pipeline", str(tmp_path / "log.csv"), str(out),
-                               str(tmp_path / "new" / "items.csv"), cache=False)  # fmt: skip
-
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(served.cfg.model_dump(mode="json")))
+    code = main(["pipeline", "run", "--local", "--pipeline", "score", "--config", str(config), "--pipeline-root",
+                 str(tmp_path / "pipeline"), "--input", str(tmp_path / "log.csv"), "--items",
+                 str(tmp_path / "new" / "items.csv"), "--output", str(out), "--no-cache"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    for task in ("candidates", "new-item-features", "score", "write"):
+        assert f"  {task} " in printed and "SUCCESS" in printed
+    assert "scored 42 of 43 rows with models:/em3@champion; refused 1" in printed
+    manifest = json.loads((out.parent / "scores.manifest.json").read_text())
     assert (manifest["input"]["rows"], manifest["output"]["rows"], manifest["cold_item_rows"]) == (43, 42, 2)
     reasons = manifest["quarantine"]["reasons"]
     assert reasons == {"item_id: not in the model's catalogue and no content for it in the token store of new items": 1}
     written = pd.read_parquet(out)
-    assert len(written) == 42 and (out.parent / "scores.manifest.json").is_file()
+    assert len(written) == 42
     expected = mlflow.pyfunc.load_model("models:/em3@champion").predict(
         log.head(42), params={"token_store": str(served.new_items)})["score"]  # new-a, new-b: the same content
     np.testing.assert_allclose(written["score"].to_numpy(), expected.to_numpy(), rtol=0, atol=ATOL)
