@@ -20,8 +20,9 @@ from em3.data.token_store import TokenStore
 
 SIMILARITY_FEATURES = ("history_cosine_mean", "history_cosine_max")
 _TABLES: dict[int, torch.Tensor] = {}  # id(store) -> its unit-content table, dropped with the store
+_SPLITS: dict[tuple[int, int], torch.Tensor] = {}  # (id(store), id(split)) -> the split's similarities
 _CHUNK = 8192  # store rows normalised at once while the table is built
-_ROWS = 256  # impressions whose history vectors are gathered at once
+_ROWS = 1024  # impressions whose history vectors are gathered at once
 
 
 def unit_concat(*modalities: np.ndarray) -> np.ndarray:
@@ -67,10 +68,18 @@ def history_similarity(store: TokenStore, item: torch.Tensor, history: torch.Ten
     return torch.cat(parts) if parts else torch.zeros(0, len(SIMILARITY_FEATURES))
 
 
-def similarity_scaling(store: TokenStore, item: torch.Tensor, history: torch.Tensor, max_rows: int = 50_000):
-    """Mean and standard deviation (2,) of ``history_similarity`` over the given rows (evenly spaced, at most
-    ``max_rows``): cosines vary over a narrow band (about 0.3 ± 0.1 on the sample), so a model reads them
-    standardised."""
-    rows = torch.linspace(0, len(item) - 1, min(len(item), max_rows)).round().long()
-    values = history_similarity(store, item[rows], history[rows])
-    return values.mean(0), values.std(0).clamp(min=1e-6)
+def split_similarity(store: TokenStore, split) -> torch.Tensor:
+    """(N, 2) ``history_similarity`` of every row of ``split`` (an em3.data.dataset.Split), computed once per split
+    and store and kept while the split lives: the inputs never change, and batches then only index them."""
+    key = (id(store), id(split))
+    values = _SPLITS.get(key)
+    if values is None:
+        values = _SPLITS[key] = history_similarity(store, split.item, split.history)
+        weakref.finalize(split, _SPLITS.pop, key, None)
+    return values
+
+
+def similarity_scaling(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation (2,) of similarity rows (N, 2), e.g. the training split's: cosines vary over a
+    narrow band (about 0.3 ± 0.1 on the sample), so a model reads them standardised."""
+    return values.mean(0), values.std(0).nan_to_num(1.0).clamp(min=1e-6)

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from em3.data.content_similarity import history_similarity
+from em3.data.content_similarity import split_similarity
 from em3.data.token_store import ItemContent, TokenStore
 
 
@@ -115,7 +115,7 @@ def make_batch(split: Split, index: torch.Tensor, store: TokenStore, inputs: Con
         history_items=history_items,
         target_content=_gather(store, target_items, inputs.target),
         history_content=_gather(store, history_items, inputs.history),
-        similarity=history_similarity(store, part.item, part.history) if inputs.similarity else None,
+        similarity=split_similarity(store, split)[index] if inputs.similarity else None,
     )
 
 

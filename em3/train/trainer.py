@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from em3.atomic import write_json
 from em3.config import Config, TrainConfig
-from em3.data.content_similarity import similarity_scaling
+from em3.data.content_similarity import similarity_scaling, split_similarity
 from em3.data.dataset import Batch, RankingData, Split, batch_indices, epoch_order, make_batch
 from em3.metrics import ranking_metrics
 from em3.models import ModelShapes, Ranker
@@ -127,7 +127,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
     shapes = model_shapes(data)
     model = Ranker(cfg.model, shapes).to(device)
     if model.use_similarity:
-        model.set_similarity_scaling(*similarity_scaling(data.store, data.train.item, data.train.history))
+        model.set_similarity_scaling(*similarity_scaling(split_similarity(data.store, data.train)))
     optimizer = make_optimizer(model, cfg.train)
     loop = {"step": 0, "epoch": 0, "batch": 0, "best_auc": -math.inf, "best_epoch": -1, "bad_epochs": 0,
             "history": [], "stopped_by": None}  # fmt: skip

@@ -62,14 +62,15 @@ def test_content_models_read_the_similarity_and_id_only_does_not(small_config, s
 
 
 def test_training_standardises_the_similarity_and_saves_the_scaling(small_config, small_data, tmp_path):
-    from em3.data.content_similarity import similarity_scaling
+    from em3.data.content_similarity import history_similarity, similarity_scaling
     from em3.models.io import load_model_dir
     from em3.train import train
 
     cfg = with_updates(small_config, output_dir=tmp_path, model={"variant": "two_stage", "history_similarity": True},
                        train={"max_steps": 3})  # fmt: skip
     model = train(cfg, small_data).model
-    mean, std = similarity_scaling(small_data.store, small_data.train.item, small_data.train.history)
+    train_rows = small_data.train
+    mean, std = similarity_scaling(history_similarity(small_data.store, train_rows.item, train_rows.history))
     torch.testing.assert_close(model.similarity_mean, mean)
     assert bool((std > 0).all()) and not torch.allclose(std, torch.ones(2))
     loaded, _ = load_model_dir(tmp_path / "model")
