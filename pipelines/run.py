@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import logging
 import sys
 import tempfile
 import threading
@@ -84,7 +85,8 @@ def local_runs(pipeline_root: str | Path, cache: bool = True, runner: str = "sub
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"kfp.local, pipeline root {pipeline_root}; full log: {log_path}", file=out, flush=True)
     print_function = builtins.print  # kfp.local indents print() per task and restores it only on success
-    with log_path.open("a", buffering=1) as log, _task_lines(task_executor, log, out) as tasks, in_runner:
+    with log_path.open("a", buffering=1) as log, _task_lines(task_executor, log, out) as tasks, in_runner, \
+            _logging_kept():  # fmt: skip
 
         def run(pipeline: Any, **arguments: Any) -> Any:
             try:
@@ -97,6 +99,20 @@ def local_runs(pipeline_root: str | Path, cache: bool = True, runner: str = "sub
                 builtins.print = print_function
 
         yield run
+
+
+@contextlib.contextmanager
+def _logging_kept() -> Iterator[None]:
+    """Remove the handlers logging gained in this context: kfp.local's module-level logging calls may install one on
+    the log file (logging.basicConfig), which would outlive it."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
 
 
 class _TaskLines:
