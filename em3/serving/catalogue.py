@@ -147,9 +147,9 @@ def build_catalogue(model: Ranker, cfg: Config) -> Catalogue:
     tensors = {
         "user_context": torch.from_numpy(user_context),
         "user_numeric": torch.from_numpy(user_numeric),
-        "positives.user": torch.from_numpy(positives["user_id"].map(user_index).to_numpy(np.int64)),
-        "positives.time": torch.from_numpy(time),
-        "positives.item": torch.from_numpy(positives["item_id"].map(data.store.index()).to_numpy(np.int64)),
+        "positives.user": torch.tensor(positives["user_id"].map(user_index).to_numpy(np.int64)),  # copies: pandas
+        "positives.time": torch.tensor(time),  # hands out read-only arrays
+        "positives.item": torch.tensor(positives["item_id"].map(data.store.index()).to_numpy(np.int64)),
     }
     content = content_embeddings(model, data.store, torch.arange(data.store.n_rows))
     tensors |= {f"content.{name}": value for name, value in content.items()}
