@@ -140,7 +140,16 @@ def cmd_models(args: argparse.Namespace) -> None:
 def cmd_score(args: argparse.Namespace) -> None:
     from em3.serving.batch import score_log
 
-    manifest = score_log(_config(args), args.model, args.input, args.output, args.store)
+    cfg = _config(args)
+    if args.items:
+        from em3.serving.steps import encode_new_items
+
+        if not args.store:
+            raise ConfigError("--items needs --store: the folder that keeps the new items' tokens between runs")
+        encoded = encode_new_items(cfg, args.model, args.input, args.items, Path(args.store))
+        print(f"new items: {encoded['unseen_items']:,}, encoded from {args.items}: {encoded['encoded']:,}")
+    store = args.store if args.store and (Path(args.store) / "index.json").is_file() else None
+    manifest = score_log(cfg, args.model, args.input, args.output, store)
     model, quarantine = manifest["model"], manifest["quarantine"]
     print(f"scored {manifest['output']['rows']:,} of {manifest['input']['rows']:,} rows with {model['uri']} (run "
           f"{model['run_id']}) at {manifest['rows_per_s']:,.0f} rows/s → {manifest['output']['uri']}")
@@ -309,7 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(.csv or .parquet, a path or s3://bucket/key)")  # fmt: skip
     score_p.add_argument("--output", required=True, help="scores .parquet (a path or s3://bucket/key); the "
                          "quarantine and manifest go beside it")  # fmt: skip
-    score_p.add_argument("--store", help="token store of items new to the model (`em3 features`), scored from content")
+    score_p.add_argument("--store", help="token store of items new to the model, scored from their content")
+    score_p.add_argument("--items", help="items file (item_id, text, image_path; a path or s3://): encode the log's "
+                         "new items from it into --store first")  # fmt: skip
     score_p.set_defaults(handler=cmd_score)
 
     def with_variants(sub: argparse.ArgumentParser) -> None:

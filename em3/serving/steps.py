@@ -93,3 +93,11 @@ def write(scores_dir: Path, output_uri: str) -> str:
     stem = scores_dir / SCORES.removesuffix(".parquet")
     publish(scores_dir / SCORES, Path(f"{stem}{QUARANTINE_SUFFIX}"), Path(f"{stem}{MANIFEST_SUFFIX}"), output_uri)
     return output_uri
+
+
+def encode_new_items(cfg: Config, model_uri: str, log_uri: str, items_uri: str, store_dir: Path) -> dict:
+    """``em3 score --items``: candidates and new_item_features in one go, the token store kept at ``store_dir``
+    (a rerun re-encodes only content it has not seen: em3.features reuses the previous store's rows)."""
+    with tempfile.TemporaryDirectory(prefix="em3-candidates-") as tmp:
+        candidates(cfg, model_uri, log_uri, Path(tmp))
+        return new_item_features(cfg, items_uri, Path(tmp), store_dir)

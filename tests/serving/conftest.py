@@ -108,3 +108,13 @@ def own_scores(served: Served) -> torch.Tensor:
     from em3.train.trainer import predict
 
     return torch.sigmoid(torch.from_numpy(predict(served.model, served.data.test, served.data, 64))).double()
+
+
+def new_items_file(served, folder) -> None:
+    """items.csv for new-a and new-b (the photos and texts of two catalogue items), photos beside it."""
+    items = pd.read_parquet(served.cfg.data.tables_dir / "items.parquet").iloc[[0, 1]].reset_index(drop=True)
+    for path in items["image_path"]:
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(served.cfg.data.tables_dir / path, folder / path)
+    items.assign(item_id=["new-a", "new-b"])[["item_id", "text", "image_path"]].to_csv(folder / "items.csv",
+                                                                                        index=False)  # fmt: skip

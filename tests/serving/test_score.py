@@ -13,7 +13,7 @@ import pytest
 from em3.cli import main
 from em3.registry import RegistryError
 from em3.serving.batch import score_log
-from tests.serving.conftest import ATOL, contract_rows
+from tests.serving.conftest import ATOL, contract_rows, new_items_file
 
 BUCKET = "em3-scoring"
 
@@ -117,3 +117,29 @@ def test_a_log_without_a_required_column_is_refused(served, tmp_path):
     (tmp_path / "log.csv").write_text("user_id,item,ts\nu,i,2020-01-01\n")
     with pytest.raises(ValueError, match=r"log.csv: missing column\(s\) \['item_id'\]"):
         score_log(served.cfg, "models:/em3@champion", str(tmp_path / "log.csv"), str(tmp_path / "s.parquet"))
+
+
+def test_em3_score_encodes_the_new_items_of_a_log_from_an_items_file(served, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", served.cfg.registry.tracking_uri)
+    (tmp_path / "new").mkdir()
+    new_items_file(served, tmp_path / "new")
+    rows = contract_rows(served).head(5)
+    log = pd.concat([rows, rows.head(3).assign(item_id=["new-a", "new-b", "never-seen"])], ignore_index=True)
+    log.to_csv(tmp_path / "log.csv", index=False)
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"registry": {"tracking_uri": served.cfg.registry.tracking_uri},
+                                  "features": {"device": "cpu", "progress": False},
+                                  "score": {"progress": False, "device": "cpu"}}))  # fmt: skip
+    command = ["score", "--config", str(config), "--model", "models:/em3@champion", "--input",
+               str(tmp_path / "log.csv"), "--output", str(tmp_path / "scores.parquet"), "--items",
+               str(tmp_path / "new" / "items.csv"), "--store", str(tmp_path / "store")]  # fmt: skip
+    for run in range(2):
+        assert main(command) == 0, capsys.readouterr().err
+        assert "new items: 3, encoded from" in capsys.readouterr().out
+        report = json.loads((tmp_path / "store" / "report.json").read_text())
+        assert (report["items"], report["items_encoded"]) == (2, 2 if run == 0 else 0), "a rerun reuses the tokens"
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    assert scores["cold_item"].sum() == 2 and len(scores) == 7
+    pyfunc = mlflow.pyfunc.load_model("models:/em3@champion")
+    expected = pyfunc.predict(log.head(7), params={"token_store": str(served.new_items)})["score"]  # same content
+    np.testing.assert_allclose(scores["score"].to_numpy(), expected.to_numpy(), rtol=0, atol=ATOL)

@@ -4,7 +4,6 @@ encodes only the items the model never saw, scores and writes, as `em3 score` do
 from __future__ import annotations
 
 import json
-import shutil
 
 import mlflow.pyfunc
 import numpy as np
@@ -14,7 +13,7 @@ import yaml
 
 from em3.cli import main
 from pipelines.em3_score_pipeline import SCORE_YAML, compile_score
-from tests.serving.conftest import ATOL, contract_rows
+from tests.serving.conftest import ATOL, contract_rows, new_items_file
 
 
 def test_committed_yaml_is_the_compiled_scoring_pipeline(tmp_path):
@@ -28,16 +27,6 @@ def test_committed_yaml_is_the_compiled_scoring_pipeline(tmp_path):
     assert tasks["score"]["dependentTasks"] == ["candidates", "new-item-features"]
     assert tasks["candidates"]["cachingOptions"] == {} and tasks["new-item-features"]["cachingOptions"] == {
         "enableCache": True}  # fmt: skip
-
-
-def new_items_file(served, folder) -> None:
-    """items.csv for new-a and new-b (the photos and texts of two catalogue items), photos beside it."""
-    items = pd.read_parquet(served.cfg.data.tables_dir / "items.parquet").iloc[[0, 1]].reset_index(drop=True)
-    for path in items["image_path"]:
-        (folder / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(served.cfg.data.tables_dir / path, folder / path)
-    items.assign(item_id=["new-a", "new-b"])[["item_id", "text", "image_path"]].to_csv(folder / "items.csv",
-                                                                                        index=False)  # fmt: skip
 
 
 @pytest.mark.slow
