@@ -186,7 +186,8 @@ class RawSyntheticConfig(Section):
 
 class IngestConfig(Section):
     """The ingest stage: raw logs to canonical Parquet tables (see em3.ingest). The data rules used by its raw
-    checks (date range, text length) are recorded in the manifest and re-applied by `validate`."""
+    checks (date range, text length, the folder of the suite files) are recorded in the manifest and re-applied
+    by `validate`."""
 
     source: str = Field("data/raw", description="local folder or s3://bucket/prefix")
     format: Literal["hm", "native"] = Field("hm", description="hm: Kaggle H&M purchases; native: impressions")
@@ -204,6 +205,11 @@ class IngestConfig(Section):
     min_date: date | None = Field(None, description="earliest accepted event date; None: no floor")
     max_date: date = Field(date(2099, 12, 31), description="latest accepted event date")
     max_text_chars: int = Field(5000, gt=0, description="longer item texts are cut to this many characters")
+    suites_dir: str | None = Field(
+        None,
+        description="folder of the Great Expectations suite files (raw/<table>.json, canonical/<table>.json) that "
+        "ingest and validate run; None: the ones shipped with em3 (data_validation/)",
+    )
 
     @model_validator(mode="after")
     def _dates_ordered(self) -> IngestConfig:

@@ -27,7 +27,7 @@ def read_hm(source: Source, cfg: IngestConfig, scratch: Path) -> RawData:
     transactions_raw, transactions_sha = fetch_table(source, "transactions_train.csv", scratch, TRANSACTIONS)
     photos = hm_photos(source.list_files(IMAGES_DIR))
 
-    articles = check_articles(articles_raw)
+    articles = check_articles(articles_raw, cfg)
     customers = check_customers(customers_raw, cfg)
     kept = articles.kept
     rows = pd.DataFrame({"item_id": kept["article_id"], "text": hm_text(kept), "image_key": ""}).join(

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 from tqdm.contrib.concurrent import thread_map
 
+from em3.config import IngestConfig
 from em3.ingest.sources import Source
 from em3.validation.contract import IMAGE_SUMS
 from em3.validation.engine import Checked
@@ -34,7 +35,7 @@ class CopiedImages:
     summary: dict[str, Any]  # for the manifest
 
 
-def copy_images(source: Source, items: pd.DataFrame, root: str, out_dir: Path) -> CopiedImages:
+def copy_images(source: Source, items: pd.DataFrame, root: str, out_dir: Path, cfg: IngestConfig) -> CopiedImages:
     """Copy ``<root>/<image_key>`` of ``source`` to ``out_dir/images/<image_key>`` for each item (``items``:
     ``item_id``, ``image_key``, "" for no image) and check them."""
     images_dir = out_dir / "images"
@@ -74,7 +75,8 @@ def copy_images(source: Source, items: pd.DataFrame, root: str, out_dir: Path) -
                 "problem": [copied[key][0] for key in wanted["image_key"]],
             },
             index=wanted.index,
-        )
+        ),
+        cfg,
     )
     sums = "".join(f"{sha}  images/{key}\n" for key, (_, sha, _) in copied.items() if sha)
     (out_dir / IMAGE_SUMS).parent.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ def read_native(source: Source, cfg: IngestConfig, scratch: Path) -> RawData:
     users_path = source.local(users_file, scratch)
     photos = native_photos(source.list_files(IMAGES_DIR))
 
-    item_rows = check_native_items(items_raw)
+    item_rows = check_native_items(items_raw, cfg)
     kept = item_rows.kept[list(items_raw.columns)]
     rows = kept.rename(columns={"image_path": "image_key"})
     if "image_key" not in rows:

@@ -47,7 +47,7 @@ def run_ingest(cfg: IngestConfig, out_dir: Path) -> dict[str, Any]:
         if raw.events.empty:
             raise DataError(_reject(raw, cfg, out_dir, rejected))
         cfg = resolve_split_dates(cfg, raw.events["ts"])  # the manifest records the dates used
-        images = copy_images(source, raw.items, raw.image_root, stage)
+        images = copy_images(source, raw.items, raw.image_root, stage, cfg)
         interactions, negatives_missing = build_interactions(raw.events, raw.purchases, cfg)
         items = raw.items.drop(columns="image_key")
         items.insert(2, "image_path", images.paths)

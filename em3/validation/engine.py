@@ -9,7 +9,7 @@ unexpected index list, and its ``reason`` names each failed expectation and colu
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,10 +35,6 @@ class Rule:
         return f"{self.expectation}({self.column}): {self.expect}"
 
 
-def rule(column: str, expect: str, expectation: str, on: str | None = None, **kwargs: Any) -> Rule:
-    return Rule(column, expect, expectation, kwargs, on)
-
-
 @dataclass
 class Checked:
     """Outcome of checking a table: typed rows that passed, failing input rows (plus ``reason``), summary."""
@@ -52,24 +48,30 @@ ROWS, MODALITY = "rows", "modality"  # table kinds: quarantined rows are lost, o
 
 
 def check_table(
-    table: str, rows: pd.DataFrame, checked: pd.DataFrame, rules: Sequence[Rule], kind: str = ROWS
+    table: str,
+    rows: pd.DataFrame,
+    checked: pd.DataFrame,
+    rules: Sequence[Rule],
+    kind: str = ROWS,
+    parameters: Mapping[str, Any] | None = None,
 ) -> Checked:
     """Apply ``rules`` to ``checked``; rows in = rows kept + rows quarantined (verified). ``kind``: ``rows`` when
-    a quarantined row is lost, ``modality`` when it only masks an item's image or text (the item stays)."""
+    a quarantined row is lost, ``modality`` when it only masks an item's image or text (the item stays).
+    ``parameters``: the values of the GX suite parameters (``{"$PARAMETER": name}``) that ``rules`` name."""
     if not rows.index.equals(checked.index) or not rows.index.is_unique:
         raise ValueError(f"{table}: rows and checked frames must share one unique index")
     failures, reasons = [], pd.Series("", index=rows.index, dtype=object)
-    for rule_, bad in zip(rules, _unexpected_indices(table, checked, rules), strict=True):
+    for rule, bad in zip(rules, _unexpected_indices(table, checked, rules, parameters or {}), strict=True):
         if not bad:
             continue
-        reasons.loc[bad] += "; " + rule_.reason
-        values = rows[rule_.column] if rule_.column in rows else checked[rule_.on or rule_.column]
+        reasons.loc[bad] += "; " + rule.reason
+        values = rows[rule.column] if rule.column in rows else checked[rule.on or rule.column]
         sample = [_short(v) for v in pd.unique(values.loc[bad])[:SAMPLE_VALUES]]
         failures.append(
             {
-                "expectation": rule_.expectation,
-                "column": rule_.column,
-                "expect": rule_.expect,
+                "expectation": rule.expectation,
+                "column": rule.column,
+                "expect": rule.expect,
                 "count": len(bad),
                 "sample": sample,
             }
@@ -95,7 +97,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= SAMPLE_CHARS else text[: SAMPLE_CHARS - 1] + "…"
 
 
-def _unexpected_indices(table: str, frame: pd.DataFrame, rules: Sequence[Rule]) -> list[list[Any]]:
+def _unexpected_indices(
+    table: str, frame: pd.DataFrame, rules: Sequence[Rule], parameters: Mapping[str, Any]
+) -> list[list[Any]]:
     """Index labels of the rows failing each rule, in rule order (one GX validation run per table)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
@@ -119,7 +123,11 @@ def _unexpected_indices(table: str, frame: pd.DataFrame, rules: Sequence[Rule]) 
     validation = gx.ValidationDefinition(
         name=table, data=batch.add_batch_definition_whole_dataframe(table), suite=suite
     )
-    result = validation.run(batch_parameters={"dataframe": frame}, result_format={"result_format": "COMPLETE"})
+    result = validation.run(
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=dict(parameters),
+        result_format={"result_format": "COMPLETE"},
+    )
     indices = []
     for r, outcome in zip(rules, result.results, strict=True):
         config = outcome.expectation_config

@@ -49,7 +49,7 @@ def run_validate(
     checks = [
         check_interactions(interactions, rules, users["user_id"], items["item_id"]),
         check_items(items, rules, data_dir),
-        check_users(users),
+        check_users(users, rules),
     ]
     bad_image = checks[1].quarantine["reason"].str.contains("(image_path)", regex=False)
     usable_image = ~items.index.isin(bad_image.index[bad_image])

@@ -11,7 +11,7 @@ import pytest
 from em3.config import ConfigError, IngestConfig, ValidateConfig, parse_config
 from em3.validation import DataError, run_validate
 from em3.validation.contract import INTERACTIONS, resolve_split_dates
-from em3.validation.engine import check_table, rule
+from em3.validation.engine import Rule, check_table
 from em3.validation.output import write_parquet
 from tests.data.conftest import ARTICLES, ingest, read
 
@@ -130,10 +130,10 @@ def test_check_table_joins_reasons_and_reconciles() -> None:
         rows,
         checked,
         [
-            rule("id", "digits", "expect_column_values_to_match_regex", regex=r"^\d+$"),
-            rule("id", "unique", "expect_column_values_to_be_in_set", on="id_repeated", value_set=[False]),
-            rule("price", "a number", "expect_column_values_to_not_be_null"),
-            rule("price", "non-negative", "expect_column_values_to_be_between", min_value=0),
+            Rule("id", "digits", "expect_column_values_to_match_regex", {"regex": r"^\d+$"}),
+            Rule("id", "unique", "expect_column_values_to_be_in_set", {"value_set": [False]}, on="id_repeated"),
+            Rule("price", "a number", "expect_column_values_to_not_be_null"),
+            Rule("price", "non-negative", "expect_column_values_to_be_between", {"min_value": 0}),
         ],
     )
     assert result.kept.index.tolist() == [10] and result.quarantine.index.tolist() == [11, 12, 13]
