@@ -22,6 +22,8 @@ RUN if ls torch-*.whl >/dev/null 2>&1; then uv pip install --no-deps torch-*.whl
  && uv pip install --compile-bytecode -c requirements.lock -r pyproject.toml \
  && find /opt/venv -type d \( -name tests -o -path '*/torch/test' \) -prune -exec rm -rf {} +
 COPY README.md ./
+# The suite files (data_validation/), which the wheel carries through the link em3/validation/data_validation.
+COPY data_validation ./data_validation
 COPY em3 ./em3
 RUN uv build --wheel --out-dir dist . && uv pip install --no-deps --compile-bytecode dist/em3-*.whl
 

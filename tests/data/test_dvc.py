@@ -53,6 +53,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("dvc_repo")
     shutil.copy(ROOT / "dvc.yaml", repo)
     shutil.copytree(ROOT / "em3", repo / "em3", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "data_validation", repo / "data_validation")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())  # the shipped parameters, made tiny
     for section, values in TINY.items():
         params[section] = {**params.get(section, {}), **values}
@@ -102,3 +103,17 @@ def test_push_and_pull_through_an_s3_remote_restore_the_data(repo, s3, s3_endpoi
     shutil.rmtree(repo / ".dvc" / "cache")
     dvc(repo, "pull", "ingest", env=env)
     assert digest(repo / "data" / "tables") == before
+
+
+def test_an_edited_suite_file_changes_only_the_stage_that_runs_it(repo):
+    if not (repo / "dvc.lock").exists():
+        dvc(repo, "repro")
+    path = repo / "data_validation" / "canonical" / "users.json"
+    original = path.read_text()
+    path.write_text(original.replace('"max_value": 120', '"max_value": 110'))
+    try:
+        status = dvc(repo, "status")
+    finally:
+        path.write_text(original)
+    assert re.search(r"^validate:\n\s+changed deps:\n\s+modified:\s+data_validation/canonical$", status, re.M), status
+    assert "ingest:" not in status
