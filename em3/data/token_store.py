@@ -108,9 +108,9 @@ class TokenStore:
 
     def gather(self, rows: torch.Tensor, tokens: bool = True) -> ItemContent:
         """Content of the given rows (any shape of int tensor), read from the store's files (``read_rows``); with
-        ``tokens=False`` only the pooled vectors (a fraction of the bytes). ``present`` is read off the pooled
-        vectors, which the store holds as exact zeros where a modality is missing (no mask read: at one positioned
-        read per row, the masks would double the cost of a pooled-only gather)."""
+        ``tokens=False`` only the pooled vectors (a fraction of the bytes). ``present`` comes from the masks when
+        they are read, else from the pooled vectors, which the store holds as exact zeros where a modality is
+        missing (reading the masks too, at one positioned read per row, would double a pooled-only gather's cost)."""
         flat = rows.reshape(-1).cpu().numpy()
 
         def take(name: str, dtype: torch.dtype) -> torch.Tensor | None:
@@ -121,14 +121,18 @@ class TokenStore:
 
         parts = self.read_rows("pooled_image", flat), self.read_rows("pooled_text", flat)
         pooled = np.concatenate(parts, axis=-1)
-        present = np.stack([nonzero_rows(part) for part in parts], axis=-1)
+        masks = take("image_mask", torch.bool), take("text_mask", torch.bool)
+        if tokens:
+            present = torch.stack([mask.any(-1) for mask in masks], dim=-1)
+        else:
+            present = torch.from_numpy(np.stack([nonzero_rows(part) for part in parts], -1)).reshape(*rows.shape, 2)
         return ItemContent(
             image_tokens=take("image_tokens", torch.float32),
-            image_mask=take("image_mask", torch.bool),
+            image_mask=masks[0],
             text_tokens=take("text_tokens", torch.float32),
-            text_mask=take("text_mask", torch.bool),
+            text_mask=masks[1],
             pooled=torch.from_numpy(pooled).float().reshape(*rows.shape, pooled.shape[-1]),
-            present=torch.from_numpy(present).reshape(*rows.shape, 2),
+            present=present,
         )
 
     def read_rows(self, name: str, rows: np.ndarray) -> np.ndarray:
