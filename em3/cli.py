@@ -28,6 +28,8 @@ def _overrides(pairs: list[str]) -> dict:
 
 def _config(args: argparse.Namespace) -> Config:
     overrides = _overrides(args.set)
+    if getattr(args, "allow_unvalidated", False):
+        overrides["data.allow_unvalidated"] = True
     if args.config:
         return load_config(args.config, overrides)
     return config_from_yaml("", "--set", overrides)  # the embedded defaults
@@ -67,7 +69,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
     from em3.validation import run_validate
 
     cfg = _config(args)
-    report = run_validate(cfg.validation, cfg.data.tables_dir, cfg.data.validation_dir)
+    report = run_validate(cfg.validation, cfg.data.tables_dir, cfg.data.validation_dir, cfg.ingest.source)
     for check in report["tables"]:
         kept, rows_in, quarantined = check["rows_kept"], check["rows_in"], check["rows_quarantined"]
         print(
@@ -77,15 +79,10 @@ def cmd_validate(args: argparse.Namespace) -> None:
 
 
 def cmd_features(args: argparse.Namespace) -> None:
-    import pandas as pd
-
-    from em3.features import run_features
+    from em3.features import features_from_tables
 
     cfg = _config(args)
-    items_path = cfg.data.tables_dir / "items.parquet"
-    if not items_path.is_file():
-        raise FileNotFoundError(f"{items_path} not found: run `em3 ingest` first")
-    report = run_features(cfg.features, pd.read_parquet(items_path), cfg.data.tables_dir, cfg.data.store_dir)
+    report = features_from_tables(cfg)
     print(json.dumps({k: report[k] for k in ("items", "items_encoded", "items_reused", "seconds")}, default=str))
     print(f"token store: {cfg.data.store_dir}")
 
@@ -265,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--config", required=required, type=Path, help="YAML config (see configs/)")
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
 
+    def allow_unvalidated(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--allow-unvalidated", action="store_true", help="run on tables whose validation failed, "
+                         "is missing or stale, or from another source than ingest.source (warns loudly)")  # fmt: skip
+
     for name, run, help_text in (
         ("generate", cmd_generate, "write the synthetic raw data (H&M layout, rendered images) to data.raw_dir"),
         ("ingest", cmd_ingest, "raw logs (ingest.source: folder or s3://) → canonical tables in data.tables_dir"),
@@ -274,9 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
         stage = commands.add_parser(name, help=help_text, description=help_text, epilog=EPILOG)
         with_config(stage, required=False)
         stage.set_defaults(handler=run)
+    allow_unvalidated(commands.choices["features"])
 
     train_p = commands.add_parser("train", help="train one model", epilog=EPILOG)
     with_config(train_p, required=False)
+    allow_unvalidated(train_p)
     train_p.add_argument("--resume", action="store_true", help="continue from <output_dir>/checkpoints/last.pt")
     train_p.set_defaults(handler=cmd_train)
 
