@@ -15,6 +15,7 @@ from em3.config import Config, parse_config
 from em3.models.ranker import ModelShapes, Ranker
 
 WEIGHTS, CONFIG, SHAPES = "model.safetensors", "config.yaml", "shapes.json"
+OPTIONAL_WEIGHTS = ("content.missing.", "history_content.missing.")  # two_stage's missing vectors (zero when absent)
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -42,5 +43,11 @@ def load_model_dir(directory: str | Path, device: str = "cpu") -> tuple[Ranker, 
     shapes = json.loads((directory / SHAPES).read_text())
     shapes["context_cardinalities"] = tuple(shapes["context_cardinalities"])
     model = Ranker(cfg.model, ModelShapes(**shapes))
-    load_model(model, str(directory / WEIGHTS), device=device)
+    missing, unexpected = load_model(model, str(directory / WEIGHTS), strict=False, device=device)
+    # two_stage models saved before the learned "missing" vectors existed keep them at zero, their initial value:
+    # exactly the zeros those models were trained with
+    missing = [name for name in missing if not name.startswith(OPTIONAL_WEIGHTS)]
+    if missing or unexpected:
+        raise ValueError(f"{directory / WEIGHTS}: does not fit the model its config describes "
+                         f"(missing {missing}, unexpected {unexpected})")  # fmt: skip
     return model.to(device).eval(), cfg

@@ -22,3 +22,25 @@ def test_an_incomplete_model_directory_names_what_is_missing(tmp_path):
     (tmp_path / "config.yaml").write_text("{}")
     with pytest.raises(FileNotFoundError, match=r"missing model\.safetensors, shapes\.json"):
         load_model_dir(tmp_path)
+
+
+def test_a_two_stage_model_saved_before_the_missing_vectors_loads_with_them_at_zero(small_config, small_data, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    cfg = with_updates(small_config, output_dir=tmp_path, model={"variant": "two_stage"}, train={"max_steps": 3})
+    trained = train(cfg, small_data).model.eval()
+    weights = tmp_path / "model" / "model.safetensors"
+    state = {name: value for name, value in load_file(weights).items() if ".missing." not in name}
+    save_file(state, weights)  # the file an older em3 wrote
+    loaded, _ = load_model_dir(tmp_path / "model")
+    assert all((vector == 0).all() for vector in loaded.content.missing.values())
+    with torch.no_grad():
+        for vector in trained.content.missing.values():
+            vector.zero_()
+    test = small_data.test.rows(torch.arange(64))
+    torch.testing.assert_close(predict(loaded, test, small_data, 32), predict(trained, test, small_data, 32))
+
+    state.pop("item_embed.weight")  # any other missing weight is an error
+    save_file(state, weights)
+    with pytest.raises(ValueError, match="does not fit the model its config describes"):
+        load_model_dir(tmp_path / "model")
