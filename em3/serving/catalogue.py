@@ -51,7 +51,8 @@ class Catalogue:
     features: dict  # token shapes (and encoder fingerprints when known) of the store the model trained on
     tensors: dict[str, torch.Tensor] = field(default_factory=dict)
     # user_context (n_users, F_user) and user_numeric (n_users, G): per user index, row 0 = unknown user (zeros);
-    # positives.user / .time / .item: every positive of the tables; content.target / .history: (n_items, E)
+    # positives.user / .time / .item: every positive of the tables; content.target / .history: (n_items, E);
+    # unit_content (n_items, D) float16: frozen content as unit vectors, for models with model.history_similarity
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -153,6 +154,10 @@ def build_catalogue(model: Ranker, cfg: Config) -> Catalogue:
     }
     content = content_embeddings(model, data.store, torch.arange(data.store.n_rows))
     tensors |= {f"content.{name}": value for name, value in content.items()}
+    if model.use_similarity:  # the frozen-content space its history-similarity inputs are measured in
+        from em3.data.content_similarity import unit_content
+
+        tensors["unit_content"] = unit_content(data.store).clone()
     return Catalogue(
         item_ids=list(data.store.item_ids),
         user_ids=users[1:].astype(str).tolist(),

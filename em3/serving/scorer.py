@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from em3.data.content_similarity import unit_concat
 from em3.data.history import earlier_histories, history_time
 from em3.data.tables import USER_PREFIX
 from em3.data.token_store import TokenStore
@@ -60,9 +61,11 @@ class Scorer:
         self.user_numeric = tensors["user_numeric"].to(self.device)
         order = torch.argsort(tensors["positives.user"], stable=True).numpy()  # by user; table order within one
         self.positives = {name: tensors[f"positives.{name}"].numpy()[order] for name in ("user", "time", "item")}
+        self.unit = tensors["unit_content"].to(self.device) if model.use_similarity else None
         self.store: TokenStore | None = None
         self.store_dir: str | None = None
         self.cold: dict[str, torch.Tensor] = {}  # item id -> target vector of a new item, computed once
+        self.cold_unit: dict[str, torch.Tensor] = {}  # item id -> its unit frozen content (history_similarity)
 
     def use_store(self, store_dir: str | Path | None) -> None:
         """Take the content of new items from the token store at ``store_dir`` (None: keep the current one)."""
@@ -75,7 +78,7 @@ class Scorer:
                 f"token store {store_dir} does not match the model's feature settings: {'; '.join(mismatch)}; "
                 "encode the new items with the features settings the model was trained with"
             )
-        self.store, self.store_dir, self.cold = store, str(store_dir), {}
+        self.store, self.store_dir, self.cold, self.cold_unit = store, str(store_dir), {}, {}
 
     def score(self, frame: pd.DataFrame) -> Scores:
         """Scores of the rows of ``frame`` (columns REQUIRED, optionally the log's context columns)."""
@@ -92,7 +95,7 @@ class Scorer:
         score = np.full(len(frame), np.nan)
         if ok.any():
             context = self._context(user[ok], {name: codes[ok] for name, codes in row_context.items()})
-            score[ok] = self._forward(user[ok], item[ok], ts[ok], context, cold_vectors, cold[ok])
+            score[ok] = self._forward(user[ok], item[ok], ts[ok], context, cold_vectors, cold[ok], item_id[ok])
         return Scores(score, reason, cold & ok, (user > 0) & ok)
 
     @staticmethod
@@ -142,9 +145,14 @@ class Scorer:
         rows = self.store.index() if self.store is not None and new else {}
         found = [key for key in new if key in rows]
         if found:
-            content = content_embeddings(self.model, self.store, torch.tensor([rows[key] for key in found]))
+            store_rows = torch.tensor([rows[key] for key in found])
+            content = content_embeddings(self.model, self.store, store_rows)
             ids = torch.zeros(len(found), width - content["target"].shape[1])
             self.cold.update(zip(found, torch.cat([ids, content["target"]], -1).to(self.device), strict=True))
+            if self.unit is not None:
+                pooled = [self.store.read_rows(f"pooled_{m}", store_rows.numpy()) for m in ("image", "text")]
+                unit = torch.nn.functional.normalize(torch.from_numpy(unit_concat(*pooled)), dim=1).half()
+                self.cold_unit.update(zip(found, unit.to(self.device), strict=True))
         missing = cold & ~pd.Series(item_id).isin(self.cold.keys()).to_numpy()
         where = "the token store of new items" if self.store is not None else "any token store (none was given)"
         _refuse(reason, missing, f"item_id: not in the model's catalogue and no content for it in {where}")
@@ -152,25 +160,36 @@ class Scorer:
         return torch.stack([self.cold[key] for key in kept]) if len(kept) else torch.zeros(0, width, device=self.device)
 
     @torch.no_grad()
-    def _forward(self, user, item, ts: pd.Series, context, cold_vectors: torch.Tensor, cold: np.ndarray) -> np.ndarray:
+    def _forward(self, user, item, ts: pd.Series, context, cold_vectors: torch.Tensor, cold: np.ndarray,
+                 cold_ids: np.ndarray) -> np.ndarray:  # fmt: skip
         history = self._histories(user, ts)
         model, device = self.model, self.device
         cold_position = np.cumsum(cold) - 1  # row -> its vector in cold_vectors
         logits = []
         for start in range(0, len(user), self.batch_size):
             part = slice(start, start + self.batch_size)
-            users = torch.from_numpy(user[part]).to(device)
-            target = self.targets[torch.from_numpy(item[part]).to(device)]
+            users, items = torch.from_numpy(user[part]).to(device), torch.from_numpy(item[part]).to(device)
+            target = self.targets[items]
+            rows_cold = torch.from_numpy(cold[part]).to(device)
             if cold[part].any():
-                rows = torch.from_numpy(cold[part]).to(device)
-                target[rows] = cold_vectors[torch.from_numpy(cold_position[part][cold[part]]).to(device)]
+                target[rows_cold] = cold_vectors[torch.from_numpy(cold_position[part][cold[part]]).to(device)]
             past = torch.from_numpy(history[part]).to(device)
-            fields = model.context_embed(torch.from_numpy(context[part]).to(device))
+            inputs = [model.context_embed(torch.from_numpy(context[part]).to(device)), self.user_numeric[users]]
+            if self.unit is not None:
+                inputs.append(self._similarity(items, rows_cold, cold_ids[part], past))
             logits.append(model.backbone(
-                model.user_embed(users), target, self.histories[past], past != 0,
-                torch.cat([fields, self.user_numeric[users]], dim=-1),
+                model.user_embed(users), target, self.histories[past], past != 0, torch.cat(inputs, dim=-1),
             ).float().cpu())  # fmt: skip
         return torch.sigmoid(torch.cat(logits)).double().numpy()
+
+    def _similarity(self, items: torch.Tensor, cold: torch.Tensor, cold_ids: np.ndarray, past: torch.Tensor):
+        """(B, 2) standardised history-similarity inputs (em3.data.content_similarity), new items from their
+        frozen content."""
+        target = self.unit[items]
+        if cold.any():
+            target[cold] = torch.stack([self.cold_unit[key] for key in cold_ids[cold.cpu().numpy()]])
+        values = history_similarity_of(target, self.unit[past], past)
+        return (values - self.model.similarity_mean) / self.model.similarity_std
 
     def _histories(self, user: np.ndarray, ts: pd.Series) -> np.ndarray:
         """(N, max_history) item rows: the user's training positives before the row's time, most recent first."""
@@ -188,6 +207,17 @@ class Scorer:
             self.catalogue.max_history,
         )
         return history[n:]
+
+
+def history_similarity_of(target: torch.Tensor, earlier: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    """em3.data.content_similarity.history_similarity on given unit vectors: target (B, D), earlier (B, L, D) of the
+    history rows (B, L; 0 = padding) → (B, 2) mean and max cosine (zeros without history)."""
+    cosine = torch.einsum("bd,bld->bl", target.float(), earlier.float())
+    real = history != 0
+    count = real.sum(1)
+    mean = (cosine * real).sum(1) / count.clamp(min=1)
+    top = cosine.masked_fill(~real, -1.0).max(1).values.where(count > 0, torch.zeros((), device=cosine.device))
+    return torch.stack([mean, top], dim=1)
 
 
 def _refuse(reason: np.ndarray, rows: np.ndarray, why: str) -> None:
