@@ -75,8 +75,7 @@ def input_problems(tables_dir: Path, validation_dir: Path, source: str) -> list[
     record = report.get(RECORD) or {}
     if record.get("manifest_sha256") != manifest_digest(tables_dir):
         problems.append(
-            f"{report_path}: stale, it validated other tables than {tables_dir} (ingest ran since); "
-            "run `em3 validate`"
+            f"{report_path}: stale, it validated other tables than {tables_dir} (ingest ran since); run `em3 validate`"
         )
     return problems
 
