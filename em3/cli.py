@@ -95,7 +95,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     runs = args.runs or sorted(path.parent for path in Path(args.runs_root).glob("*/model"))
     if not runs:
         raise FileNotFoundError(f"no trained runs under {args.runs_root}/*/model; train first or pass --runs")
-    summary = run_evaluate(runs, load_data(cfg), cfg.evaluate, Path(args.out_dir))
+    summary = run_evaluate(runs, load_data(cfg, "evaluate"), cfg.evaluate, Path(args.out_dir))
     print(json.dumps(summary["models"], indent=2))
     print(f"report: {Path(args.out_dir) / 'report.html'}")
 
