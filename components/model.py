@@ -104,6 +104,9 @@ def register(
     min_auc: float,
     min_delta: float,
     cold_tolerance: float,
+    tables: Input[Dataset],
+    validation: Input[Dataset],
+    store: Input[Dataset],
     models: Input[list[Model]],
     evaluation: Input[Dataset],
 ) -> NamedTuple("Registered", [("model", str), ("version", int), ("alias", str), ("reason", str), ("candidate", str)]):
@@ -116,6 +119,9 @@ def register(
         min_auc: Gate: champion only with a test AUC of at least this.
         min_delta: Gate: champion only with a test AUC of at least the champion's plus this.
         cold_tolerance: Gate: largest accepted drop of cold_auc below the champion's.
+        tables: The canonical tables from ingest (the serving catalogue's ids and histories come from them).
+        validation: The validate stage's folder (the tables' guard reads it).
+        store: The token store from features (the serving catalogue's content embeddings come from it).
         models: The trained run folders; the one with the best validation AUC is registered.
         evaluation: The evaluate stage's folder (its plots go with the MLflow run).
 
@@ -133,5 +139,6 @@ def register(
 
     gate = {"registry.min_auc": min_auc, "registry.min_delta": min_delta, "registry.cold_tolerance": cold_tolerance}
     cfg = config_from_yaml(config, "config parameter", gate)
-    result = register_best(cfg, [m.path for m in models], Path(evaluation.path) / "plots", data_hash)
+    data_dirs = {"tables_dir": tables.path, "validation_dir": validation.path, "store_dir": store.path}
+    result = register_best(cfg, [m.path for m in models], Path(evaluation.path) / "plots", data_hash, data_dirs)
     return tuple(result[key] for key in ("model", "version", "alias", "reason", "candidate"))

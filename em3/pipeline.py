@@ -58,9 +58,17 @@ def best_run(run_dirs: Sequence[str | Path]) -> Path:
     return max((Path(run_dir) for run_dir in run_dirs), key=valid_auc)
 
 
-def register_best(cfg: Config, run_dirs: Sequence[str | Path], plots_dir: Path | None, data_sha: str) -> dict:
+def register_best(
+    cfg: Config,
+    run_dirs: Sequence[str | Path],
+    plots_dir: Path | None,
+    data_sha: str,
+    data_dirs: dict[str, str] | None = None,
+) -> dict:
     """Log the best of ``run_dirs`` to MLflow (its own config, the registry settings of ``cfg``, the evaluation
-    plots) and register it behind the gate; returns em3.registry.register's result plus ``candidate`` (its name)."""
+    plots) and register it behind the gate; returns em3.registry.register's result plus ``candidate`` (its name).
+    ``data_dirs`` (``tables_dir``, ``validation_dir``, ``store_dir``) say where this process sees the data the run
+    trained on, when not at the paths training saw (another pod): its serving catalogue is built from them."""
     from em3.models.io import CONFIG
     from em3.registry import log_run, register
 
@@ -72,5 +80,5 @@ def register_best(cfg: Config, run_dirs: Sequence[str | Path], plots_dir: Path |
             shutil.copytree(run_dir / part, staged / part)
         if plots_dir is not None and plots_dir.is_dir():
             shutil.copytree(plots_dir, staged / "plots")
-        result = register(run_cfg, log_run(run_cfg, staged, data_hash=data_sha))
+        result = register(run_cfg, log_run(run_cfg, staged, data_hash=data_sha, data_dirs=data_dirs))
     return {**result, "candidate": run_cfg.name}

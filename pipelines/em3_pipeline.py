@@ -112,7 +112,8 @@ def em3_pipeline(
 
     evaluated = evaluate(config=config, tables=tables, store=store, models=dsl.Collected(trained.outputs["model"]))
     registered = register(config=config, data_hash=ingested.outputs["Output"], min_auc=min_auc, min_delta=min_delta,
-                          cold_tolerance=cold_tolerance, models=dsl.Collected(trained.outputs["model"]),
+                          cold_tolerance=cold_tolerance, tables=tables, validation=checked.outputs["validation"],
+                          store=store, models=dsl.Collected(trained.outputs["model"]),
                           evaluation=evaluated.outputs["evaluation"]).set_caching_options(False)  # fmt: skip
     _secret_env(registered, S3_SECRET, S3_ENV)
     _secret_env(registered, MLFLOW_SECRET, MLFLOW_ENV, optional=True)

@@ -36,6 +36,11 @@ def unit_concat(*modalities: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def unit_vectors(pooled_image: np.ndarray, pooled_text: np.ndarray) -> torch.Tensor:
+    """(n, D) float16: items' raw frozen content (``unit_concat``) normalised as a whole (zeros without content)."""
+    return torch.nn.functional.normalize(torch.from_numpy(unit_concat(pooled_image, pooled_text)), dim=1).half()
+
+
 def unit_content(store: TokenStore) -> torch.Tensor:
     """(n_rows, D) float16: every item's raw frozen content as a unit vector (zeros without content); built once
     per store and kept while the store lives."""
@@ -44,8 +49,7 @@ def unit_content(store: TokenStore) -> torch.Tensor:
         table = torch.empty(store.n_rows, store.pooled_dim, dtype=torch.float16)
         for start in range(0, store.n_rows, _CHUNK):
             rows = slice(start, start + _CHUNK)
-            unit = torch.from_numpy(unit_concat(store.pooled_image[rows], store.pooled_text[rows]))
-            table[rows] = torch.nn.functional.normalize(unit, dim=1).half()
+            table[rows] = unit_vectors(store.pooled_image[rows], store.pooled_text[rows])
         _TABLES[id(store)] = table
         weakref.finalize(store, _TABLES.pop, id(store), None)
     return table
@@ -56,16 +60,20 @@ def history_similarity(store: TokenStore, item: torch.Tensor, history: torch.Ten
     items (B, L; 0 = padding); zeros for a row without history. Rows go in chunks, so that the gathered history
     vectors stay about ``_ROWS`` × L × D floats whatever the batch size."""
     table = unit_content(store)
-    parts = []
-    for rows in torch.arange(len(item)).split(_ROWS):
-        target, earlier = table[item[rows]].float(), table[history[rows]].float()  # (b, D), (b, L, D)
-        cosine = torch.einsum("bd,bld->bl", target, earlier)  # (b, L)
-        real = history[rows] != 0
-        count = real.sum(1)
-        mean = (cosine * real).sum(1) / count.clamp(min=1)
-        top = cosine.masked_fill(~real, -1.0).max(1).values.where(count > 0, torch.zeros(()))
-        parts.append(torch.stack([mean, top], dim=1))
+    parts = [cosine_summary(table[item[rows]], table[history[rows]], history[rows])
+             for rows in torch.arange(len(item)).split(_ROWS)]  # fmt: skip
     return torch.cat(parts) if parts else torch.zeros(0, len(SIMILARITY_FEATURES))
+
+
+def cosine_summary(target: torch.Tensor, earlier: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+    """(B, 2) mean and max of the cosines between unit vectors ``target`` (B, D) and ``earlier`` (B, L, D), over
+    the real items of ``history`` (B, L; 0 = padding); zeros for a row without history."""
+    cosine = torch.einsum("bd,bld->bl", target.float(), earlier.float())  # (B, L)
+    real = history != 0
+    count = real.sum(1)
+    mean = (cosine * real).sum(1) / count.clamp(min=1)
+    top = cosine.masked_fill(~real, -1.0).max(1).values.where(count > 0, torch.zeros((), device=cosine.device))
+    return torch.stack([mean, top], dim=1)
 
 
 def split_similarity(store: TokenStore, split) -> torch.Tensor:

@@ -81,6 +81,10 @@ class Ranker(nn.Module):
         self.similarity_mean.copy_(mean)
         self.similarity_std.copy_(std)
 
+    def standardise_similarity(self, similarity: torch.Tensor) -> torch.Tensor:
+        """The similarity inputs (B, 2) as the backbone reads them: standardised with the training statistics."""
+        return (similarity - self.similarity_mean) / self.similarity_std
+
     @property
     def uses_content(self) -> bool:
         return self.content is not None
@@ -129,7 +133,7 @@ class Ranker(nn.Module):
             if batch.similarity is None:
                 raise ValueError("this model reads the history's content similarity: build its batches with "
                                  "the model's content_inputs (em3.data.dataset.make_batch)")  # fmt: skip
-            context.append((batch.similarity - self.similarity_mean) / self.similarity_std)  # (B, 2)
+            context.append(self.standardise_similarity(batch.similarity))  # (B, 2)
         logits = self.backbone(self.user_embed(batch.user), target, history, batch.history != 0, torch.cat(context, -1))
         losses = {"bce": F.binary_cross_entropy_with_logits(logits.float(), batch.label)}
         loss = losses["bce"]

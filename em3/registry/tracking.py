@@ -91,9 +91,13 @@ def flatten(values: dict, prefix: str = "") -> dict[str, str]:
 
 
 @mlflow_errors_as_registry_errors
-def log_run(cfg: Config, run_dir: str | Path, data_hash: str | None = None) -> str:
+def log_run(
+    cfg: Config, run_dir: str | Path, data_hash: str | None = None, data_dirs: dict[str, str] | None = None
+) -> str:
     """Log the training run in ``run_dir`` (``metrics/train.json``, ``model/``, optional ``plots/*.png``) to the
-    experiment ``cfg.registry.experiment``; returns the MLflow run id."""
+    experiment ``cfg.registry.experiment``; returns the MLflow run id. The serving catalogue is built from the data
+    the run trained on, at the paths its saved config names unless ``data_dirs`` (``tables_dir``, ``store_dir``,
+    ``validation_dir``) says where this process sees them."""
     from mlflow.entities import Metric, Param
 
     from em3.models.io import CONFIG, SHAPES, WEIGHTS
@@ -124,7 +128,7 @@ def log_run(cfg: Config, run_dir: str | Path, data_hash: str | None = None) -> s
         for start in range(0, max(len(params), len(metrics)), _BATCH):
             mlflow.log_batch(run_id, metrics=metrics[start : start + _BATCH], params=params[start : start + _BATCH])
         mlflow.log_text(run_id, yaml.safe_dump(public, sort_keys=False), "config.yaml")
-        mlflow.set_tag(run_id, SERVING, _log_model(mlflow, run_id, model_dir))
+        mlflow.set_tag(run_id, SERVING, _log_model(mlflow, run_id, model_dir, data_dirs or {}))
         for plot in sorted((run_dir / "plots").rglob("*.png")):
             mlflow.log_artifact(run_id, str(plot), plot.parent.relative_to(run_dir).as_posix())
     except BaseException:
@@ -153,7 +157,7 @@ def _experiment_id(mlflow: MlflowClient, cfg: RegistryConfig) -> str:
     return experiment.experiment_id
 
 
-def _log_model(mlflow: MlflowClient, run_id: str, model_dir: Path) -> str:
+def _log_model(mlflow: MlflowClient, run_id: str, model_dir: Path, data_dirs: dict[str, str]) -> str:
     """Log ``model_dir`` as the run's ``model/`` artifacts; returns what the ``serving`` tag says."""
     import shutil
     import tempfile
@@ -167,6 +171,8 @@ def _log_model(mlflow: MlflowClient, run_id: str, model_dir: Path) -> str:
             shutil.copyfile(model_dir / name, weights / name)
         (weights / CONFIG).write_text(redact((model_dir / CONFIG).read_text()))
         model, run_cfg = load_model_dir(model_dir)
+        data = run_cfg.data.model_copy(update={key: Path(path) for key, path in data_dirs.items()})
+        run_cfg = run_cfg.model_copy(update={"data": data})
         if run_cfg.data.source != "tables":
             mlflow.log_artifacts(run_id, str(weights), MODEL_ARTIFACTS)
             return f"em3 files only: trained on data.source {run_cfg.data.source} (no item or user ids to serve)"

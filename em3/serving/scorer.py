@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from em3.data.content_similarity import unit_concat
+from em3.data.content_similarity import cosine_summary, unit_vectors
 from em3.data.history import earlier_histories, history_time
 from em3.data.tables import USER_PREFIX
 from em3.data.token_store import TokenStore
@@ -151,8 +151,7 @@ class Scorer:
             self.cold.update(zip(found, torch.cat([ids, content["target"]], -1).to(self.device), strict=True))
             if self.unit is not None:
                 pooled = [self.store.read_rows(f"pooled_{m}", store_rows.numpy()) for m in ("image", "text")]
-                unit = torch.nn.functional.normalize(torch.from_numpy(unit_concat(*pooled)), dim=1).half()
-                self.cold_unit.update(zip(found, unit.to(self.device), strict=True))
+                self.cold_unit.update(zip(found, unit_vectors(*pooled).to(self.device), strict=True))
         missing = cold & ~pd.Series(item_id).isin(self.cold.keys()).to_numpy()
         where = "the token store of new items" if self.store is not None else "any token store (none was given)"
         _refuse(reason, missing, f"item_id: not in the model's catalogue and no content for it in {where}")
@@ -188,8 +187,7 @@ class Scorer:
         target = self.unit[items]
         if cold.any():
             target[cold] = torch.stack([self.cold_unit[key] for key in cold_ids[cold.cpu().numpy()]])
-        values = history_similarity_of(target, self.unit[past], past)
-        return (values - self.model.similarity_mean) / self.model.similarity_std
+        return self.model.standardise_similarity(cosine_summary(target, self.unit[past], past))
 
     def _histories(self, user: np.ndarray, ts: pd.Series) -> np.ndarray:
         """(N, max_history) item rows: the user's training positives before the row's time, most recent first."""
@@ -207,17 +205,6 @@ class Scorer:
             self.catalogue.max_history,
         )
         return history[n:]
-
-
-def history_similarity_of(target: torch.Tensor, earlier: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-    """em3.data.content_similarity.history_similarity on given unit vectors: target (B, D), earlier (B, L, D) of the
-    history rows (B, L; 0 = padding) → (B, 2) mean and max cosine (zeros without history)."""
-    cosine = torch.einsum("bd,bld->bl", target.float(), earlier.float())
-    real = history != 0
-    count = real.sum(1)
-    mean = (cosine * real).sum(1) / count.clamp(min=1)
-    top = cosine.masked_fill(~real, -1.0).max(1).values.where(count > 0, torch.zeros((), device=cosine.device))
-    return torch.stack([mean, top], dim=1)
 
 
 def _refuse(reason: np.ndarray, rows: np.ndarray, why: str) -> None:
