@@ -47,3 +47,20 @@ def hm_sample() -> Path:
     if not (HM_SAMPLE / "articles.csv").is_file():
         pytest.skip(f"the H&M sample is not at {HM_SAMPLE} (set EM3_HM_SAMPLE; it lives outside the repository)")
     return HM_SAMPLE
+
+
+def wait_until_up(url: str, process, log: Path, what: str, timeout: float = 120) -> None:
+    """Poll ``url`` until it answers; fail with the end of ``log`` if ``process`` exits or ``timeout`` passes."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"{what} not up after {timeout:.0f} s:\n{log.read_text()[-3000:]}")

@@ -120,3 +120,15 @@ def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return boto3.client("s3")
+
+
+def upload_folder(s3: Any, folder: Path, prefix: str) -> str:
+    """Every file under ``folder`` to a new bucket under ``prefix``; returns ``s3://bucket/prefix``."""
+    import uuid
+
+    bucket = f"raw-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    for path in folder.rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
+    return f"s3://{bucket}/{prefix}"

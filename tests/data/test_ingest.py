@@ -17,7 +17,7 @@ from PIL import Image
 from em3.ingest import DataError
 from em3.ingest.negatives import sample_negatives
 from em3.validation.contract import INTERACTIONS
-from tests.data.conftest import ARTICLES, CUSTOMERS, SAMPLE, csv_text, ingest, read
+from tests.data.conftest import ARTICLES, CUSTOMERS, SAMPLE, csv_text, ingest, read, upload_folder
 
 TABLES = ("interactions", "items", "users")
 
@@ -46,16 +46,11 @@ def auc(score: pd.Series, label: pd.Series) -> float:
 
 
 def test_s3_source_gives_the_same_tables_as_disk(hm_dir: Path, s3, tmp_path: Path) -> None:
-    bucket = f"raw-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket)
-    for path in hm_dir.rglob("*"):
-        if path.is_file():
-            s3.upload_file(str(path), bucket, f"hm/{path.relative_to(hm_dir).as_posix()}")
     local = ingest(hm_dir, tmp_path / "local")
-    remote = ingest(f"s3://{bucket}/hm", tmp_path / "remote")
+    remote = ingest(source := upload_folder(s3, hm_dir, "hm"), tmp_path / "remote")
     for table in TABLES:
         pd.testing.assert_frame_equal(read(tmp_path / "local", table), read(tmp_path / "remote", table))
-    assert remote["source"] == f"s3://{bucket}/hm"
+    assert remote["source"] == source
     assert remote["files"] == local["files"] and remote["images"] == local["images"]
     assert remote["rows"] == local["rows"] and remote["rows"]["items"] == len(ARTICLES)
     image = f"images/{ARTICLES[0][:3]}/{ARTICLES[0]}.jpg"

@@ -5,7 +5,6 @@ The catalogue per modality is in manifest.json and in validate's report."""
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +12,7 @@ import pytest
 
 from em3.config import ValidateConfig
 from em3.validation import DataError, run_validate
-from tests.data.conftest import ARTICLES, CUSTOMERS, HM_SPLIT, SAMPLE, csv_text, ingest, read
+from tests.data.conftest import ARTICLES, CUSTOMERS, HM_SPLIT, SAMPLE, csv_text, ingest, read, upload_folder
 from tests.data.test_ingest import quarantined, summary
 
 PURCHASES = 6 * 7 * 3  # rows of transactions_train.csv in the tiny layout
@@ -127,13 +126,8 @@ def test_broken_photos_fail_only_past_a_limit_of_their_own(hm_dir: Path, tmp_pat
 def test_photo_only_items_come_from_s3_too(hm_dir: Path, s3, tmp_path: Path) -> None:
     drop_article_rows(hm_dir, set(ARTICLES[:4]))
     (hm_dir / "images" / "notes.txt").write_text("not a photo of the layout")
-    bucket = f"raw-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=bucket)
-    for path in hm_dir.rglob("*"):
-        if path.is_file():
-            s3.upload_file(str(path), bucket, f"hm/{path.relative_to(hm_dir).as_posix()}")
     local = ingest(hm_dir, tmp_path / "local")
-    remote = ingest(f"s3://{bucket}/hm", tmp_path / "remote")
+    remote = ingest(upload_folder(s3, hm_dir, "hm"), tmp_path / "remote")
     pd.testing.assert_frame_equal(read(tmp_path / "local", "items"), read(tmp_path / "remote", "items"))
     assert remote["catalogue"] == local["catalogue"] and content(remote, "image_only") == 4
     assert remote["catalogue"]["photos_ignored_sample"] == ["images/notes.txt"]

@@ -89,7 +89,8 @@ def test_model_components_train_evaluate_and_register(data):
     assert Path(report.path).read_text().lstrip().lower().startswith("<!doctype html")
 
     outputs = register.python_func(config=data.config, data_hash=data.digest, min_auc=0.0, min_delta=0.0,
-                                   cold_tolerance=0.005, models=[model], evaluation=evaluation)  # fmt: skip
+                                   cold_tolerance=0.005, tables=data.tables, validation=data.validation,
+                                   store=data.store, models=[model], evaluation=evaluation)  # fmt: skip
     assert outputs[:3] == ("em3", 1, "champion") and outputs[4] == "em3_dcn"
     (version,) = history(data.cfg)
     assert version["aliases"] == ["champion"] and version["tags"]["data_hash"] == data.digest

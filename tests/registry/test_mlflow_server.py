@@ -5,8 +5,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import boto3
@@ -15,7 +13,7 @@ from mlflow import MlflowClient
 from moto.server import ThreadedMotoServer
 
 from em3.registry import load, log_run, register
-from tests.conftest import with_updates
+from tests.conftest import wait_until_up, with_updates
 from tests.registry.conftest import assert_same_predictions
 from tests.registry.race import assert_serialised, race_register
 
@@ -30,19 +28,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"mlflow server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"mlflow server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +61,7 @@ def server(tmp_path_factory):
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}", process, log)
+        wait_until_up(f"http://127.0.0.1:{port}/health", process, log, "mlflow server")
         yield f"http://em3:{URL_PASSWORD}@127.0.0.1:{port}", s3
     finally:
         os.killpg(process.pid, signal.SIGTERM)  # the server runs uvicorn as a child: stop the whole group

@@ -22,6 +22,7 @@ from em3.models import Ranker
 from em3.registry import log_run, register
 from em3.train import train
 from em3.validation import run_validate
+from tests.pipelines.conftest import TINY as PIPELINE_TINY
 
 # Scores are float32 computations of the same weights on the same inputs; only the grouping differs (item vectors
 # for the whole catalogue at once instead of per batch, other batch shapes), which changes the summation order
@@ -33,15 +34,7 @@ ATOL = 1e-5
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-TINY = {
-    "raw_synthetic": {"n_users": 60, "n_items": 80, "n_purchases": 800, "n_days": 60, "late_release_days": 10,
-                      "image_size": 64},
-    "features": {"image_size": 64, "batch_size": 16, "decode_workers": 1, "device": "cpu", "progress": False},
-    "model": {"embed_dim": 16, "mlp_hidden": [32], "attention_hidden": [16], "fqformer": {"d_model": 16, "n_heads": 2},
-              "cic_dim": 16},
-    "train": {"epochs": 1, "batch_size": 256, "device": "cpu", "progress": False},
-    "score": {"device": "cpu", "progress": False, "chunk_rows": 200, "batch_size": 64},
-}  # fmt: skip
+TINY = {**PIPELINE_TINY, "score": {"device": "cpu", "progress": False, "chunk_rows": 200, "batch_size": 64}}
 
 
 @dataclass

@@ -9,13 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.conftest import wait_until_up
 from tests.serving.conftest import ATOL, contract_rows, own_scores
 
 
@@ -43,17 +43,7 @@ def server(served, tmp_path):
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"mlflow models serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"mlflow models serve not up after 120 s:\n{log.read_text()[-3000:]}")
-                time.sleep(0.5)
+        wait_until_up(f"{url}/ping", process, log, "mlflow models serve")
         yield url
     finally:
         if process.poll() is None:
