@@ -112,7 +112,7 @@ class ModelConfig(Section):
     )
     lora: LoRAConfig = LoRAConfig()
     history_similarity: bool = Field(
-        False,
+        True,
         description="content variants: the mean and max cosine, in the frozen encoders' space, between the target "
         "and the user's earlier items are two more backbone inputs (em3.data.content_similarity)",
     )

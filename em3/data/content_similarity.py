@@ -41,6 +41,12 @@ def unit_vectors(pooled_image: np.ndarray, pooled_text: np.ndarray) -> torch.Ten
     return torch.nn.functional.normalize(torch.from_numpy(unit_concat(pooled_image, pooled_text)), dim=1).half()
 
 
+def _present_pooled(store: TokenStore, modality: str, rows: slice) -> np.ndarray:
+    """The pooled vectors of ``rows``, zeros where the masks say the modality is missing (whatever is stored)."""
+    present = getattr(store, f"{modality}_mask")[rows].any(1, keepdims=True)
+    return np.where(present, getattr(store, f"pooled_{modality}")[rows], 0)
+
+
 def unit_content(store: TokenStore) -> torch.Tensor:
     """(n_rows, D) float16: every item's raw frozen content as a unit vector (zeros without content); built once
     per store and kept while the store lives."""
@@ -49,7 +55,7 @@ def unit_content(store: TokenStore) -> torch.Tensor:
         table = torch.empty(store.n_rows, store.pooled_dim, dtype=torch.float16)
         for start in range(0, store.n_rows, _CHUNK):
             rows = slice(start, start + _CHUNK)
-            table[rows] = unit_vectors(store.pooled_image[rows], store.pooled_text[rows])
+            table[rows] = unit_vectors(*(_present_pooled(store, modality, rows) for modality in ("image", "text")))
         _TABLES[id(store)] = table
         weakref.finalize(store, _TABLES.pop, id(store), None)
     return table

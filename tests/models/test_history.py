@@ -7,7 +7,7 @@ from em3.models.history import HistoryContent
 from em3.train.trainer import model_shapes
 from tests.conftest import with_updates
 
-TOKENS = ContentInputs("tokens", "tokens")
+TOKENS = ContentInputs("tokens", "tokens", similarity=True)
 
 
 def build(small_config, small_data, **model):
@@ -96,8 +96,8 @@ def test_a_fresh_cache_gives_the_logits_of_fusing_every_batch(small_config, smal
     exact = build(small_config, small_data, history_mode=mode).eval()
     cached = build(small_config, small_data, history_mode=mode, content_cache_every=10).eval()
     cached.load_state_dict(exact.state_dict())
-    assert cached.content_inputs == ContentInputs("tokens", None)  # training batches carry no history tokens
-    assert cached.prediction_inputs == ContentInputs()  # prediction batches carry no content at all
+    assert cached.content_inputs == ContentInputs("tokens", None, True)  # training batches carry no history tokens
+    assert cached.prediction_inputs == ContentInputs(similarity=True)  # prediction batches carry no content
     cached.refresh_content_cache(small_data.store)
     index = torch.arange(64)
     with torch.no_grad():
@@ -123,9 +123,10 @@ def test_the_cache_is_stale_until_refreshed_and_says_so(small_config, small_data
 
 def test_full_history_trains_without_the_cache_and_two_stage_reads_pooled_vectors_only(small_config, small_data):
     full = build(small_config, small_data, history_mode="full", content_cache_every=10)
-    assert full.content_cache_every == 0 and full.content_inputs == TOKENS and full.prediction_inputs == ContentInputs()
+    assert full.content_cache_every == 0 and full.content_inputs == TOKENS
+    assert full.prediction_inputs == ContentInputs(similarity=True)
     two_stage = Ranker(with_updates(small_config, model={"variant": "two_stage"}).model, model_shapes(small_data))
-    assert two_stage.content_inputs == two_stage.prediction_inputs == ContentInputs("pooled", "pooled")
+    assert two_stage.content_inputs == two_stage.prediction_inputs == ContentInputs("pooled", "pooled", True)
     batch = make_batch(small_data.train, torch.arange(8), small_data.store, two_stage.content_inputs)
     assert batch.target_content.image_tokens is None and batch.target_content.pooled.shape[0] == len(batch.target_items)
 

@@ -98,7 +98,7 @@ def test_two_processes_take_the_one_process_step(small_config, small_data, tmp_p
     assert valid[0] == valid[1], "every rank sees the same metrics, hence takes the same decisions"
     valid = json.loads(valid[0])
     expected = evaluate(one, small_data.valid, small_data, single)
-    assert valid["auc"] == pytest.approx(expected["auc"], abs=1e-4) and 0.55 < expected["auc"] < 1
+    assert valid["auc"] == pytest.approx(expected["auc"], abs=1e-4) and 0.52 < expected["auc"] < 1  # 12 steps learnt
     assert valid["logloss"] == pytest.approx(expected["logloss"], abs=1e-4)
     assert not (tmp_path / "rank1_output").exists(), "rank 1 wrote files"
     metrics = json.loads((tmp_path / "two" / "metrics" / "train.json").read_text())
