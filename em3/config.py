@@ -101,6 +101,11 @@ class ModelConfig(Section):
     backbone: Literal["din", "dcn"] = "din"
     embed_dim: int = Field(32, gt=0)
     fusion: Literal["fqformer", "mean"] = "fqformer"
+    content_tokens: Literal["both", "fine", "summary"] = Field(
+        "both",
+        description="em3: what the fusion reads per modality: its pooled vector as one summary token, its finer "
+        "tokens (image grid, text tokens), or both (DESIGN §1)",
+    )
     fqformer: FQFormerConfig = FQFormerConfig()
     history_mode: Literal["full", "lora", "frozen"] = "lora"
     content_cache_every: int = Field(

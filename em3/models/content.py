@@ -54,6 +54,7 @@ class TokenContent(nn.Module):
         fq = cfg.fqformer
         # modalities the store holds at all (width 0: absent from the whole catalogue, no part built for it)
         self.modalities = tuple(m for m, dim in zip(MODALITIES, (image_dim, text_dim), strict=True) if dim)
+        self.dims, self.tokens = (image_dim, text_dim), cfg.content_tokens
         dims = tuple(dim for dim in (image_dim, text_dim) if dim)
         if cfg.fusion == "fqformer":
             self.fusion: nn.Module = FQFormer(dims, fq.d_model, fq.n_queries, fq.n_layers, fq.n_heads, fq.dropout)
@@ -69,9 +70,19 @@ class TokenContent(nn.Module):
             self._cache_key: tuple | None = None  # what the cache was computed from (see refresh)
 
     def fuse(self, content: ItemContent) -> torch.Tensor:
-        tokens = [getattr(content, f"{m}_tokens") for m in self.modalities]
-        masks = [getattr(content, f"{m}_mask") for m in self.modalities]
-        return self.fusion(tokens, masks)  # (N, fusion.out_dim)
+        """Each modality's tokens (DESIGN §1): its pooled vector as a summary token, its finer tokens, or both
+        (``model.content_tokens``); a missing modality's are masked. → (N, fusion.out_dim)"""
+        tokens, masks = [], []
+        pooled = content.pooled.split(self.dims, dim=-1)
+        for name in self.modalities:
+            m = MODALITIES.index(name)
+            summary, present = pooled[m].unsqueeze(-2), content.present[..., m : m + 1]  # (N, 1, d), (N, 1)
+            fine, fine_mask = getattr(content, f"{name}_tokens"), getattr(content, f"{name}_mask")
+            parts = {"summary": ([summary], [present]), "fine": ([fine], [fine_mask]),
+                     "both": ([summary, fine], [present, fine_mask])}[self.tokens]  # fmt: skip
+            tokens.append(torch.cat(parts[0], dim=-2))  # (N, T_m, d_m)
+            masks.append(torch.cat(parts[1], dim=-1))
+        return self.fusion(tokens, masks)
 
     def fused(self, items: torch.Tensor, content: ItemContent | None) -> torch.Tensor:
         """Fused vectors (N, F) of the item rows ``items`` (N,): from ``content``, or from the cache when None."""
