@@ -17,6 +17,8 @@ CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared confi
     "em3_frozen_history": {"model.variant": "em3", "model.history_mode": "frozen"},
     "em3_full_history": {"model.variant": "em3", "model.history_mode": "full"},
     "em3_no_cic": {"model.variant": "em3", "model.cic_weight": 0.0},
+    "em3_fine_tokens": {"model.variant": "em3", "model.content_tokens": "fine"},
+    "em3_summary_tokens": {"model.variant": "em3", "model.content_tokens": "summary"},
 }
 BASELINE = "two_stage"
 LR_GRID = (3e-4, 1e-3, 3e-3)  # searched for every configuration on every backbone alike (DESIGN §3)

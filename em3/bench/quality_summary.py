@@ -25,7 +25,8 @@ TARGETS = {  # DESIGN §1 (the paper's figures) and issue 5
     "lora_vs_full_auc_relative": -0.001,
 }
 ABLATIONS = {"em3_mean_fusion": "FQ-Former", "em3_frozen_history": "LoRA (vs frozen history)",
-             "em3_full_history": "LoRA (vs full history)", "em3_no_cic": "CIC"}  # fmt: skip
+             "em3_full_history": "LoRA (vs full history)", "em3_no_cic": "CIC",
+             "em3_fine_tokens": "summary tokens", "em3_summary_tokens": "fine tokens"}  # fmt: skip
 
 
 def summarise(

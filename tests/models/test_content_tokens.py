@@ -25,7 +25,8 @@ def test_each_choice_reads_what_it_names(small_config, small_data, tokens):
         after_fine = model.fuse(type(content)(**{**vars(content), "image_tokens": fine_changed}))
         after_pooled = model.fuse(type(content)(**{**vars(content), "pooled": pooled_changed}))
     reads_fine, reads_summary = not torch.allclose(after_fine, before), not torch.allclose(after_pooled, before)
-    assert (reads_fine, reads_summary) == {"both": (True, True), "fine": (True, False), "summary": (False, True)}[tokens]
+    expected = {"both": (True, True), "fine": (True, False), "summary": (False, True)}[tokens]
+    assert (reads_fine, reads_summary) == expected
 
 
 def test_a_missing_modalitys_summary_token_is_masked(small_config, small_data):
