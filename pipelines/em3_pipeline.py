@@ -49,7 +49,8 @@ class Outputs(NamedTuple):
     candidate: str
 
 
-def _secret_env(task: dsl.PipelineTask, secret: str, keys: tuple[str, ...], optional: bool = False) -> None:
+def secret_env(task: dsl.PipelineTask, secret: str, keys: tuple[str, ...], optional: bool = False) -> None:
+    """Give ``task`` the ``keys`` of the Kubernetes secret ``secret`` as environment variables of the same names."""
     kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env={key: key for key in keys},
                                  optional=optional)  # fmt: skip
 
@@ -95,7 +96,7 @@ def em3_pipeline(
         candidate: Which trained run was registered (variant_backbone, the best validation AUC).
     """
     ingested = ingest(config=config, data_uri=data_uri).set_caching_options(True)
-    _secret_env(ingested, S3_SECRET, S3_ENV)
+    secret_env(ingested, S3_SECRET, S3_ENV)
     tables = ingested.outputs["tables"]
     checked = validate(config=config, tables=tables)
     encoded = features(config=config, tables=tables).after(checked).set_caching_options(True)
@@ -115,8 +116,8 @@ def em3_pipeline(
                           cold_tolerance=cold_tolerance, tables=tables, validation=checked.outputs["validation"],
                           store=store, models=dsl.Collected(trained.outputs["model"]),
                           evaluation=evaluated.outputs["evaluation"]).set_caching_options(False)  # fmt: skip
-    _secret_env(registered, S3_SECRET, S3_ENV)
-    _secret_env(registered, MLFLOW_SECRET, MLFLOW_ENV, optional=True)
+    secret_env(registered, S3_SECRET, S3_ENV)
+    secret_env(registered, MLFLOW_SECRET, MLFLOW_ENV, optional=True)
     return Outputs(evaluated.outputs["evaluation"], *(registered.outputs[name] for name in Outputs._fields[1:]))
 
 

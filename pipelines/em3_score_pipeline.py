@@ -11,19 +11,14 @@ read may have moved to another version since the last run.
 
 from pathlib import Path
 
-from kfp import dsl, kubernetes
+from kfp import dsl
 
 from components.score import candidates, new_item_features, score, write
 from em3.cluster import MLFLOW_ENV, MLFLOW_SECRET, S3_ENV, S3_SECRET
 from em3.config import Config
-from pipelines.em3_pipeline import CLUSTER_CONFIG
+from pipelines.em3_pipeline import CLUSTER_CONFIG, secret_env
 
 SCORE_YAML = Path(__file__).with_suffix(".yaml")
-
-
-def _secret_env(task: dsl.PipelineTask, secret: str, keys: tuple[str, ...], optional: bool = False) -> None:
-    kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env={key: key for key in keys},
-                                 optional=optional)  # fmt: skip
 
 
 @dsl.pipeline(name="em3-score", description="Score an impression log with the champion: new items from content")
@@ -54,9 +49,9 @@ def em3_score_pipeline(
                    store=encoded.outputs["store"]).set_caching_options(False)  # fmt: skip
     written = write(scores=scored.outputs["scores"], output_uri=output_uri).set_caching_options(False)
     for task in (found, encoded, written):
-        _secret_env(task, S3_SECRET, S3_ENV)
+        secret_env(task, S3_SECRET, S3_ENV)
     for task in (found, scored):
-        _secret_env(task, MLFLOW_SECRET, MLFLOW_ENV, optional=True)
+        secret_env(task, MLFLOW_SECRET, MLFLOW_ENV, optional=True)
     return scored.outputs["scores"]
 
 

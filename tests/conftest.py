@@ -64,3 +64,18 @@ def wait_until_up(url: str, process, log: Path, what: str, timeout: float = 120)
         except OSError:
             time.sleep(0.5)
     pytest.fail(f"{what} not up after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def stop_process_group(process) -> None:
+    """Stop a server started with ``start_new_session=True`` and its children (uvicorn workers): TERM, then KILL."""
+    import os
+    import signal
+    import subprocess
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

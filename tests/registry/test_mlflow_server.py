@@ -1,7 +1,6 @@
 """Against a real `mlflow server` (SQLite backend, artifacts proxied to moto's S3 server): log, register, load."""
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from mlflow import MlflowClient
 from moto.server import ThreadedMotoServer
 
 from em3.registry import load, log_run, register
-from tests.conftest import wait_until_up, with_updates
+from tests.conftest import stop_process_group, wait_until_up, with_updates
 from tests.registry.conftest import assert_same_predictions
 from tests.registry.race import assert_serialised, race_register
 
@@ -64,12 +63,7 @@ def server(tmp_path_factory):
         wait_until_up(f"http://127.0.0.1:{port}/health", process, log, "mlflow server")
         yield f"http://em3:{URL_PASSWORD}@127.0.0.1:{port}", s3
     finally:
-        os.killpg(process.pid, signal.SIGTERM)  # the server runs uvicorn as a child: stop the whole group
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)
         moto.stop()
 
 

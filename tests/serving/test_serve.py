@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import wait_until_up
+from tests.conftest import stop_process_group, wait_until_up
 from tests.serving.conftest import ATOL, contract_rows, own_scores
 
 
@@ -46,13 +45,7 @@ def server(served, tmp_path):
         wait_until_up(f"{url}/ping", process, log, "mlflow models serve")
         yield url
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)  # the server runs uvicorn as a child: stop the whole group
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)
 
 
 @pytest.mark.slow
