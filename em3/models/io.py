@@ -16,6 +16,9 @@ from em3.models.ranker import ModelShapes, Ranker
 
 WEIGHTS, CONFIG, SHAPES = "model.safetensors", "config.yaml", "shapes.json"
 OPTIONAL_WEIGHTS = ("content.missing.", "history_content.missing.")  # two_stage's missing vectors (zero when absent)
+# model settings added after models were saved without them: such a model was trained with these values, not with
+# today's defaults
+SAVED_BEFORE = {"history_similarity": False, "content_tokens": "fine"}
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -39,7 +42,9 @@ def load_model_dir(directory: str | Path, device: str = "cpu") -> tuple[Ranker, 
     missing = [name for name in (WEIGHTS, CONFIG, SHAPES) if not (directory / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{directory} is not a model directory: missing {', '.join(missing)}")
-    cfg = parse_config(yaml.safe_load((directory / CONFIG).read_text()), str(directory / CONFIG))
+    values = yaml.safe_load((directory / CONFIG).read_text())
+    values["model"] = {**SAVED_BEFORE, **values.get("model", {})}
+    cfg = parse_config(values, str(directory / CONFIG))
     shapes = json.loads((directory / SHAPES).read_text())
     shapes["context_cardinalities"] = tuple(shapes["context_cardinalities"])
     model = Ranker(cfg.model, ModelShapes(**shapes))

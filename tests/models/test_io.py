@@ -44,3 +44,24 @@ def test_a_two_stage_model_saved_before_the_missing_vectors_loads_with_them_at_z
     save_file(state, weights)
     with pytest.raises(ValueError, match="does not fit the model its config describes"):
         load_model_dir(tmp_path / "model")
+
+
+def test_a_model_saved_before_the_similarity_inputs_and_summary_tokens_loads_as_it_was_trained(
+    small_config, small_data, tmp_path
+):
+    """An older config.yaml has neither model.history_similarity nor model.content_tokens: the model was trained
+    without similarity inputs, on the fine tokens only, and must load so, not with today's defaults."""
+    import yaml
+
+    cfg = with_updates(small_config, output_dir=tmp_path, train={"max_steps": 3},
+                       model={"history_similarity": False, "content_tokens": "fine"})  # fmt: skip
+    trained = train(cfg, small_data).model.eval()
+    config = tmp_path / "model" / "config.yaml"
+    values = yaml.safe_load(config.read_text())
+    del values["model"]["history_similarity"], values["model"]["content_tokens"]
+    config.write_text(yaml.safe_dump(values))  # the file an older em3 wrote
+    loaded, loaded_cfg = load_model_dir(tmp_path / "model")
+    assert (loaded_cfg.model.history_similarity, loaded_cfg.model.content_tokens) == (False, "fine")
+    test = small_data.test.rows(torch.arange(64))
+    expected = predict(trained, test, small_data, 32)
+    torch.testing.assert_close(predict(loaded, test, small_data, 32), expected, rtol=0, atol=0)
