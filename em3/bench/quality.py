@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
@@ -114,7 +115,7 @@ def run_job(base: Config, job: Job, work_dir: Path) -> dict:
     data = load_benchmark_data(data_key(cfg))
     trained = train(cfg, data, test=job.stage == "final").metrics
     record = {**asdict(job), "valid_auc": trained["valid"]["auc"], "best_epoch": trained["best_epoch"],
-              "epochs": len(trained["valid_history"]), "valid_curve": [h["auc"] for h in trained["valid_history"]],
+              "valid_curve": [h["auc"] for h in trained["valid_history"]],
               "stopped_by": trained["stopped_by"], "steps": trained["steps"],
               "train_seconds": trained["train_seconds"], "config": config}  # fmt: skip
     if job.stage == "final":
@@ -200,17 +201,15 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
 
 
 def _curve(result: dict) -> dict:
-    keys = ("valid_auc", "valid_curve", "best_epoch", "epochs", "stopped_by", "steps", "train_seconds")
+    keys = ("valid_auc", "valid_curve", "best_epoch", "stopped_by", "steps", "train_seconds")
     return {key: result.get(key) for key in keys}
 
 
 def protocol_check(results: list[dict]) -> dict:
     """How many runs peaked at their last epoch (a budget that cuts runs short shows here) and why runs stopped."""
-    peaked_last = sum(r["best_epoch"] == r["epochs"] - 1 for r in results)
-    reasons: dict[str, int] = {}
-    for r in results:
-        reasons[str(r["stopped_by"])] = reasons.get(str(r["stopped_by"]), 0) + 1
-    return {"runs": len(results), "best_epoch_is_last": peaked_last, "stopped_by": reasons}
+    peaked_last = sum(r["best_epoch"] == len(r["valid_curve"]) - 1 for r in results)
+    reasons = Counter(str(r["stopped_by"]) for r in results)
+    return {"runs": len(results), "best_epoch_is_last": peaked_last, "stopped_by": dict(reasons)}
 
 
 QUICK = {  # --quick: the in-memory synthetic log, tiny models, a few steps: checks the machinery, not quality

@@ -111,3 +111,12 @@ def new_items_file(served, folder) -> None:
         shutil.copyfile(served.cfg.data.tables_dir / path, folder / path)
     items.assign(item_id=["new-a", "new-b"])[["item_id", "text", "image_path"]].to_csv(folder / "items.csv",
                                                                                         index=False)  # fmt: skip
+
+
+def log_with_new_items(served: Served, folder: Path, known_rows: int) -> pd.DataFrame:
+    """``known_rows`` test rows plus three rows of items the model never saw: two whose content is in the items
+    file written to ``folder`` (new-a, new-b) and one with no content anywhere (never-seen)."""
+    folder.mkdir()
+    new_items_file(served, folder)
+    rows = contract_rows(served).head(known_rows)
+    return pd.concat([rows, rows.head(3).assign(item_id=["new-a", "new-b", "never-seen"])], ignore_index=True)

@@ -13,7 +13,7 @@ import pytest
 from em3.cli import main
 from em3.registry import RegistryError
 from em3.serving.batch import score_log
-from tests.serving.conftest import ATOL, contract_rows, new_items_file
+from tests.serving.conftest import ATOL, contract_rows, log_with_new_items
 
 BUCKET = "em3-scoring"
 
@@ -121,10 +121,7 @@ def test_a_log_without_a_required_column_is_refused(served, tmp_path):
 
 def test_em3_score_encodes_the_new_items_of_a_log_from_an_items_file(served, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", served.cfg.registry.tracking_uri)
-    (tmp_path / "new").mkdir()
-    new_items_file(served, tmp_path / "new")
-    rows = contract_rows(served).head(5)
-    log = pd.concat([rows, rows.head(3).assign(item_id=["new-a", "new-b", "never-seen"])], ignore_index=True)
+    log = log_with_new_items(served, tmp_path / "new", 5)
     log.to_csv(tmp_path / "log.csv", index=False)
     config = tmp_path / "config.yaml"
     config.write_text(json.dumps({"registry": {"tracking_uri": served.cfg.registry.tracking_uri},

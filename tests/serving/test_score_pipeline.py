@@ -13,7 +13,7 @@ import yaml
 
 from em3.cli import main
 from pipelines.em3_score_pipeline import SCORE_YAML, compile_score
-from tests.serving.conftest import ATOL, contract_rows, new_items_file
+from tests.serving.conftest import ATOL, log_with_new_items
 
 
 def test_committed_yaml_is_the_compiled_scoring_pipeline(tmp_path):
@@ -32,10 +32,7 @@ def test_committed_yaml_is_the_compiled_scoring_pipeline(tmp_path):
 @pytest.mark.slow
 def test_the_scoring_pipeline_runs_locally_from_the_cli(served, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", served.cfg.registry.tracking_uri)
-    (tmp_path / "new").mkdir()
-    new_items_file(served, tmp_path / "new")
-    rows = contract_rows(served).head(40)
-    log = pd.concat([rows, rows.head(3).assign(item_id=["new-a", "new-b", "never-seen"])], ignore_index=True)
+    log = log_with_new_items(served, tmp_path / "new", 40)
     log.to_csv(tmp_path / "log.csv", index=False)
     out = tmp_path / "out" / "scores.parquet"
 
