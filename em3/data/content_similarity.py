@@ -41,10 +41,14 @@ def unit_vectors(pooled_image: np.ndarray, pooled_text: np.ndarray) -> torch.Ten
     return torch.nn.functional.normalize(torch.from_numpy(unit_concat(pooled_image, pooled_text)), dim=1).half()
 
 
-def _present_pooled(store: TokenStore, modality: str, rows: slice) -> np.ndarray:
-    """The pooled vectors of ``rows``, zeros where the masks say the modality is missing (whatever is stored)."""
-    present = getattr(store, f"{modality}_mask")[rows].any(1, keepdims=True)
-    return np.where(present, getattr(store, f"pooled_{modality}")[rows], 0)
+def store_unit_vectors(store: TokenStore, rows: np.ndarray) -> torch.Tensor:
+    """``unit_vectors`` of the store's ``rows``, read with the store's positioned reads; a modality counts as missing
+    where its masks say so, whatever its pooled vector holds."""
+    pooled = []
+    for modality in ("image", "text"):
+        present = store.read_rows(f"{modality}_mask", rows).any(1, keepdims=True)
+        pooled.append(np.where(present, store.read_rows(f"pooled_{modality}", rows), 0))
+    return unit_vectors(*pooled)
 
 
 def unit_content(store: TokenStore) -> torch.Tensor:
@@ -54,8 +58,8 @@ def unit_content(store: TokenStore) -> torch.Tensor:
     if table is None:
         table = torch.empty(store.n_rows, store.pooled_dim, dtype=torch.float16)
         for start in range(0, store.n_rows, _CHUNK):
-            rows = slice(start, start + _CHUNK)
-            table[rows] = unit_vectors(*(_present_pooled(store, modality, rows) for modality in ("image", "text")))
+            rows = np.arange(start, min(start + _CHUNK, store.n_rows))
+            table[rows] = store_unit_vectors(store, rows)
         _TABLES[id(store)] = table
         weakref.finalize(store, _TABLES.pop, id(store), None)
     return table

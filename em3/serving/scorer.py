@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from em3.data.content_similarity import cosine_summary, unit_vectors
+from em3.data.content_similarity import cosine_summary, store_unit_vectors
 from em3.data.history import earlier_histories, history_time
 from em3.data.tables import USER_PREFIX
 from em3.data.token_store import TokenStore
@@ -150,8 +150,8 @@ class Scorer:
             ids = torch.zeros(len(found), width - content["target"].shape[1])
             self.cold.update(zip(found, torch.cat([ids, content["target"]], -1).to(self.device), strict=True))
             if self.unit is not None:
-                pooled = [self.store.read_rows(f"pooled_{m}", store_rows.numpy()) for m in ("image", "text")]
-                self.cold_unit.update(zip(found, unit_vectors(*pooled).to(self.device), strict=True))
+                unit = store_unit_vectors(self.store, store_rows.numpy())
+                self.cold_unit.update(zip(found, unit.to(self.device), strict=True))
         missing = cold & ~pd.Series(item_id).isin(self.cold.keys()).to_numpy()
         where = "the token store of new items" if self.store is not None else "any token store (none was given)"
         _refuse(reason, missing, f"item_id: not in the model's catalogue and no content for it in {where}")
