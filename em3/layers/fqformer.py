@@ -30,16 +30,17 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(d_model, d_model)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        # x: (N, S, d), keep: (N, S) True = token takes part
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+        # x: (N, S, d), keep: (N, S) True = token takes part → (N, S_out, d) for the first n_out positions (all: None)
         n, s, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=-1)  # 3×(N, S, d)
-        q, k, v = (t.view(n, s, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q + self.query_bias, k, v))
-        # q, k, v: (N, h, S, dh)
+        q = q[:, :n_out] + self.query_bias  # (N, S_out, d)
+        q, k, v = (t.reshape(n, -1, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        # q: (N, h, S_out, dh), k, v: (N, h, S, dh)
         attn_mask = keep[:, None, None, :]  # (N, 1, 1, S): every query position sees the kept keys only
         dropout = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)  # (N, h, S, dh)
-        return self.proj(y.transpose(1, 2).reshape(n, s, d))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)  # (N, h, S_out, dh)
+        return self.proj(y.transpose(1, 2).reshape(n, -1, d))
 
 
 class Block(nn.Module):
@@ -54,8 +55,9 @@ class Block(nn.Module):
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model), nn.Dropout(dropout)
         )
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), keep)
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+        # (N, S, d) → (N, S_out, d): the first n_out positions attend to all kept ones (all positions: None)
+        x = x[:, :n_out] + self.attn(self.norm1(x), keep, n_out)
         return x + self.ffn(self.norm2(x))
 
 
@@ -87,10 +89,13 @@ class FQFormer(nn.Module):
             for m, (proj, x, mask) in enumerate(zip(self.modality_proj, tokens, masks, strict=True))
         ]
         x = torch.cat(parts, dim=1)  # (N, Q + ΣT_m, d)
-        keep = torch.cat([masks[0].new_ones(n, queries.shape[1]), *masks], dim=1)
-        for block in self.blocks:
+        n_queries = queries.shape[1]
+        keep = torch.cat([masks[0].new_ones(n, n_queries), *masks], dim=1)
+        for block in self.blocks[:-1]:
             x = block(x, keep)
-        return self.norm(x[:, : queries.shape[1]]).flatten(1)  # (N, Q * d)
+        # only the query outputs are read: the last block computes those alone (half the work with one layer)
+        x = self.blocks[-1](x, keep, n_queries)  # (N, Q, d)
+        return self.norm(x).flatten(1)  # (N, Q * d)
 
 
 class MeanFusion(nn.Module):

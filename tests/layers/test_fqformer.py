@@ -74,3 +74,22 @@ def test_mean_fusion_ignores_masked_tokens_and_zeros_missing_modalities():
     expected_image = fusion.modality_proj[0](tokens[0][0, :1]).mean(0)
     torch.testing.assert_close(out[0, :4], expected_image)
     torch.testing.assert_close(out[1, 4:], torch.zeros(4))
+
+
+def test_query_outputs_equal_those_of_the_blocks_run_over_every_position(fq):
+    """The last block computes the query positions only: the same function as running it over the whole sequence."""
+    fq = fq.double()
+    tokens, masks = make_inputs(5, 4, 7)
+    tokens = [t.double() for t in tokens]
+    masks[1][:, 5:] = False
+    n, q = 5, fq.queries.shape[0]
+    x = torch.cat(
+        [(fq.queries + fq.type_embed.weight[0]).expand(n, -1, -1)]
+        + [proj(t).masked_fill(~m.unsqueeze(-1), 0) + fq.type_embed.weight[i + 1]
+           for i, (proj, t, m) in enumerate(zip(fq.modality_proj, tokens, masks))],  # fmt: skip
+        dim=1,
+    )
+    keep = torch.cat([torch.ones(n, q, dtype=torch.bool), *masks], dim=1)
+    for block in fq.blocks:
+        x = block(x, keep)  # every position, every block
+    torch.testing.assert_close(fq(tokens, masks), fq.norm(x[:, :q]).flatten(1), rtol=0, atol=1e-12)
