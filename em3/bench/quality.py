@@ -83,9 +83,11 @@ def prepare_data(cfg: Config) -> None:
 
 
 def data_key(cfg: Config) -> str:
-    """What identifies a config's training data. One split for every seed: the synthetic generator always gets
-    seed 0 (run seeds vary initialisation and batch order only)."""
-    return json.dumps({"seed": 0, "data": cfg.data.model_dump(mode="json")}, sort_keys=True)
+    """What identifies a config's training data: its data section and the ingest settings its tables must come
+    from (loading checks the tables' recorded source). One split for every seed: the synthetic generator always
+    gets seed 0 (run seeds vary initialisation and batch order only)."""
+    sections = {"data": cfg.data.model_dump(mode="json"), "ingest": cfg.ingest.model_dump(mode="json")}
+    return json.dumps({"seed": 0, **sections}, sort_keys=True)
 
 
 @cache

@@ -49,3 +49,16 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
     second = run_quick(tmp_path)  # every run finished before: nothing trains again, the same summary comes out
     assert "epoch 0: valid auc" not in second.stdout
     assert json.loads((tmp_path / "quality.json").read_text())["results"] == result["results"]
+
+
+def test_a_workers_data_key_keeps_the_source_its_tables_are_checked_against():
+    """Workers load the data from ``data_key`` alone: loading refuses tables ingested from another source than the
+    config's ``ingest.source``, so the key must carry it (it once fell back to the default and every run failed)."""
+    from em3.bench.quality import benchmark_config, data_key, with_overrides
+    from em3.config import load_config, parse_config
+
+    base = benchmark_config(load_config(ROOT / "configs" / "bench_quality.yaml"), Path("work"))
+    cfg = with_overrides(base, {"ingest.source": "elsewhere/hm", "seed": 3})
+    loaded = parse_config(json.loads(data_key(cfg)), "test")
+    assert (loaded.ingest, loaded.data) == (cfg.ingest, cfg.data)
+    assert data_key(cfg) == data_key(with_overrides(cfg, {"seed": 4, "model.variant": "two_stage"}))
