@@ -46,12 +46,17 @@ def with_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     return parse_config(values, "em3.bench.quality")
 
 
-def benchmark_config(base: Config, work_dir: Path) -> Config:
-    """``base`` with its data folders under ``work_dir`` (the benchmark never writes into the project's data/)."""
+def benchmark_config(base: Config, work_dir: Path, synthetic: bool = False) -> Config:
+    """``base`` with its data folders under ``work_dir`` (the benchmark never writes into the project's data/);
+    ``synthetic``: ingest reads the synthetic native log that ``prepare_data`` writes to ``work_dir/data/raw``."""
     data = work_dir / "data"
     folders = {"data.tables_dir": data / "tables", "data.validation_dir": data / "validation",
                "data.store_dir": data / "features", "data.raw_dir": data / "raw"}  # fmt: skip
-    return with_overrides(base, {key: str(path) for key, path in folders.items()})
+    overrides: dict[str, Any] = {key: str(path) for key, path in folders.items()}
+    if synthetic:
+        overrides |= {"data.source": "tables", "ingest.source": str(data / "raw"), "ingest.format": "native",
+                      "ingest.native_log": "impressions.parquet", "ingest.native_items": "items.parquet"}  # fmt: skip
+    return with_overrides(base, overrides)
 
 
 def job_config(base: Config, job: Job, work_dir: Path) -> Config:
@@ -60,8 +65,10 @@ def job_config(base: Config, job: Job, work_dir: Path) -> Config:
     return cfg.model_copy(update={"name": job.name.replace("/", "_"), "output_dir": work_dir / "runs" / job.name})
 
 
-def prepare_data(cfg: Config) -> None:
-    """ingest → validate → features into the config's data folders, unless done already with the same settings."""
+def prepare_data(cfg: Config, synthetic_impressions: int = 0) -> None:
+    """ingest → validate → features into the config's data folders, unless done already with the same settings;
+    with ``synthetic_impressions``, first the synthetic native log (``cfg.raw_synthetic``, that many impressions)
+    is written to ``ingest.source``."""
     import pandas as pd
 
     from em3.features import run_features
@@ -71,9 +78,16 @@ def prepare_data(cfg: Config) -> None:
     stamp_path = cfg.data.tables_dir.parent / PREPARED
     stamp = {"ingest": cfg.ingest.model_dump(mode="json"), "features": cfg.features.model_dump(mode="json"),
              "validation": cfg.validation.model_dump(mode="json")}  # fmt: skip
+    if synthetic_impressions:
+        stamp["synthetic"] = {"impressions": synthetic_impressions, **cfg.raw_synthetic.model_dump(mode="json")}
     if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
         return
     stamp_path.unlink(missing_ok=True)
+    if synthetic_impressions:
+        from em3.data.native_synthetic import generate_native_synthetic
+
+        print(f"writing the synthetic native log ({synthetic_impressions} impressions) to {cfg.ingest.source}")
+        generate_native_synthetic(cfg.raw_synthetic, synthetic_impressions, Path(cfg.ingest.source))
     print(f"preparing data from {cfg.ingest.source} (ingest, validate, features)", flush=True)
     run_ingest(cfg.ingest, cfg.data.tables_dir)
     run_validate(cfg.validation, cfg.data.tables_dir, cfg.data.validation_dir)
@@ -179,9 +193,9 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
     from em3.bench.quality_summary import summarise
 
     started = time.perf_counter()
-    cfg = benchmark_config(base, settings.work_dir)
+    cfg = benchmark_config(base, settings.work_dir, synthetic=settings.synthetic_impressions > 0)
     if cfg.data.source == "tables":
-        prepare_data(cfg)
+        prepare_data(cfg, settings.synthetic_impressions)
     search, final = search_jobs(settings), []
     with ProcessPoolExecutor(settings.workers, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
         search_results = run_jobs(pool, cfg, search, settings.work_dir, "search (validation)")
@@ -237,6 +251,7 @@ def main(args: argparse.Namespace, base: Config, command: str) -> dict:
         lr_grid=tuple(args.lr_grid),
         workers=args.workers,
         n_boot=args.n_boot,
+        synthetic_impressions=args.synthetic_impressions,
     )
     if args.quick:
         values = base.model_dump(mode="json")

@@ -33,6 +33,7 @@ class Settings:
     lr_grid: tuple[float, ...] = LR_GRID
     workers: int = 2
     n_boot: int = 1000
+    synthetic_impressions: int = 0  # > 0: the data is the synthetic native log of this many impressions
 
 
 @dataclass(frozen=True)
@@ -68,5 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="learning rates searched on validation, alike for every configuration and backbone")
     parser.add_argument("--workers", type=int, default=2, help="training processes at once (one thread each)")
     parser.add_argument("--n-boot", type=int, default=1000, help="user-bootstrap replicates")
+    parser.add_argument("--synthetic-impressions", type=int, default=0, metavar="N",
+                        help="benchmark on the synthetic native log of N impressions (the config's raw_synthetic, "
+                             "written under --work-dir) instead of the config's ingest.source")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
                         help="seconds-long smoke run on tiny synthetic data (2 seeds, din, no search)")  # fmt: skip
