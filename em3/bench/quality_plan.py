@@ -65,8 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per backbone and configuration")
     parser.add_argument("--backbones", nargs="+", default=["din", "dcn"], choices=["din", "dcn"])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--lr-grid", type=float, nargs="+", default=list(LR_GRID),
-                        help="learning rates searched on validation, alike for every configuration and backbone")
+    parser.add_argument(
+        "--lr-grid",
+        type=float,
+        nargs="+",
+        default=list(LR_GRID),
+        help="learning rates searched on validation, alike for every configuration and backbone",
+    )
     parser.add_argument("--workers", type=int, default=2, help="training processes at once (one thread each)")
     parser.add_argument("--n-boot", type=int, default=1000, help="user-bootstrap replicates")
     parser.add_argument("--synthetic-impressions", type=int, default=0, metavar="N",

@@ -85,8 +85,10 @@ def test_query_outputs_equal_those_of_the_blocks_run_over_every_position(fq):
     n, q = 5, fq.queries.shape[0]
     x = torch.cat(
         [(fq.queries + fq.type_embed.weight[0]).expand(n, -1, -1)]
-        + [proj(t).masked_fill(~m.unsqueeze(-1), 0) + fq.type_embed.weight[i + 1]
-           for i, (proj, t, m) in enumerate(zip(fq.modality_proj, tokens, masks))],  # fmt: skip
+        + [
+            proj(t).masked_fill(~m.unsqueeze(-1), 0) + fq.type_embed.weight[i + 1]
+            for i, (proj, t, m) in enumerate(zip(fq.modality_proj, tokens, masks))
+        ],  # fmt: skip
         dim=1,
     )
     keep = torch.cat([torch.ones(n, q, dtype=torch.bool), *masks], dim=1)
