@@ -1,0 +1,46 @@
+"""The quality benchmark's targets (issue 12's must-shows) from a results dict: each rule met or missed."""
+
+import pytest
+
+from em3.bench.quality_summary import targets
+
+
+def results(two_stage: float, em3: float, low: float) -> dict:
+    boot = {"diff": em3 - two_stage, "low": low, "high": em3 - two_stage + 0.01, "relative": em3 / two_stage - 1,
+            "relative_low": low / two_stage, "relative_high": 0.02}  # fmt: skip
+    similarity = {"diff": 0.06, "low": 0.01, "high": 0.1}
+    return {"din": {
+        "two_stage": {"mean": {"auc": two_stage}},
+        "em3": {"mean": {"auc": em3}, "auc_bootstrap": boot,
+                "relative_to_two_stage": {"material_similarity": similarity, "behaviour_similarity": similarity}},
+    }}  # fmt: skip
+
+
+def met(rows: list[dict]) -> dict[str, bool]:
+    return {row["name"]: row["met"] for row in rows}
+
+
+@pytest.mark.parametrize(
+    "two_stage,em3,low,expected",
+    [
+        (0.590, 0.5920, -0.004, {"relative": True, "low": True, "two_stage": True, "em3": True}),
+        (0.590, 0.5910, -0.004, {"relative": False, "low": True, "two_stage": True, "em3": True}),  # +0.17 %
+        (0.590, 0.5920, -0.006, {"relative": True, "low": False, "two_stage": True, "em3": True}),
+        (0.575, 0.5880, +0.001, {"relative": True, "low": True, "two_stage": False, "em3": False}),
+    ],
+)
+def test_sample_targets_follow_the_issue(two_stage, em3, low, expected):
+    rows = met(targets(results(two_stage, em3, low)))
+    assert rows["em3 AUC vs two_stage (relative)"] is expected["relative"]
+    assert rows["em3 − two_stage AUC: lower end of the 95 % interval (absolute)"] is expected["low"]
+    assert rows["two_stage mean test AUC"] is expected["two_stage"]
+    assert rows["em3 mean test AUC"] is expected["em3"]
+
+
+def test_synthetic_targets_want_the_whole_interval_above_zero_and_no_sample_levels():
+    rows = met(targets(results(0.70, 0.72, -0.001), sample=False))
+    assert rows["em3 − two_stage AUC: lower end of the 95 % interval (absolute)"] is False
+    assert "em3 mean test AUC" not in rows
+    assert met(targets(results(0.70, 0.72, +0.002), sample=False))[
+        "em3 − two_stage AUC: lower end of the 95 % interval (absolute)"
+    ]
