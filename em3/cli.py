@@ -374,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     quality_p = benches.add_parser(
         "quality", epilog=EPILOG, help="EM3 vs the baselines and its ablations: seeds, paired intervals, targets",
         description="Quality benchmark (docs/benchmarks.md): data prepared once, a budgeted search on the validation "
-        "split, then every backbone x configuration x seed scored once on test. About an hour on 2 cores.",
+        "split, then every backbone x configuration x seed scored once on test. About 85 min on 2 cores, plus 13 "
+        "to prepare the data the first time.",
     )  # fmt: skip
     quality_p.add_argument("--config", type=Path, help="base config (default configs/bench_quality.yaml)")
     quality_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
