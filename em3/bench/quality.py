@@ -86,7 +86,7 @@ def prepare_data(cfg: Config, synthetic_impressions: int = 0) -> None:
     if synthetic_impressions:
         from em3.data.native_synthetic import generate_native_synthetic
 
-        print(f"writing the synthetic native log ({synthetic_impressions} impressions) to {cfg.ingest.source}")
+        print(f"writing {synthetic_impressions} synthetic impressions to {cfg.ingest.source}", flush=True)
         generate_native_synthetic(cfg.raw_synthetic, synthetic_impressions, Path(cfg.ingest.source))
     print(f"preparing data from {cfg.ingest.source} (ingest, validate, features)", flush=True)
     run_ingest(cfg.ingest, cfg.data.tables_dir)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from em3.config import ConfigError
+
 CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared configuration (DESIGN §3)
     "id_only": {"model.variant": "id_only"},
     "two_stage": {"model.variant": "two_stage"},
@@ -34,6 +36,11 @@ class Settings:
     workers: int = 2
     n_boot: int = 1000
     synthetic_impressions: int = 0  # > 0: the data is the synthetic native log of this many impressions
+
+    def __post_init__(self) -> None:
+        if self.synthetic_impressions < 0:
+            raise ConfigError(f"--synthetic-impressions must be a positive count (0: the config's own data), "
+                             f"got {self.synthetic_impressions}")  # fmt: skip
 
 
 @dataclass(frozen=True)

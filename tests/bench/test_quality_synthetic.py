@@ -3,8 +3,11 @@ directory and takes it through ingest → validate → features (the real encode
 
 from pathlib import Path
 
+import pytest
+
 from em3.bench.quality import benchmark_config, data_key, load_benchmark_data, prepare_data, with_overrides
-from em3.config import load_config
+from em3.bench.quality_plan import Settings
+from em3.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 IMPRESSIONS = 1500
@@ -29,3 +32,8 @@ def test_synthetic_native_log_is_written_prepared_once_and_loads(tmp_path):
     assert log.stat().st_mtime_ns == written
     prepare_data(cfg, IMPRESSIONS + 100)  # another size: the log is written again
     assert log.stat().st_mtime_ns != written
+
+
+def test_a_negative_impression_count_is_refused_not_read_as_the_sample():
+    with pytest.raises(ConfigError, match="--synthetic-impressions must be a positive count.*got -5"):
+        Settings(Path("work"), synthetic_impressions=-5)
