@@ -179,6 +179,21 @@ class RawSyntheticConfig(Section):
     taste_strength: float = Field(2.0, ge=0)
     popularity_strength: float = Field(1.0, ge=0)
     drift_days: float = Field(60.0, gt=0, description="time constant of the slow drift of user tastes")
+    taste_segments: int = Field(
+        0,
+        ge=0,
+        description="native log only: users' tastes scatter around this many shared segment tastes "
+        "(0: all independent)",
+    )
+    segment_spread: float = Field(
+        0.5, ge=0, description="native log only: scale of a user's own taste around their segment's"
+    )
+    shelf_days: float = Field(
+        0.0,
+        ge=0,
+        description="native log only: releases spread over the whole log and an item is shown with weight "
+        "exp(-age / shelf_days), so the catalogue turns over (0: uniform over released items)",
+    )
     duplicate_rate: float = Field(0.05, ge=0, lt=1, description="purchases written as duplicate rows (units)")
 
     @model_validator(mode="after")

@@ -208,6 +208,8 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
     }
     data = load_benchmark_data(data_key(job_config(cfg, final[0], settings.work_dir)))
     summary = summarise(final, final_results, logits, data, settings)
+    if settings.synthetic_impressions:  # the ceiling: how well the true click probabilities rank the clicks
+        summary["data"]["click_model"] = json.loads((Path(cfg.ingest.source) / "click_model.json").read_text())
     trials = [{**asdict(job), **_curve(r)} for job, r in zip(search, search_results, strict=True)]
     summary["search"] = {"lr_grid": settings.lr_grid, "chosen": chosen, "trials": trials}
     summary["runs"] = [{"name": job.name, **_curve(r)} for job, r in zip(final, final_results, strict=True)]
