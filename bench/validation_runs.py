@@ -4,8 +4,10 @@ read): how model changes were chosen for issue 12 (docs/benchmarks.md, "Choosing
     .venv/bin/python bench/validation_runs.py NAME [--set key=value ...] [--work-dir runs/bench_quality]
 
 Trains ``configs/bench_quality.yaml`` (the H&M sample, DESIGN §4's split) with lr 1e-3, 10 epochs, patience 3 and
-the given overrides, and appends the run's validation curve, best epoch, stop reason and seconds to
-``bench/results/validation_runs.jsonl``. A NAME already there is skipped, so a list of runs resumes.
+the given overrides, and appends the run's validation curve, best epoch, stop reason, seconds and the similarity
+metrics of DESIGN §2 (material similarity over the validation split's cold items, behaviour similarity over the
+training interactions) to ``bench/results/validation_runs.jsonl``. A NAME already there is skipped, so a list of
+runs resumes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import yaml
 from em3.bench.quality import benchmark_config, prepare_data, with_overrides
 from em3.config import load_config
 from em3.data.loading import load_data
+from em3.evaluation.stage import shared_inputs, similarities
 from em3.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,11 +49,15 @@ def main() -> None:
     prepare_data(cfg)
     torch.set_num_threads(1)
     started = time.perf_counter()
-    metrics = train(cfg, load_data(cfg), test=False).metrics
+    data = load_data(cfg)
+    result = train(cfg, data, test=False)
+    metrics = result.metrics
+    similarity, _, _ = similarities(result.model, data.store, shared_inputs(data, cfg.evaluate, "valid"), cfg.evaluate)
     curve = [round(epoch["auc"], 4) for epoch in metrics["valid_history"]]
     record = {"name": args.name, "overrides": overrides, "best_valid_auc": max(curve, default=None),
               "best_epoch": metrics["best_epoch"], "stopped_by": metrics["stopped_by"], "steps": metrics["steps"],
-              "seconds": round(time.perf_counter() - started), "curve": curve}  # fmt: skip
+              "seconds": round(time.perf_counter() - started), "curve": curve,
+              **{name: round(value, 4) for name, value in similarity.items()}}  # fmt: skip
     print(json.dumps(record))
     with RESULTS.open("a") as out:
         out.write(json.dumps(record) + "\n")

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -88,8 +89,10 @@ def run_evaluate(run_dirs: list[Path], data: RankingData, cfg: EvaluateConfig, o
     return summary
 
 
-def shared_inputs(data: RankingData, cfg: EvaluateConfig) -> SharedInputs:
-    train, test = data.train, data.test
+def shared_inputs(data: RankingData, cfg: EvaluateConfig, split: Literal["test", "valid"] = "test") -> SharedInputs:
+    """The inputs every model is scored against; ``split="valid"``: cold items and buckets of the validation split,
+    for choosing settings on similarity without reading the test split."""
+    train, test = data.train, getattr(data, split)
     positive = train.label.numpy() > 0
     bucket, bucket_labels = popularity_buckets(data.item_train_interactions[test.item.numpy()], cfg.popularity_buckets)
     return SharedInputs(
@@ -116,16 +119,8 @@ def evaluate_run(run_dir: Path, data: RankingData, cfg: EvaluateConfig, shared: 
     labels = test.label.numpy()
     logits = predict(model, test, data, cfg.batch_size, run_cfg.train.bf16)
     metrics = ranking_metrics(test.user.numpy(), labels, logits, test.cold.numpy())
-    embeddings = item_embedding_tables(model, data.store, cfg.batch_size)
-    k = cfg.k_neighbours
-    metrics["material_similarity"], material = material_similarity(
-        embeddings["id"], shared.raw_content, shared.cold_items, k
-    )
-    metrics["behaviour_similarity"], behaviour = math.nan, None
-    if "content" in embeddings:
-        metrics["behaviour_similarity"], behaviour = behaviour_similarity(
-            embeddings["content"], shared.interactions, shared.popular_items, k
-        )
+    similarity, material, behaviour = similarities(model, data.store, shared, cfg)
+    metrics.update(similarity)
     in_bucket = [shared.bucket == b for b in range(len(shared.bucket_labels))]
     return ModelResult(
         run_dir=run_dir,
@@ -138,6 +133,22 @@ def evaluate_run(run_dir: Path, data: RankingData, cfg: EvaluateConfig, shared: 
         behaviour=behaviour,
         auc_by_bucket=[auc(labels[rows], logits[rows]) for rows in in_bucket],
     )
+
+
+def similarities(
+    model: Ranker, store: TokenStore, shared: SharedInputs, cfg: EvaluateConfig
+) -> tuple[dict[str, float], np.ndarray, np.ndarray | None]:
+    """Material and behaviour similarity of a model's item embeddings (DESIGN §2), and their per-item scores
+    (behaviour: None for a model without a content embedding)."""
+    embeddings = item_embedding_tables(model, store, cfg.batch_size)
+    k = cfg.k_neighbours
+    material_mean, material = material_similarity(embeddings["id"], shared.raw_content, shared.cold_items, k)
+    behaviour_mean, behaviour = math.nan, None
+    if "content" in embeddings:
+        behaviour_mean, behaviour = behaviour_similarity(
+            embeddings["content"], shared.interactions, shared.popular_items, k
+        )
+    return {"material_similarity": material_mean, "behaviour_similarity": behaviour_mean}, material, behaviour
 
 
 def summarise(named: dict[str, ModelResult], shared: SharedInputs, cfg: EvaluateConfig) -> dict:

@@ -9,7 +9,7 @@ from PIL import Image
 
 from em3.config import EvaluateConfig
 from em3.evaluation import run_evaluate
-from em3.evaluation.stage import METRICS, ModelResult, SharedInputs, summarise
+from em3.evaluation.stage import METRICS, ModelResult, SharedInputs, shared_inputs, summarise
 from em3.metrics import auc
 from em3.models.io import load_model_dir
 from em3.train import train
@@ -111,3 +111,13 @@ def test_each_model_is_compared_with_the_baseline_run_of_its_seed():
     assert summary["relative_to_baseline"]["em3_0"]["auc"] == pytest.approx(0.1)
     assert summary["relative_to_baseline"]["em3_1"]["auc"] == pytest.approx(0.1)
     assert summary["models"]["em3_1"]["seed"] == 1
+
+
+def test_validation_inputs_take_cold_items_and_buckets_from_the_validation_split(small_data):
+    cfg = EvaluateConfig()
+    on_test, on_valid = shared_inputs(small_data, cfg), shared_inputs(small_data, cfg, "valid")
+    valid = small_data.valid
+    assert set(on_valid.cold_items) == set(valid.item[valid.cold].numpy()) - {0}
+    assert len(on_valid.bucket) == len(valid.label) != len(on_test.bucket)
+    assert np.array_equal(on_valid.popular_items, on_test.popular_items), "popularity is counted in training"
+    assert (on_valid.interactions != on_test.interactions).nnz == 0
