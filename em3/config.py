@@ -121,6 +121,12 @@ class ModelConfig(Section):
         description="content variants: the mean and max cosine, in the frozen encoders' space, between the target "
         "and the user's earlier items are two more backbone inputs (em3.data.content_similarity)",
     )
+    unseen_ids_from_content: bool = Field(
+        True,
+        description="content variants: after training, items that no training row showed get an ID embedding "
+        "predicted from their content embedding (ridge regression fitted on the items training showed; "
+        "em3.models.item_tables) instead of keeping their random initial one",
+    )
     cic_weight: float = Field(0.1, ge=0, description="λ of the CIC loss; 0 disables CIC")
     cic_temperature: float = Field(0.1, gt=0)
     cic_dim: int = Field(32, gt=0)

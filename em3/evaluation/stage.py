@@ -15,7 +15,6 @@ from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from em3.atomic import finite_or_null, write_bytes, write_json
 from em3.config import EvaluateConfig
@@ -28,6 +27,7 @@ from em3.evaluation.similarity import behaviour_similarity, interaction_matrix, 
 from em3.metrics import auc, ranking_metrics
 from em3.models import Ranker
 from em3.models.io import load_model_dir
+from em3.models.item_tables import item_embedding_tables
 from em3.train.trainer import predict, resolve_device
 
 METRICS = ("auc", "gauc", "logloss", "cold_auc", "cold_gauc", "cold_logloss",
@@ -184,18 +184,6 @@ def summarise(named: dict[str, ModelResult], shared: SharedInputs, cfg: Evaluate
         },
         "test_rows": len(shared.bucket),
     }
-
-
-@torch.no_grad()
-def item_embedding_tables(model: Ranker, store: TokenStore, batch_size: int) -> dict[str, np.ndarray]:
-    """ID (and content, if the model has one) embeddings of every item row, computed batch by batch."""
-    device = next(model.parameters()).device
-    parts: dict[str, list[torch.Tensor]] = defaultdict(list)
-    for rows in torch.arange(store.n_rows).split(batch_size):
-        content = store.gather(rows).to(device) if model.uses_content else None
-        for name, embedding in model.item_embeddings(rows.to(device), content).items():
-            parts[name].append(embedding.float().cpu())  # (b, E)
-    return {name: torch.cat(chunks).numpy() for name, chunks in parts.items()}  # (n_rows, E) each
 
 
 def popular_items(item_counts: np.ndarray, quantile: float, item_ids: Sequence[str]) -> np.ndarray:

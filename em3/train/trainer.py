@@ -26,6 +26,7 @@ from em3.data.dataset import Batch, RankingData, Split, batch_indices, epoch_ord
 from em3.metrics import ranking_metrics
 from em3.models import ModelShapes, Ranker
 from em3.models.io import save_model_dir, save_weights
+from em3.models.item_tables import fill_unseen_item_ids
 from em3.progress import progress_bar
 from em3.train.checkpoint import load_checkpoint, save_checkpoint
 from em3.train.data_source import data_line, training_data
@@ -183,6 +184,9 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
 
     if best_weights.exists():  # else stopped before the first validation: the current weights are the model
         load_model(model, str(best_weights), device=str(device))
+    if cfg.model.unseen_ids_from_content:
+        seen = np.bincount(data.train.item.numpy(), minlength=shapes.n_items) > 0
+        fill_unseen_item_ids(model, data.store, seen)
     save_model_dir(out / "model", model, cfg, shapes)  # whole or not at all; metrics/train.json marks the run done
     metrics = {
         "name": cfg.name,
