@@ -118,8 +118,11 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def run_job(base: Config, job: Job, work_dir: Path) -> dict:
-    """Train (and for a final run, score on test) one job; reuse its saved result when it finished before."""
+def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> dict:
+    """Train (and for a final run, score on test) one job; reuse its saved result when it finished before.
+
+    ``twin``: a finished search trial with this very config but for name and folder (the chosen trial of seed 0).
+    Its model is the one this job would train (the test flag changes no step), so it is scored instead."""
     from em3.evaluation.stage import evaluate_run, shared_inputs
     from em3.train import train
 
@@ -129,13 +132,21 @@ def run_job(base: Config, job: Job, work_dir: Path) -> dict:
     if result_path.is_file() and (previous := json.loads(result_path.read_text()))["config"] == config:
         return previous  # finished before with this very config
     data = load_benchmark_data(data_key(cfg))
-    trained = train(cfg, data, test=job.stage == "final").metrics
-    record = {**asdict(job), "valid_auc": trained["valid"]["auc"], "best_epoch": trained["best_epoch"],
-              "valid_curve": [h["auc"] for h in trained["valid_history"]],
-              "stopped_by": trained["stopped_by"], "steps": trained["steps"],
-              "train_seconds": trained["train_seconds"], "config": config}  # fmt: skip
+    trained_in, trained = cfg.output_dir, None
+    twin_cfg = job_config(base, twin, work_dir) if twin is not None else None
+    if twin_cfg is not None and _finished(twin_cfg) and _placeless(twin_cfg) == _placeless(cfg):
+        trained_in, trained = twin_cfg.output_dir, json.loads((twin_cfg.output_dir / "quality.json").read_text())
+    if trained is None:
+        metrics = train(cfg, data, test=job.stage == "final").metrics
+        trained = {"valid_auc": metrics["valid"]["auc"], "best_epoch": metrics["best_epoch"],
+                   "valid_curve": [h["auc"] for h in metrics["valid_history"]], "stopped_by": metrics["stopped_by"],
+                   "steps": metrics["steps"], "train_seconds": metrics["train_seconds"]}  # fmt: skip
+    record = {**asdict(job), **{key: trained[key] for key in TRAINED}, "config": config}
+    if trained_in != cfg.output_dir:
+        record["trained_in"] = str(trained_in.relative_to(work_dir))
     if job.stage == "final":
-        scored = evaluate_run(cfg.output_dir, data, cfg.evaluate, shared_inputs(data, cfg.evaluate))
+        scored = evaluate_run(trained_in, data, cfg.evaluate, shared_inputs(data, cfg.evaluate))
+        cfg.output_dir.mkdir(parents=True, exist_ok=True)
         with atomic_file(cfg.output_dir / "test_logits.npy") as tmp, open(tmp, "wb") as handle:
             np.save(handle, scored.logits)
         record["test"] = scored.metrics
@@ -143,11 +154,33 @@ def run_job(base: Config, job: Job, work_dir: Path) -> dict:
     return record
 
 
-def run_jobs(pool: ProcessPoolExecutor, base: Config, jobs: list[Job], work_dir: Path, desc: str) -> list[dict]:
-    """Run ``jobs`` on the worker pool in their order; results in the same order."""
+TRAINED = ("valid_auc", "best_epoch", "valid_curve", "stopped_by", "steps", "train_seconds")
+
+
+def _finished(cfg: Config) -> bool:
+    """Whether the run in ``cfg.output_dir`` finished with this very config."""
+    path = cfg.output_dir / "quality.json"
+    return path.is_file() and json.loads(path.read_text())["config"] == cfg.model_dump(mode="json")
+
+
+def _placeless(cfg: Config) -> dict:
+    return cfg.model_dump(mode="json", exclude={"name", "output_dir"})
+
+
+def run_jobs(
+    pool: ProcessPoolExecutor,
+    base: Config,
+    jobs: list[Job],
+    work_dir: Path,
+    desc: str,
+    twins: dict[str, Job] | None = None,
+) -> list[dict]:
+    """Run ``jobs`` on the worker pool in their order; results in the same order. ``twins``: by job name, a search
+    trial whose model the job reuses (see ``run_job``)."""
+    twins = twins or {}
     results: list[dict | None] = [None] * len(jobs)
     bar = progress_bar(total=len(jobs), desc=desc, unit="run")
-    futures = {pool.submit(run_job, base, job, work_dir): i for i, job in enumerate(jobs)}
+    futures = {pool.submit(run_job, base, job, work_dir, twins.get(job.name)): i for i, job in enumerate(jobs)}
     for future in as_completed(futures):
         i = futures[future]
         results[i] = future.result()
@@ -177,6 +210,15 @@ def best_overrides(jobs: list[Job], results: list[dict]) -> dict[str, dict[str, 
     return {key: overrides for key, (_, overrides) in best.items()}
 
 
+def seed0_twins(search: list[Job], final: list[Job]) -> dict[str, Job]:
+    """By final job name: the search trial with the same backbone, configuration, seed and overrides (the chosen
+    trial, for seed 0), whose trained model the final job scores instead of training it again."""
+    by_key = {(job.backbone, job.config, job.seed, json.dumps(job.overrides, sort_keys=True)): job for job in search}
+    twins = {job.name: by_key.get((job.backbone, job.config, job.seed, json.dumps(job.overrides, sort_keys=True)))
+             for job in final}  # fmt: skip
+    return {name: twin for name, twin in twins.items() if twin is not None}
+
+
 def final_jobs(settings: Settings, chosen: dict[str, dict[str, Any]]) -> list[Job]:
     """Seed-major order: whenever the benchmark is cut short, the first seeds are complete for every configuration
     (a rerun with fewer ``--seeds`` summarises them)."""
@@ -202,7 +244,7 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
         chosen = best_overrides(search, search_results)
         log(f"chosen settings (validation AUC, seed 0): {json.dumps(chosen)}")
         final = final_jobs(settings, chosen)
-        final_results = run_jobs(pool, cfg, final, settings.work_dir, "final runs (test)")
+        final_results = run_jobs(pool, cfg, final, settings.work_dir, "final runs (test)", seed0_twins(search, final))
     logits = {
         job.name: np.load(job_config(cfg, job, settings.work_dir).output_dir / "test_logits.npy") for job in final
     }
@@ -219,8 +261,7 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
 
 
 def _curve(result: dict) -> dict:
-    keys = ("valid_auc", "valid_curve", "best_epoch", "stopped_by", "steps", "train_seconds")
-    return {key: result.get(key) for key in keys}
+    return {key: result.get(key) for key in TRAINED}
 
 
 def protocol_check(results: list[dict]) -> dict:

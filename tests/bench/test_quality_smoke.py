@@ -41,8 +41,18 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
     assert set(result["search"]["chosen"]) == {f"din/{name}" for name in CONFIGS}
     for run in [*trials, *result["runs"]]:  # every run says how it went
         assert 0 <= run["best_epoch"] < len(run["valid_curve"])
-        assert run["valid_auc"] == max(run["valid_curve"]) and run["stopped_by"] and run["train_seconds"] > 0
+        assert run["valid_curve"][run["best_epoch"]] == max(run["valid_curve"])
+        assert 0 < run["valid_auc"] < 1 and run["stopped_by"] and run["train_seconds"] > 0
     assert result["protocol"]["runs"] == len(trials) + len(result["runs"]) == len(CONFIGS) * 3  # 1 lr + 2 seeds
+    runs = tmp_path / "work" / "runs"
+    for name in CONFIGS:  # seed 0's final run is the chosen search trial's model, scored, not trained twice
+        final = {seed: json.loads((runs / "final" / "din" / name / f"seed{seed}" / "quality.json").read_text())
+                 for seed in (0, 1)}  # fmt: skip
+        assert final[0]["trained_in"] == f"runs/search/din/{name}/trial0" and "trained_in" not in final[1]
+        assert not (runs / "final" / "din" / name / "seed0" / "model").exists()
+        assert (runs / "final" / "din" / name / "seed1" / "model").is_dir()
+        trial = next(t for t in trials if t["config"] == name)
+        assert final[0]["valid_curve"] == trial["valid_curve"]
     assert (tmp_path / "quality_auc.png").read_bytes()[:4] == b"\x89PNG"
     assert "| em3_no_cic |" in first.stdout and "epoch 0: valid auc" in first.stdout
 
