@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
 
@@ -67,7 +69,8 @@ class TokenContent(nn.Module):
         if cache:
             self.register_buffer("fused_cache", torch.zeros(n_items, self.fusion.out_dim), persistent=False)
             self.register_buffer("cache_ready", torch.tensor(False), persistent=False)
-            self._cache_key: tuple | None = None  # what the cache was computed from (see refresh)
+            self._cache_store: weakref.ref | None = None  # the store the cache was computed from (see refresh)
+            self._cache_versions: tuple | None = None  # ... and the weights' versions
 
     def fuse(self, content: ItemContent) -> torch.Tensor:
         """Each modality's tokens (DESIGN §1): its pooled vector as a summary token, its finer tokens, or both
@@ -100,9 +103,10 @@ class TokenContent(nn.Module):
         """Fuse every item of ``store`` with the current weights (eval mode: no dropout) into the cache, unless it
         already holds exactly that: same store, weights untouched since (``Tensor._version`` counts in-place
         writes: optimiser steps, state-dict loads). Predicting valid then test, or evaluating a loaded model,
-        refreshes once."""
-        key = (id(store), tuple(p._version for p in self.parameters()))
-        if self.cache_ready and key == self._cache_key:
+        refreshes once. The store is held by a weak reference: a new store is never taken for a freed one."""
+        versions = tuple(p._version for p in self.parameters())
+        same_store = self._cache_store is not None and self._cache_store() is store
+        if self.cache_ready and same_store and versions == self._cache_versions:
             return
         was_training, device = self.training, self.fused_cache.device
         self.eval()
@@ -111,4 +115,4 @@ class TokenContent(nn.Module):
             self.fused_cache[start : start + len(rows)] = self.fuse(store.gather(rows).to(device)).float()
         self.train(was_training)
         self.cache_ready.fill_(True)
-        self._cache_key = key
+        self._cache_store, self._cache_versions = weakref.ref(store), versions

@@ -1,3 +1,6 @@
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 
@@ -147,3 +150,20 @@ def test_the_cache_is_refreshed_only_when_the_weights_or_the_store_changed(small
     before = len(calls)
     model.refresh_content_cache(small_data.store)
     assert len(calls) == before + fused_once
+
+
+def test_a_new_store_is_never_taken_for_a_freed_one(small_config, small_data, monkeypatch):
+    """CPython may give a new store the address (``id``) of one just freed: the cache must not key on it. Every
+    object gets the same ``id`` here, the worst case of address reuse."""
+    import em3.models.content
+
+    monkeypatch.setattr(em3.models.content, "id", lambda _: 1, raising=False)
+    model = build(small_config, small_data, content_cache_every=10)
+    store = small_data.store
+    model.refresh_content_cache(dataclasses.replace(store))  # a store object that is freed right after
+    other = dataclasses.replace(store, text_tokens=store.text_tokens + np.float16(1))  # other content
+    model.refresh_content_cache(other)
+    rows = torch.arange(1, 9)
+    with torch.no_grad():
+        expected = model.content.fuse(other.gather(rows)).float()
+    torch.testing.assert_close(model.content.fused_cache[rows], expected, rtol=1e-5, atol=1e-6)
