@@ -128,13 +128,10 @@ class Ranker(nn.Module):
             history_content = self._history_content(batch)[batch.history_pos]  # (B, L, E)
             target = torch.cat([target_id, target_content], dim=-1)  # (B, 2E)
             history = torch.cat([history, history_content], dim=-1)  # (B, L, 2E)
-        context = [self.context_embed(batch.context), batch.numeric]
-        if self.use_similarity:
-            if batch.similarity is None:
-                raise ValueError("this model reads the history's content similarity: build its batches with "
-                                 "the model's content_inputs (em3.data.dataset.make_batch)")  # fmt: skip
-            context.append(self.standardise_similarity(batch.similarity))  # (B, 2)
-        logits = self.backbone(self.user_embed(batch.user), target, history, batch.history != 0, torch.cat(context, -1))
+        if self.use_similarity and batch.similarity is None:
+            raise ValueError("this model reads the history's content similarity: build its batches with "
+                             "the model's content_inputs (em3.data.dataset.make_batch)")  # fmt: skip
+        logits = self.score(batch.user, target, history, batch.history, batch.context, batch.numeric, batch.similarity)
         losses = {"bce": F.binary_cross_entropy_with_logits(logits.float(), batch.label)}
         loss = losses["bce"]
         if self.use_cic:
@@ -147,6 +144,24 @@ class Ranker(nn.Module):
             loss = loss + self.cfg.cic_weight * losses["cic"]
         losses["loss"] = loss
         return logits, losses
+
+    def score(
+        self,
+        user: torch.Tensor,
+        target: torch.Tensor,
+        history: torch.Tensor,
+        history_items: torch.Tensor,
+        context: torch.Tensor,
+        numeric: torch.Tensor,
+        similarity: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Click logits (B,) from the item vectors: the target's (B, D) and the history's (B, L, D) of the item rows
+        ``history_items`` (B, L; 0 = padding), context codes (B, C), numeric inputs (B, N) and the raw history
+        similarity (B, 2; read only by models that use it)."""
+        inputs = [self.context_embed(context), numeric]
+        if self.use_similarity:
+            inputs.append(self.standardise_similarity(similarity))  # (B, 2)
+        return self.backbone(self.user_embed(user), target, history, history_items != 0, torch.cat(inputs, -1))
 
     def _target_content(self, batch: Batch) -> torch.Tensor:
         if isinstance(self.content, TokenContent):

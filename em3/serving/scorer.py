@@ -173,21 +173,20 @@ class Scorer:
             if cold[part].any():
                 target[rows_cold] = cold_vectors[torch.from_numpy(cold_position[part][cold[part]]).to(device)]
             past = torch.from_numpy(history[part]).to(device)
-            inputs = [model.context_embed(torch.from_numpy(context[part]).to(device)), self.user_numeric[users]]
-            if self.unit is not None:
-                inputs.append(self._similarity(items, rows_cold, cold_ids[part], past))
-            logits.append(model.backbone(
-                model.user_embed(users), target, self.histories[past], past != 0, torch.cat(inputs, dim=-1),
+            similarity = self._similarity(items, rows_cold, cold_ids[part], past) if self.unit is not None else None
+            contexts = torch.from_numpy(context[part]).to(device)
+            logits.append(model.score(
+                users, target, self.histories[past], past, contexts, self.user_numeric[users], similarity
             ).float().cpu())  # fmt: skip
         return torch.sigmoid(torch.cat(logits)).double().numpy()
 
     def _similarity(self, items: torch.Tensor, cold: torch.Tensor, cold_ids: np.ndarray, past: torch.Tensor):
-        """(B, 2) standardised history-similarity inputs (em3.data.content_similarity), new items from their
-        frozen content."""
+        """(B, 2) raw history-similarity inputs (em3.data.content_similarity; the model standardises them), new
+        items from their frozen content."""
         target = self.unit[items]
         if cold.any():
             target[cold] = torch.stack([self.cold_unit[key] for key in cold_ids[cold.cpu().numpy()]])
-        return self.model.standardise_similarity(cosine_summary(target, self.unit[past], past))
+        return cosine_summary(target, self.unit[past], past)
 
     def _histories(self, user: np.ndarray, ts: pd.Series) -> np.ndarray:
         """(N, max_history) item rows: the user's training positives before the row's time, most recent first."""
