@@ -128,9 +128,8 @@ def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> 
 
     cfg = job_config(base, job, work_dir)
     result_path = cfg.output_dir / "quality.json"
-    config = cfg.model_dump(mode="json")
-    if result_path.is_file() and (previous := json.loads(result_path.read_text()))["config"] == config:
-        return previous  # finished before with this very config
+    if _finished(cfg):
+        return json.loads(result_path.read_text())
     data = load_benchmark_data(data_key(cfg))
     trained_in, trained = cfg.output_dir, None
     twin_cfg = job_config(base, twin, work_dir) if twin is not None else None
@@ -141,7 +140,7 @@ def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> 
         trained = {"valid_auc": metrics["valid"]["auc"], "best_epoch": metrics["best_epoch"],
                    "valid_curve": [h["auc"] for h in metrics["valid_history"]], "stopped_by": metrics["stopped_by"],
                    "steps": metrics["steps"], "train_seconds": metrics["train_seconds"]}  # fmt: skip
-    record = {**asdict(job), **{key: trained[key] for key in TRAINED}, "config": config}
+    record = {**asdict(job), **{key: trained[key] for key in TRAINED}, "config": cfg.model_dump(mode="json")}
     if trained_in != cfg.output_dir:
         record["trained_in"] = str(trained_in.relative_to(work_dir))
     if job.stage == "final":
@@ -213,10 +212,12 @@ def best_overrides(jobs: list[Job], results: list[dict]) -> dict[str, dict[str, 
 def seed0_twins(search: list[Job], final: list[Job]) -> dict[str, Job]:
     """By final job name: the search trial with the same backbone, configuration, seed and overrides (the chosen
     trial, for seed 0), whose trained model the final job scores instead of training it again."""
-    by_key = {(job.backbone, job.config, job.seed, json.dumps(job.overrides, sort_keys=True)): job for job in search}
-    twins = {job.name: by_key.get((job.backbone, job.config, job.seed, json.dumps(job.overrides, sort_keys=True)))
-             for job in final}  # fmt: skip
-    return {name: twin for name, twin in twins.items() if twin is not None}
+
+    def key(job: Job) -> tuple:
+        return job.backbone, job.config, job.seed, json.dumps(job.overrides, sort_keys=True)
+
+    by_key = {key(job): job for job in search}
+    return {job.name: by_key[key(job)] for job in final if key(job) in by_key}
 
 
 def final_jobs(settings: Settings, chosen: dict[str, dict[str, Any]]) -> list[Job]:
