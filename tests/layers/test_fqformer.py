@@ -87,7 +87,7 @@ def test_query_outputs_equal_those_of_the_blocks_run_over_every_position(fq):
         [(fq.queries + fq.type_embed.weight[0]).expand(n, -1, -1)]
         + [
             proj(t).masked_fill(~m.unsqueeze(-1), 0) + fq.type_embed.weight[i + 1]
-            for i, (proj, t, m) in enumerate(zip(fq.modality_proj, tokens, masks))
+            for i, (proj, t, m) in enumerate(zip(fq.modality_proj, tokens, masks, strict=True))
         ],  # fmt: skip
         dim=1,
     )
