@@ -128,13 +128,12 @@ def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> 
 
     cfg = job_config(base, job, work_dir)
     result_path = cfg.output_dir / "quality.json"
-    if _finished(cfg):
-        return json.loads(result_path.read_text())
+    if (previous := _finished(cfg)) is not None:
+        return previous
     data = load_benchmark_data(data_key(cfg))
-    trained_in, trained = cfg.output_dir, None
     twin_cfg = job_config(base, twin, work_dir) if twin is not None else None
-    if twin_cfg is not None and _finished(twin_cfg) and _placeless(twin_cfg) == _placeless(cfg):
-        trained_in, trained = twin_cfg.output_dir, json.loads((twin_cfg.output_dir / "quality.json").read_text())
+    trained = _finished(twin_cfg) if twin_cfg is not None and _placeless(twin_cfg) == _placeless(cfg) else None
+    trained_in = twin_cfg.output_dir if trained is not None else cfg.output_dir
     if trained is None:
         metrics = train(cfg, data, test=job.stage == "final").metrics
         trained = {"valid_auc": metrics["valid"]["auc"], "best_epoch": metrics["best_epoch"],
@@ -156,10 +155,11 @@ def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> 
 TRAINED = ("valid_auc", "best_epoch", "valid_curve", "stopped_by", "steps", "train_seconds")
 
 
-def _finished(cfg: Config) -> bool:
-    """Whether the run in ``cfg.output_dir`` finished with this very config."""
+def _finished(cfg: Config) -> dict | None:
+    """The saved result of the run in ``cfg.output_dir`` if it finished with this very config, else None."""
     path = cfg.output_dir / "quality.json"
-    return path.is_file() and json.loads(path.read_text())["config"] == cfg.model_dump(mode="json")
+    record = json.loads(path.read_text()) if path.is_file() else None
+    return record if record is not None and record["config"] == cfg.model_dump(mode="json") else None
 
 
 def _placeless(cfg: Config) -> dict:
