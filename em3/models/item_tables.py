@@ -48,13 +48,12 @@ def fill_unseen_item_ids(
     or without seen items to fit on)."""
     if model.content is None:
         return 0
-    tables = item_embedding_tables(model, store, batch_size)
     seen = seen.copy()
     seen[0] = False
-    unseen = np.flatnonzero(~seen)
-    unseen = unseen[unseen > 0]
+    unseen = np.flatnonzero(~seen)[1:]  # row 0, padding, is never filled
     if not seen.any() or not len(unseen):
         return 0
+    tables = item_embedding_tables(model, store, batch_size)  # only when there is something to fill
     weights = ridge_fit(tables["content"][seen], tables["id"][seen], ridge)  # (D + 1, E)
     predicted = tables["content"][unseen] @ weights[:-1] + weights[-1]  # (n_unseen, E)
     table = model.item_embed.weight
