@@ -55,6 +55,8 @@ def render_report(summary: Mapping, plots: Mapping[str, bytes]) -> str:
             ["model", *(f"{b['train_interactions']} ({b['rows']:,} rows)" for b in buckets)],
             [[escape(name), *map(_number, values)] for name, values in summary["auc_by_popularity"]["models"].items()],
         ),
+        "<h2>AUC by the modalities of the row's item</h2>",
+        _modality_table(summary["auc_by_modality"]),
         "<h2>Plots</h2>",
         *(_figure(path, png) for path, png in plots.items()),
     ]
@@ -63,6 +65,14 @@ def render_report(summary: Mapping, plots: Mapping[str, bytes]) -> str:
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>EM3 evaluation</title>\n'
         f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
     )
+
+
+def _modality_table(by_model: Mapping[str, Mapping[str, Mapping]]) -> str:
+    first = next(iter(by_model.values()), {})  # every model is scored on the same rows
+    slices = list(first)
+    header = [f"{name} ({first[name]['rows']:,} rows)" for name in slices]  # _table escapes the header
+    return _table(["model", *header], [[escape(model), *(_number(per[name]["auc"]) for name in slices)]
+                                       for model, per in by_model.items()])  # fmt: skip
 
 
 def _relative_table(relative: Mapping[str, Mapping[str, float | None]], metrics: list[str], baselines: Mapping) -> str:

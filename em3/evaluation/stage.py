@@ -21,6 +21,7 @@ from em3.config import EvaluateConfig
 from em3.data.content_similarity import unit_concat
 from em3.data.dataset import RankingData
 from em3.data.token_store import TokenStore
+from em3.evaluation.modality import auc_by_modality, item_modalities
 from em3.evaluation.plots import calibration_plot, popularity_plot, roc_plot, similarity_plot
 from em3.evaluation.report import render_report
 from em3.evaluation.similarity import behaviour_similarity, interaction_matrix, material_similarity
@@ -44,6 +45,7 @@ class SharedInputs:
     interactions: sp.csr_array  # (n_rows, n_users) positive training counts
     bucket: np.ndarray  # (N,) item-popularity bucket of each test row
     bucket_labels: list[str]
+    modality: np.ndarray  # (N,) which modalities each test row's item has (em3.evaluation.modality)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class ModelResult:
     material: np.ndarray  # (n_cold,) per cold item
     behaviour: np.ndarray | None  # (n_popular,) per popular item; None without a content embedding
     auc_by_bucket: list[float]
+    auc_by_modality: dict[str, dict[str, float]]
 
 
 def run_evaluate(run_dirs: list[Path], data: RankingData, cfg: EvaluateConfig, out_dir: Path) -> dict:
@@ -104,6 +107,7 @@ def shared_inputs(data: RankingData, cfg: EvaluateConfig, split: Literal["test",
         ),
         bucket=bucket,
         bucket_labels=bucket_labels,
+        modality=item_modalities(data.store, test.item.numpy()),
     )
 
 
@@ -132,6 +136,7 @@ def evaluate_run(run_dir: Path, data: RankingData, cfg: EvaluateConfig, shared: 
         material=material,
         behaviour=behaviour,
         auc_by_bucket=[auc(labels[rows], logits[rows]) for rows in in_bucket],
+        auc_by_modality=auc_by_modality(labels, logits, shared.modality),
     )
 
 
@@ -177,6 +182,7 @@ def summarise(named: dict[str, ModelResult], shared: SharedInputs, cfg: Evaluate
             name: relative_change(named[name].metrics, named[baseline].metrics) for name, baseline in baselines.items()
         },
         "auc_by_popularity": {"buckets": buckets, "models": {name: r.auc_by_bucket for name, r in named.items()}},
+        "auc_by_modality": {name: r.auc_by_modality for name, r in named.items()},
         "similarity": {
             "k_neighbours": cfg.k_neighbours,
             "cold_items": len(shared.cold_items),

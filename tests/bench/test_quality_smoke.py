@@ -34,6 +34,12 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
             boot = entry["auc_bootstrap"]
             assert boot["low"] <= boot["diff"] <= boot["high"]
             assert math.isclose(boot["diff"], entry["mean"]["auc"] - din["two_stage"]["mean"]["auc"], abs_tol=1e-9)
+            for part, slice_boot in entry["auc_by_modality_bootstrap"].items():  # the same difference, per slice
+                expected = entry["auc_by_modality"][part] - din["two_stage"]["auc_by_modality"][part]
+                assert math.isclose(slice_boot["diff"], expected, abs_tol=1e-9)
+    by_modality = result["data"]["test_rows_by_modality"]
+    assert sum(by_modality.values()) == result["data"]["test_rows"] and by_modality["image+text"] > 0
+    assert set(din["em3"]["auc_by_modality"]) == set(by_modality)
     assert {t["name"].split(":")[0] for t in result["targets"]} >= {"FQ-Former earns its place", "CIC earns its place"}
     assert all(isinstance(t["met"], bool) for t in result["targets"])
     trials = result["search"]["trials"]
@@ -54,6 +60,7 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
         trial = next(t for t in trials if t["config"] == name)
         assert final[0]["valid_curve"] == trial["valid_curve"]
     assert (tmp_path / "quality_auc.png").read_bytes()[:4] == b"\x89PNG"
+    assert "test AUC by the modalities of the row's item" in first.stdout
     assert "| em3_no_cic |" in first.stdout and "epoch 0: valid auc" in first.stdout
 
     second = run_quick(tmp_path)  # every run finished before: nothing trains again, the same summary comes out

@@ -54,6 +54,8 @@ def test_json_has_the_documented_shape(evaluated):
     buckets = summary["auc_by_popularity"]
     assert sum(bucket["rows"] for bucket in buckets["buckets"]) == summary["test_rows"]
     assert all(len(values) == len(buckets["buckets"]) for values in buckets["models"].values())
+    for per_slice in summary["auc_by_modality"].values():  # the slices partition the test rows
+        assert sum(part["rows"] for part in per_slice.values()) == summary["test_rows"]
 
 
 def test_auc_equals_the_metric_on_predictions(evaluated, small_data):
@@ -98,11 +100,13 @@ def test_each_model_is_compared_with_the_baseline_run_of_its_seed():
         interactions=sp.csr_array((2, 1)),
         bucket=np.zeros(3, int),
         bucket_labels=["0–0"],
+        modality=np.zeros(3, int),
     )
 
     def result(variant: str, seed: int, auc_value: float) -> ModelResult:
         metrics = dict.fromkeys(METRICS, 0.5) | {"auc": auc_value}
-        return ModelResult(Path(f"{variant}{seed}"), variant, "din", seed, metrics, np.zeros(3), np.zeros(1), None, [])
+        run = Path(f"{variant}{seed}")
+        return ModelResult(run, variant, "din", seed, metrics, np.zeros(3), np.zeros(1), None, [], {})
 
     named = {"base0": result("two_stage", 0, 0.50), "base1": result("two_stage", 1, 0.60),
              "em3_0": result("em3", 0, 0.55), "em3_1": result("em3", 1, 0.66)}  # fmt: skip
