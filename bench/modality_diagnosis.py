@@ -12,7 +12,8 @@ data: the share of each split's rows whose item has a photo and a text. For each
 - how far the text moves an item's content embedding: the cosine between an item's embedding with and without its
   text, and the norm of each, over the test items that have a text;
 - em3 only: the share of the queries' attention that goes to text tokens (the fusion's last block);
-- the content→ID fill (model.unseen_ids_from_content): the R² of the ridge map on the items training showed.
+- the content→ID fill (model.unseen_ids_from_content): the R² of the ridge map on the items training showed, and
+  the test AUC with the filled ID embeddings set to zero (neutral) instead.
 """
 
 from __future__ import annotations
@@ -133,6 +134,11 @@ def diagnose(run_dir: Path, data: RankingData) -> dict:
     result["text_shift"] = text_shift(model, data, with_text)
     result["text_attention_share"] = text_attention_share(model, data, with_text)
     result["fill_r2"] = fill_fit(model, data)
+    unseen = np.bincount(data.train.item.numpy(), minlength=data.n_items) == 0
+    with torch.no_grad():
+        model.item_embed.weight[torch.from_numpy(unseen)] = 0.0
+    logits = predict(model, test, data, 1024)
+    result["test_auc_by_modality_unseen_ids_zero"] = auc_by_modality(test.label.numpy(), logits, codes)
     return result
 
 

@@ -82,6 +82,11 @@ class FQFormerConfig(Section):
     n_layers: int = Field(1, gt=0)
     n_heads: int = Field(4, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
+    modality_queries: bool = Field(
+        False,
+        description="one more query per modality that attends only to that modality's tokens: a slot per modality "
+        "that keeps it in place whatever else the item has, and a learned stand-in when it is missing",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> FQFormerConfig:
@@ -126,6 +131,13 @@ class ModelConfig(Section):
         description="content variants: after training, items that no training row showed get an ID embedding "
         "predicted from their content embedding (ridge regression fitted on the items training showed; "
         "em3.models.item_tables) instead of keeping their random initial one",
+    )
+    modality_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="content variants, in training: each target item that has both a photo and a text loses one "
+        "of them (even odds) with this probability, so that the content tower learns every subset of its inputs",
     )
     cic_weight: float = Field(0.1, ge=0, description="λ of the CIC loss; 0 disables CIC")
     cic_temperature: float = Field(0.1, gt=0)

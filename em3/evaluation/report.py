@@ -40,8 +40,13 @@ def render_report(summary: Mapping, plots: Mapping[str, bytes]) -> str:
         _table(
             ["model", "variant", "backbone", "seed", *metrics],
             [
-                [escape(name), escape(m["variant"]), escape(m["backbone"]), escape(str(m["seed"])),
-                 *(_metric(m, key) for key in metrics)]
+                [
+                    escape(name),
+                    escape(m["variant"]),
+                    escape(m["backbone"]),
+                    escape(str(m["seed"])),
+                    *(_metric(m, key) for key in metrics),
+                ]
                 for name, m in models.items()
             ],
         ),

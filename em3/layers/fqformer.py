@@ -30,14 +30,15 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(d_model, d_model)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
-        # x: (N, S, d), keep: (N, S) True = token takes part → (N, S_out, d) for the first n_out positions (all: None)
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+        # x: (N, S, d), allowed: (N, 1 or S, S) True = the (query) position may attend to the key position
+        # → (N, S_out, d) for the first n_out positions (all: None)
         n, s, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=-1)  # 3×(N, S, d)
         q = q[:, :n_out] + self.query_bias  # (N, S_out, d)
         q, k, v = (t.reshape(n, -1, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
         # q: (N, h, S_out, dh), k, v: (N, h, S, dh)
-        attn_mask = keep[:, None, None, :]  # (N, 1, 1, S): every query position sees the kept keys only
+        attn_mask = allowed[:, None, :n_out]  # (N, 1, S_out or 1, S), the same for every head
         dropout = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)  # (N, h, S_out, dh)
         return self.proj(y.transpose(1, 2).reshape(n, -1, d))
@@ -55,13 +56,18 @@ class Block(nn.Module):
             nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model), nn.Dropout(dropout)
         )
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
-        # (N, S, d) → (N, S_out, d): the first n_out positions attend to all kept ones (all positions: None)
-        x = x[:, :n_out] + self.attn(self.norm1(x), keep, n_out)
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
+        # (N, S, d) → (N, S_out, d): the first n_out positions (all: None) attend to the keys ``allowed`` gives them
+        x = x[:, :n_out] + self.attn(self.norm1(x), allowed, n_out)
         return x + self.ffn(self.norm2(x))
 
 
 class FQFormer(nn.Module):
+    """``modality_queries``: besides the shared queries, one query per modality that attends only to that
+    modality's tokens and itself. Its output is a slot per modality that stays in place whatever else the item
+    has (a shared query's output is a softmax mixture: a text's tokens take the weight that the photo had), and a
+    learned stand-in when the modality is missing (it then attends to itself alone)."""
+
     def __init__(
         self,
         modality_dims: Sequence[int],
@@ -70,18 +76,21 @@ class FQFormer(nn.Module):
         n_layers: int = 1,
         n_heads: int = 4,
         dropout: float = 0.0,
+        modality_queries: bool = False,
     ):
         super().__init__()
-        self.queries = nn.Parameter(torch.randn(n_queries, d_model) * 0.02)
+        n_slots = n_queries + (len(modality_dims) if modality_queries else 0)
+        self.n_shared = n_queries
+        self.queries = nn.Parameter(torch.randn(n_slots, d_model) * 0.02)  # shared queries, then one per modality
         self.modality_proj = nn.ModuleList(nn.Linear(dim, d_model) for dim in modality_dims)
         self.type_embed = nn.Embedding(1 + len(modality_dims), d_model)  # type 0 = query, 1.. = modalities
         nn.init.normal_(self.type_embed.weight, std=0.02)  # small, so item content dominates the query outputs
         self.blocks = nn.ModuleList(Block(d_model, n_heads, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
-        self.out_dim = n_queries * d_model
+        self.out_dim = n_slots * d_model
 
     def forward(self, tokens: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> torch.Tensor:
-        # tokens[m]: (N, T_m, d_m), masks[m]: (N, T_m) True = real token → (N, n_queries * d_model)
+        # tokens[m]: (N, T_m, d_m), masks[m]: (N, T_m) True = real token → (N, n_slots * d_model)
         n = tokens[0].shape[0]
         queries = (self.queries + self.type_embed.weight[0]).expand(n, -1, -1)  # (N, Q, d)
         parts = [queries] + [
@@ -90,12 +99,29 @@ class FQFormer(nn.Module):
         ]
         x = torch.cat(parts, dim=1)  # (N, Q + ΣT_m, d)
         n_queries = queries.shape[1]
-        keep = torch.cat([masks[0].new_ones(n, n_queries), *masks], dim=1)
+        allowed = self._attention_mask(masks, n_queries)  # (N, 1 or S, S)
         for block in self.blocks[:-1]:
-            x = block(x, keep)
+            x = block(x, allowed)
         # only the query outputs are read: the last block computes those alone (half the work with one layer)
-        x = self.blocks[-1](x, keep, n_queries)  # (N, Q, d)
+        x = self.blocks[-1](x, allowed, n_queries)  # (N, Q, d)
         return self.norm(x).flatten(1)  # (N, Q * d)
+
+    def _attention_mask(self, masks: Sequence[torch.Tensor], n_queries: int) -> torch.Tensor:
+        """(N, 1, S) every position sees the kept tokens and the queries; with modality queries (N, S, S), where a
+        modality's query sees its modality's kept tokens and itself only."""
+        n = masks[0].shape[0]
+        keep = torch.cat([masks[0].new_ones(n, n_queries), *masks], dim=1)  # (N, S)
+        if n_queries == self.n_shared:
+            return keep[:, None, :]
+        allowed = keep[:, None, :].repeat(1, keep.shape[1], 1)  # (N, S, S)
+        start = n_queries
+        for m, mask in enumerate(masks):
+            row = self.n_shared + m
+            allowed[:, row, :] = False
+            allowed[:, row, row] = True
+            allowed[:, row, start : start + mask.shape[1]] = mask
+            start += mask.shape[1]
+        return allowed
 
 
 class MeanFusion(nn.Module):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -12,6 +13,23 @@ from em3.data.token_store import ItemContent, TokenStore
 from em3.layers import FQFormer, MeanFusion
 
 MODALITIES = ("image", "text")
+
+
+def drop_modalities(
+    content: ItemContent, rate: float, dims: tuple[int, int], generator: torch.Generator | None = None
+) -> ItemContent:
+    """Modality dropout: each item that has both modalities loses one of them (image or text, even odds) with
+    probability ``rate``, as if the catalogue lacked it (its masks off, its slice of the pooled vector zero), so
+    that a content tower learns every subset of its inputs. ``dims``: the pooled widths (image, text)."""
+    both = content.present.all(-1)  # (N,)
+    dropped = both & (torch.rand(both.shape, generator=generator).to(both.device) < rate)
+    text_goes = torch.rand(both.shape, generator=generator).to(both.device) < 0.5
+    lose = torch.stack([dropped & ~text_goes, dropped & text_goes], dim=-1)  # (N, 2): modality m hidden
+    keep_pooled = torch.cat([(~lose[..., m : m + 1]).expand(*lose.shape[:-1], d) for m, d in enumerate(dims)], -1)
+    masks = {f"{name}_mask": None if (mask := getattr(content, f"{name}_mask")) is None else mask & ~lose[..., m, None]
+             for m, name in enumerate(MODALITIES)}  # fmt: skip
+    pooled = content.pooled.masked_fill(~keep_pooled, 0.0)
+    return replace(content, pooled=pooled, present=content.present & ~lose, **masks)
 
 
 class PooledContent(nn.Module):
@@ -59,7 +77,9 @@ class TokenContent(nn.Module):
         self.dims, self.tokens = (image_dim, text_dim), cfg.content_tokens
         dims = tuple(dim for dim in (image_dim, text_dim) if dim)
         if cfg.fusion == "fqformer":
-            self.fusion: nn.Module = FQFormer(dims, fq.d_model, fq.n_queries, fq.n_layers, fq.n_heads, fq.dropout)
+            self.fusion: nn.Module = FQFormer(
+                dims, fq.d_model, fq.n_queries, fq.n_layers, fq.n_heads, fq.dropout, fq.modality_queries
+            )
         else:
             self.fusion = MeanFusion(dims, fq.d_model)
         self.head = nn.Sequential(

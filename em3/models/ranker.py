@@ -7,7 +7,7 @@ An item is represented as [ID embedding ; content embedding].
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from em3.data.token_store import ItemContent, TokenStore
 from em3.layers import FieldEmbeddings
 from em3.losses import cic_loss
 from em3.models.backbones import BACKBONES
-from em3.models.content import PooledContent, TokenContent
+from em3.models.content import PooledContent, TokenContent, drop_modalities
 from em3.models.history import NO_GRAD_CHUNK, HistoryContent
 from em3.validation.errors import DataError
 
@@ -121,6 +121,10 @@ class Ranker(nn.Module):
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Click logits (B,) and named losses; ``losses["loss"]`` is what training minimises."""
+        if self.training and self.cfg.modality_dropout and batch.target_content is not None:
+            dims = (self.shapes.image_dim, self.shapes.text_dim)
+            dropped = drop_modalities(batch.target_content, self.cfg.modality_dropout, dims)
+            batch = replace(batch, target_content=dropped)
         target_id = self.item_embed(batch.item)  # (B, E)
         target, history = target_id, self.item_embed(batch.history)  # (B, E), (B, L, E)
         if self.content is not None:

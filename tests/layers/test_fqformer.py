@@ -93,5 +93,34 @@ def test_query_outputs_equal_those_of_the_blocks_run_over_every_position(fq):
     )
     keep = torch.cat([torch.ones(n, q, dtype=torch.bool), *masks], dim=1)
     for block in fq.blocks:
-        x = block(x, keep)  # every position, every block
+        x = block(x, keep[:, None, :])  # every position, every block
     torch.testing.assert_close(fq(tokens, masks), fq.norm(x[:, :q]).flatten(1), rtol=0, atol=1e-12)
+
+
+@pytest.fixture
+def fq_slots() -> FQFormer:
+    torch.manual_seed(0)
+    return FQFormer((IMAGE_DIM, TEXT_DIM), d_model=16, n_queries=2, n_layers=1, n_heads=4, modality_queries=True)
+
+
+def test_modality_queries_add_a_slot_per_modality_that_only_its_modality_moves(fq_slots):
+    """One layer: the image slot reads image tokens only, so a text added, removed or changed leaves it alone,
+    while the shared queries mix both; a missing modality's slot is one learned vector for every item."""
+    fq_slots.eval()
+    tokens, masks = make_inputs(4, 3, 5)
+    out = fq_slots(tokens, masks).view(4, 4, 16)  # (N, shared 2 + image 1 + text 1, d)
+    no_text = [masks[0], torch.zeros_like(masks[1])]
+    other_text = [tokens[0], torch.randn_like(tokens[1])]
+    for changed in (fq_slots(tokens, no_text).view(4, 4, 16), fq_slots(other_text, masks).view(4, 4, 16)):
+        torch.testing.assert_close(changed[:, 2], out[:, 2])  # the image slot
+        assert not torch.allclose(changed[:, :2], out[:, :2]) and not torch.allclose(changed[:, 3], out[:, 3])
+    missing_text = fq_slots(tokens, no_text).view(4, 4, 16)[:, 3]
+    torch.testing.assert_close(missing_text, missing_text[:1].expand(4, -1))  # the same stand-in for every item
+
+
+def test_modality_queries_train_the_queries_and_the_projections(fq_slots):
+    tokens, masks = make_inputs(6, 3, 5)
+    masks[1][:3] = False  # half the items without text
+    fq_slots(tokens, masks).square().sum().backward()
+    assert fq_slots.queries.grad[2:].abs().sum(-1).gt(0).all(), "each modality's query gets gradient"
+    assert all(proj.weight.grad.abs().sum() > 0 for proj in fq_slots.modality_proj)

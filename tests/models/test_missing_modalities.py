@@ -173,3 +173,58 @@ def test_a_store_without_any_content_is_refused_for_content_models(small_config,
         Ranker(config(small_config, "em3", tmp_path).model, model_shapes(data))
     ranker = Ranker(config(small_config, "id_only", tmp_path).model, model_shapes(data))
     assert ranker.content_inputs == ContentInputs()
+
+
+@pytest.mark.parametrize("tokens", [True, False], ids=["tokens", "pooled_only"])
+def test_modality_dropout_hides_one_modality_of_items_that_have_both(tokens):
+    """Only items with both modalities lose one, never both; what is hidden is masked and zero, the rest untouched;
+    about the rate's share of them lose one, half of those their text."""
+    from em3.models.content import drop_modalities
+
+    store = tiny_store()
+    rows = torch.arange(1, store.n_rows).repeat(200)  # 8,000 draws, 2,000 of items with both modalities
+    content = store.gather(rows, tokens=tokens)
+    dropped = drop_modalities(content, 0.5, (D_IMG, D_TXT), torch.Generator().manual_seed(0))
+    lost = content.present & ~dropped.present  # (N, 2)
+    both = content.present.all(-1)
+    assert not (dropped.present & ~content.present).any(), "nothing appears"
+    assert not lost[~both].any() and not lost.all(-1).any(), "only items with both lose one, and only one"
+    assert (
+        0.45 < lost.any(-1)[both].float().mean() < 0.55
+        and 0.45 < lost[both][lost[both].any(-1), 1].float().mean() < 0.55
+    )
+    image, text = dropped.pooled.split((D_IMG, D_TXT), dim=-1)
+    assert (image[lost[:, 0]] == 0).all() and (text[lost[:, 1]] == 0).all()
+    kept = ~lost.any(-1)
+    assert torch.equal(dropped.pooled[kept], content.pooled[kept])
+    if tokens:
+        assert not dropped.image_mask[lost[:, 0]].any() and not dropped.text_mask[lost[:, 1]].any()
+        assert torch.equal(dropped.text_mask[kept], content.text_mask[kept])
+        assert torch.equal(dropped.text_tokens, content.text_tokens), "tokens stay; their masks hide them"
+
+
+@pytest.mark.parametrize("variant", ["em3", "two_stage"])
+def test_modality_dropout_acts_in_training_only(small_config, tmp_path, variant):
+    """The same weights score alike with or without modality dropout in eval mode; in training, the loss differs
+    (items lost a modality) and the model still trains on such steps."""
+    data = tiny_data(tiny_store())
+    models = []
+    for rate in (0.0, 0.9):
+        torch.manual_seed(0)
+        models.append(Ranker(config(small_config, variant, tmp_path, modality_dropout=rate).model, model_shapes(data)))
+    plain, dropping = models
+    dropping.load_state_dict(plain.state_dict())
+    np.testing.assert_array_equal(predict(dropping, data.test, data, 64), predict(plain, data.test, data, 64))
+    batch = make_batch(data.train, torch.arange(64), data.store, plain.content_inputs)
+    for model in models:
+        model.train()
+        model.refresh_content_cache(data.store)
+    for module in (*plain.modules(), *dropping.modules()):  # only modality dropout may differ between the two
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    torch.manual_seed(1)
+    _, with_dropout = dropping(batch)
+    _, without = plain(batch)
+    assert not torch.isclose(with_dropout["bce"], without["bce"])
+    with_dropout["loss"].backward()
+    assert all(p.grad is not None for p in dropping.content.parameters() if p.requires_grad)
