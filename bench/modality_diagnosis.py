@@ -85,22 +85,22 @@ def text_attention_share(model: Ranker, data: RankingData, items: np.ndarray) ->
         return None
     captured = {}
     block = tower.fusion.blocks[-1]
-    hook = block.attn.register_forward_pre_hook(lambda _, args: captured.update(x=args[0], keep=args[1], n=args[2]))
+    hook = block.attn.register_forward_pre_hook(lambda _, args: captured.update(x=args[0], allowed=args[1], n=args[2]))
     content = data.store.gather(torch.from_numpy(items))
     tower.fuse(content)
     hook.remove()
-    attn, x, keep, n_queries = block.attn, captured["x"], captured["keep"], captured["n"]
+    attn, x, allowed, n_queries = block.attn, captured["x"], captured["allowed"], captured["n"]
     n, s, d = x.shape
     q, k, _ = attn.qkv(x).split(d, dim=-1)
     heads = attn.n_heads
     q = (q[:, :n_queries] + attn.query_bias).reshape(n, n_queries, heads, -1).transpose(1, 2)
     k = k.reshape(n, s, heads, -1).transpose(1, 2)
     scores = (q @ k.transpose(-1, -2)) / (d // heads) ** 0.5  # (N, h, Q, S)
-    weights = scores.masked_fill(~keep[:, None, None, :], -torch.inf).softmax(-1)
+    weights = scores.masked_fill(~allowed[:, None, :n_queries], -torch.inf).softmax(-1)  # as SelfAttention masks
     fine = content.image_tokens.shape[1] if "image" in tower.modalities else 0
     n_image = {"summary": 1, "fine": fine, "both": 1 + fine}[tower.tokens] if fine else 0  # tokens before text's
     text_from = n_queries + n_image
-    return float(weights[..., text_from:].sum(-1).mean())
+    return float(weights[:, :, : tower.fusion.n_shared, text_from:].sum(-1).mean())  # the shared queries' share
 
 
 def fill_fit(model: Ranker, data: RankingData) -> float:
