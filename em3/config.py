@@ -83,7 +83,7 @@ class FQFormerConfig(Section):
     n_heads: int = Field(4, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
     modality_queries: bool = Field(
-        False,
+        True,
         description="one more query per modality that attends only to that modality's tokens: a slot per modality "
         "that keeps it in place whatever else the item has, and a learned stand-in when it is missing",
     )
@@ -133,7 +133,7 @@ class ModelConfig(Section):
         "em3.models.item_tables) instead of keeping their random initial one",
     )
     modality_dropout: float = Field(
-        0.0,
+        0.3,
         ge=0,
         lt=1,
         description="content variants, in training: each target item that has both a photo and a text loses one "

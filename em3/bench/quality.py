@@ -25,6 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from functools import cache
+from itertools import product
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -190,12 +191,16 @@ def run_jobs(
 
 
 def search_jobs(settings: Settings) -> list[Job]:
-    """Every configuration on every backbone, each learning rate of the grid, seed 0: one budget for all."""
+    """Every configuration on every backbone, each point of the grid (the learning rates crossed with
+    ``settings.grid``), seed 0: one budget for all."""
+    keys = ["train.lr", *(key for key, _ in settings.grid)]
+    points = [dict(zip(keys, values, strict=True))
+              for values in product(settings.lr_grid, *(values for _, values in settings.grid))]  # fmt: skip
     return [
-        Job("search", backbone, name, 0, {"train.lr": lr}, trial)
+        Job("search", backbone, name, 0, overrides, trial)
         for backbone in settings.backbones
         for name in settings.configs
-        for trial, lr in enumerate(settings.lr_grid)
+        for trial, overrides in enumerate(points)
     ]
 
 
@@ -254,7 +259,7 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
     if settings.synthetic_impressions:  # the ceiling: how well the true click probabilities rank the clicks
         summary["data"]["click_model"] = json.loads((Path(cfg.ingest.source) / "click_model.json").read_text())
     trials = [{**asdict(job), **_curve(r)} for job, r in zip(search, search_results, strict=True)]
-    summary["search"] = {"lr_grid": settings.lr_grid, "chosen": chosen, "trials": trials}
+    summary["search"] = {"lr_grid": settings.lr_grid, "grid": dict(settings.grid), "chosen": chosen, "trials": trials}
     summary["runs"] = [{"name": job.name, **_curve(r)} for job, r in zip(final, final_results, strict=True)]
     summary["protocol"] = protocol_check(search_results + final_results)
     summary["seconds"] = round(time.perf_counter() - started, 1)
@@ -293,6 +298,7 @@ def main(args: argparse.Namespace, base: Config, command: str) -> dict:
         configs=tuple(args.configs),
         seeds=tuple(range(args.seeds)),
         lr_grid=tuple(args.lr_grid),
+        grid=tuple(args.grid),
         workers=args.workers,
         n_boot=args.n_boot,
         synthetic_impressions=args.synthetic_impressions,

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from em3.config import ConfigError
 
 CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared configuration (DESIGN §3)
@@ -33,6 +35,7 @@ class Settings:
     configs: tuple[str, ...] = tuple(CONFIGS)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     lr_grid: tuple[float, ...] = LR_GRID
+    grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # more searched settings: (dotted key, values) pairs
     workers: int = 2
     n_boot: int = 1000
     synthetic_impressions: int = 0  # > 0: the data is the synthetic native log of this many impressions
@@ -60,6 +63,14 @@ class Job:
         return f"{self.stage}/{self.backbone}/{self.config}/{suffix}"
 
 
+def grid_entry(text: str) -> tuple[str, tuple[Any, ...]]:
+    """``KEY=V1,V2`` → (key, values), each value read as YAML (numbers, booleans, strings)."""
+    key, sep, values = text.partition("=")
+    if not sep or not key or not values:
+        raise argparse.ArgumentTypeError(f"--grid takes KEY=V1,V2,... (got {text!r})")
+    return key, tuple(yaml.safe_load(value) for value in values.split(","))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--work-dir",
@@ -79,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(LR_GRID),
         help="learning rates searched on validation, alike for every configuration and backbone",
     )
+    parser.add_argument("--grid", nargs="+", default=[], type=grid_entry, metavar="KEY=V1,V2",
+                        help="another setting searched alike for every configuration and backbone, crossed with the "
+                             "learning rates (e.g. model.modality_dropout=0,0.3)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="training processes at once (one thread each)")
     parser.add_argument("--n-boot", type=int, default=1000, help="user-bootstrap replicates")
     parser.add_argument("--synthetic-impressions", type=int, default=0, metavar="N",

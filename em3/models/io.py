@@ -18,7 +18,8 @@ WEIGHTS, CONFIG, SHAPES = "model.safetensors", "config.yaml", "shapes.json"
 OPTIONAL_WEIGHTS = ("content.missing.", "history_content.missing.")  # two_stage's missing vectors (zero when absent)
 # model settings added after models were saved without them: such a model was trained with these values, not with
 # today's defaults
-SAVED_BEFORE = {"history_similarity": False, "content_tokens": "fine"}
+SAVED_BEFORE = {"history_similarity": False, "content_tokens": "fine", "modality_dropout": 0.0}
+SAVED_BEFORE_FQFORMER = {"modality_queries": False}
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -44,6 +45,7 @@ def load_model_dir(directory: str | Path, device: str = "cpu") -> tuple[Ranker, 
         raise FileNotFoundError(f"{directory} is not a model directory: missing {', '.join(missing)}")
     values = yaml.safe_load((directory / CONFIG).read_text())
     values["model"] = {**SAVED_BEFORE, **values.get("model", {})}
+    values["model"]["fqformer"] = {**SAVED_BEFORE_FQFORMER, **values["model"].get("fqformer", {})}
     cfg = parse_config(values, str(directory / CONFIG))
     shapes = json.loads((directory / SHAPES).read_text())
     shapes["context_cardinalities"] = tuple(shapes["context_cardinalities"])
