@@ -33,11 +33,13 @@ def test_target_attention():
     assert_every_element_has_a_gradient(layer, (out * torch.randn_like(out)).sum())
 
 
+@pytest.mark.parametrize("modality_queries", [False, True])
 @pytest.mark.parametrize("n_layers", [1, 2])
-def test_fqformer(n_layers):
+def test_fqformer(n_layers, modality_queries):
     torch.manual_seed(0)
-    fq = FQFormer((12, 8), d_model=16, n_queries=2, n_layers=n_layers, n_heads=4).double()
+    fq = FQFormer((12, 8), d_model=16, n_queries=2, n_layers=n_layers, n_heads=4, modality_queries=modality_queries)
+    fq = fq.double()
     tokens = [torch.randn(5, 4, 12, dtype=torch.float64), torch.randn(5, 3, 8, dtype=torch.float64)]
     masks = [torch.ones(5, 4, dtype=torch.bool), torch.ones(5, 3, dtype=torch.bool)]
-    out = fq(tokens, masks)  # (5, 32)
+    out = fq(tokens, masks)  # (5, 32 or 64)
     assert_every_element_has_a_gradient(fq, (out * torch.randn_like(out)).sum())

@@ -46,22 +46,28 @@ def test_a_two_stage_model_saved_before_the_missing_vectors_loads_with_them_at_z
         load_model_dir(tmp_path / "model")
 
 
-def test_a_model_saved_before_the_similarity_inputs_and_summary_tokens_loads_as_it_was_trained(
+def test_a_model_saved_before_the_similarity_inputs_summary_tokens_and_modality_queries_loads_as_it_was_trained(
     small_config, small_data, tmp_path
 ):
-    """An older config.yaml has neither model.history_similarity nor model.content_tokens: the model was trained
-    without similarity inputs, on the fine tokens only, and must load so, not with today's defaults."""
+    """An older config.yaml has neither model.history_similarity, model.content_tokens, model.modality_dropout nor
+    model.fqformer.modality_queries: the model was trained without similarity inputs, on the fine tokens only, with
+    the shared queries alone, and must load so, not with today's defaults."""
     import yaml
 
+    shared_queries_only = small_config.model.fqformer.model_copy(update={"modality_queries": False})
     cfg = with_updates(small_config, output_dir=tmp_path, train={"max_steps": 3},
-                       model={"history_similarity": False, "content_tokens": "fine"})  # fmt: skip
+                       model={"history_similarity": False, "content_tokens": "fine", "modality_dropout": 0.0,
+                              "fqformer": shared_queries_only})  # fmt: skip
     trained = train(cfg, small_data).model.eval()
     config = tmp_path / "model" / "config.yaml"
     values = yaml.safe_load(config.read_text())
-    del values["model"]["history_similarity"], values["model"]["content_tokens"]
+    del values["model"]["history_similarity"], values["model"]["content_tokens"], values["model"]["modality_dropout"]
+    del values["model"]["fqformer"]["modality_queries"]
     config.write_text(yaml.safe_dump(values))  # the file an older em3 wrote
     loaded, loaded_cfg = load_model_dir(tmp_path / "model")
-    assert (loaded_cfg.model.history_similarity, loaded_cfg.model.content_tokens) == (False, "fine")
+    model = loaded_cfg.model
+    assert (model.history_similarity, model.content_tokens, model.modality_dropout) == (False, "fine", 0.0)
+    assert not model.fqformer.modality_queries
     test = small_data.test.rows(torch.arange(64))
     expected = predict(trained, test, small_data, 32)
     torch.testing.assert_close(predict(loaded, test, small_data, 32), expected, rtol=0, atol=0)
