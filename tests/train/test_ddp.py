@@ -111,13 +111,15 @@ def test_two_processes_take_the_one_process_step(small_config, small_data, tmp_p
 
 @pytest.mark.slow
 def test_two_processes_reach_the_auc_of_one(small_config, small_data, tmp_path, capfd):
-    """The whole default model (dropout, CIC) for 5 epochs, batch 128 in 1 process vs 64 per rank × 2 through
-    ``torchrun`` (the pipeline's launcher): the best validation AUCs agree within 0.005 (docs/distributed.md)."""
+    """The whole default model (dropout, modality dropout, CIC) for 5 epochs, batch 128 in 1 process vs 64 per rank
+    × 2 through ``torchrun`` (the pipeline's launcher): the best validation AUCs agree within 0.01. The two runs
+    draw different random streams, so they differ like two seeds: −0.0066 to +0.0021 over seeds 0–4 with today's
+    default model (standard deviation 0.0035; docs/distributed.md); 0.01 is about three of those."""
     cfg = with_updates(small_config, train={"epochs": 5})
     one = train(with_updates(cfg, output_dir=tmp_path / "one"), small_data).metrics
     two = train_here(with_updates(cfg, output_dir=tmp_path / "two", train={"batch_size": 64}), nproc=2)
     best = [max(epoch["auc"] for epoch in run["valid_history"]) for run in (one, two)]
-    assert abs(best[1] - best[0]) <= 0.005, best
+    assert abs(best[1] - best[0]) <= 0.01, best
     assert two["steps"] == one["steps"] == 5 * math.ceil(len(small_data.train) / 128)
     logged = capfd.readouterr()
     assert logged.out.count("epoch 0: valid auc") == 2, "one line per run: rank 0 alone logs"
