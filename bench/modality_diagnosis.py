@@ -33,7 +33,7 @@ from em3.data import content_similarity
 from em3.data.dataset import RankingData, Split
 from em3.data.loading import load_data
 from em3.data.token_store import TokenStore
-from em3.evaluation.modality import MODALITY_SLICES, auc_by_modality, item_modalities
+from em3.evaluation.modality import MODALITY_SLICES, auc_by_modality, item_modalities, modality_slices
 from em3.models import Ranker
 from em3.models.content import TokenContent
 from em3.models.io import load_model_dir
@@ -62,7 +62,7 @@ def modality_shares(data: RankingData) -> dict[str, dict[str, float]]:
     shares = {}
     for name in ("train", "valid", "test"):
         codes = item_modalities(data.store, getattr(data, name).item.numpy())
-        shares[name] = {s: float((codes == c).mean()) for c, s in enumerate(MODALITY_SLICES) if (codes == c).any()}
+        shares[name] = {s: float(rows.mean()) for s, rows in modality_slices(codes).items()}
     return shares
 
 

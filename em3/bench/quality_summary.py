@@ -14,7 +14,7 @@ import numpy as np
 
 from em3.bench.quality_plan import BASELINE, Job, Settings
 from em3.data.dataset import RankingData
-from em3.evaluation.modality import MODALITY_SLICES, item_modalities
+from em3.evaluation.modality import item_modalities, modality_slices
 from em3.evaluation.paired import bootstrap_auc_difference, seed_interval
 from em3.evaluation.stage import METRICS
 from em3.metrics import auc
@@ -44,8 +44,7 @@ def summarise(
         runs[job.backbone][job.config].append((job, result))
     test = data.test
     labels, users, cold = test.label.numpy(), test.user.numpy(), test.cold.numpy()
-    modality = item_modalities(data.store, test.item.numpy())
-    slices = {name: modality == code for code, name in enumerate(MODALITY_SLICES) if (modality == code).any()}
+    slices = modality_slices(item_modalities(data.store, test.item.numpy()))
 
     def bootstrap(backbone: str, config: str, against: str, rows: np.ndarray | slice = slice(None)) -> dict:
         """Paired by seed: the runs of both configurations with the same seed, in one order."""

@@ -20,12 +20,14 @@ def item_modalities(store: TokenStore, items: np.ndarray) -> np.ndarray:
     return (2 * ~image + ~text).astype(np.int64)[inverse]
 
 
+def modality_slices(codes: np.ndarray) -> dict[str, np.ndarray]:
+    """Row masks of the slices that have rows, by name, from ``item_modalities`` codes."""
+    return {name: codes == code for code, name in enumerate(MODALITY_SLICES) if (codes == code).any()}
+
+
 def auc_by_modality(labels: np.ndarray, logits: np.ndarray, codes: np.ndarray) -> dict[str, dict[str, float]]:
     """Per slice with rows: its row count, positive count and AUC (NaN with one class only)."""
-    result = {}
-    for code, name in enumerate(MODALITY_SLICES):
-        rows = codes == code
-        if rows.any():
-            result[name] = {"rows": int(rows.sum()), "positives": int(labels[rows].sum()),
-                            "auc": auc(labels[rows], logits[rows])}  # fmt: skip
-    return result
+    return {
+        name: {"rows": int(rows.sum()), "positives": int(labels[rows].sum()), "auc": auc(labels[rows], logits[rows])}
+        for name, rows in modality_slices(codes).items()
+    }

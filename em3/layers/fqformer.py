@@ -31,14 +31,15 @@ class SelfAttention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor, n_out: int | None = None) -> torch.Tensor:
-        # x: (N, S, d), allowed: (N, 1 or S, S) True = the (query) position may attend to the key position
+        # x: (N, S, d), allowed: (N, 1, S) for every position alike, or one row per position from the first on (at
+        # least S_out rows), True = may attend to that key
         # → (N, S_out, d) for the first n_out positions (all: None)
         n, s, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=-1)  # 3×(N, S, d)
         q = q[:, :n_out] + self.query_bias  # (N, S_out, d)
         q, k, v = (t.reshape(n, -1, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
         # q: (N, h, S_out, dh), k, v: (N, h, S, dh)
-        attn_mask = allowed[:, None, :n_out]  # (N, 1, S_out or 1, S), the same for every head
+        attn_mask = allowed[:, None, :n_out]  # (N, 1, 1 or S_out, S), the same for every head
         dropout = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)  # (N, h, S_out, dh)
         return self.proj(y.transpose(1, 2).reshape(n, -1, d))
@@ -107,21 +108,24 @@ class FQFormer(nn.Module):
         return self.norm(x).flatten(1)  # (N, Q * d)
 
     def _attention_mask(self, masks: Sequence[torch.Tensor], n_queries: int) -> torch.Tensor:
-        """(N, 1, S) every position sees the kept tokens and the queries; with modality queries (N, S, S), where a
-        modality's query sees its modality's kept tokens and itself only."""
+        """(N, 1, S): every position sees the kept tokens and the queries. With modality queries, one row per query
+        (N, Q, S), where a modality's query sees its modality's kept tokens and itself only, followed by the token
+        positions' rows (N, S, S in all) only when earlier blocks compute those positions."""
         n = masks[0].shape[0]
         keep = torch.cat([masks[0].new_ones(n, n_queries), *masks], dim=1)  # (N, S)
         if n_queries == self.n_shared:
             return keep[:, None, :]
-        allowed = keep[:, None, :].repeat(1, keep.shape[1], 1)  # (N, S, S)
+        rows = keep[:, None, :].repeat(1, n_queries, 1)  # (N, Q, S)
         start = n_queries
         for m, mask in enumerate(masks):
             row = self.n_shared + m
-            allowed[:, row, :] = False
-            allowed[:, row, row] = True
-            allowed[:, row, start : start + mask.shape[1]] = mask
+            rows[:, row, :] = False
+            rows[:, row, row] = True
+            rows[:, row, start : start + mask.shape[1]] = mask
             start += mask.shape[1]
-        return allowed
+        if len(self.blocks) == 1:  # the last block computes the query positions only
+            return rows
+        return torch.cat([rows, keep[:, None, :].expand(-1, keep.shape[1] - n_queries, -1)], dim=1)
 
 
 class MeanFusion(nn.Module):

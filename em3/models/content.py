@@ -25,7 +25,7 @@ def drop_modalities(
     dropped = both & (torch.rand(both.shape, generator=generator).to(both.device) < rate)
     text_goes = torch.rand(both.shape, generator=generator).to(both.device) < 0.5
     lose = torch.stack([dropped & ~text_goes, dropped & text_goes], dim=-1)  # (N, 2): modality m hidden
-    keep_pooled = torch.cat([(~lose[..., m : m + 1]).expand(*lose.shape[:-1], d) for m, d in enumerate(dims)], -1)
+    keep_pooled = (~lose).repeat_interleave(torch.tensor(dims, device=lose.device), dim=-1)  # (N, d_img + d_txt)
     masks = {f"{name}_mask": None if (mask := getattr(content, f"{name}_mask")) is None else mask & ~lose[..., m, None]
              for m, name in enumerate(MODALITIES)}  # fmt: skip
     pooled = content.pooled.masked_fill(~keep_pooled, 0.0)
