@@ -137,7 +137,14 @@ class ModelConfig(Section):
         ge=0,
         lt=1,
         description="content variants, in training: each target item that has both a photo and a text loses one "
-        "of them (even odds) with this probability, so that the content tower learns every subset of its inputs",
+        "of them with this probability, so that the content tower learns every subset of its inputs",
+    )
+    modality_dropout_text_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="modality dropout: the share of the dropped items that lose their text (the others lose their "
+        "photo); above 0.5 the tower leans on the photo where a text is present",
     )
     cic_weight: float = Field(0.1, ge=0, description="λ of the CIC loss; 0 disables CIC")
     cic_temperature: float = Field(0.1, gt=0)

@@ -16,14 +16,19 @@ MODALITIES = ("image", "text")
 
 
 def drop_modalities(
-    content: ItemContent, rate: float, dims: tuple[int, int], generator: torch.Generator | None = None
+    content: ItemContent,
+    rate: float,
+    dims: tuple[int, int],
+    generator: torch.Generator | None = None,
+    text_share: float = 0.5,
 ) -> ItemContent:
-    """Modality dropout: each item that has both modalities loses one of them (image or text, even odds) with
-    probability ``rate``, as if the catalogue lacked it (its masks off, its slice of the pooled vector zero), so
-    that a content tower learns every subset of its inputs. ``dims``: the pooled widths (image, text)."""
+    """Modality dropout: each item that has both modalities loses one of them with probability ``rate`` (its text
+    with probability ``text_share``, else its image), as if the catalogue lacked it (its masks off, its slice of
+    the pooled vector zero), so that a content tower learns every subset of its inputs. ``dims``: the pooled widths
+    (image, text)."""
     both = content.present.all(-1)  # (N,)
     dropped = both & (torch.rand(both.shape, generator=generator).to(both.device) < rate)
-    text_goes = torch.rand(both.shape, generator=generator).to(both.device) < 0.5
+    text_goes = torch.rand(both.shape, generator=generator).to(both.device) < text_share
     lose = torch.stack([dropped & ~text_goes, dropped & text_goes], dim=-1)  # (N, 2): modality m hidden
     keep_pooled = (~lose).repeat_interleave(torch.tensor(dims, device=lose.device), dim=-1)  # (N, d_img + d_txt)
     masks = {f"{name}_mask": None if (mask := getattr(content, f"{name}_mask")) is None else mask & ~lose[..., m, None]

@@ -123,7 +123,8 @@ class Ranker(nn.Module):
         """Click logits (B,) and named losses; ``losses["loss"]`` is what training minimises."""
         if self.training and self.cfg.modality_dropout and batch.target_content is not None:
             dims = (self.shapes.image_dim, self.shapes.text_dim)
-            dropped = drop_modalities(batch.target_content, self.cfg.modality_dropout, dims)
+            rate, text_share = self.cfg.modality_dropout, self.cfg.modality_dropout_text_share
+            dropped = drop_modalities(batch.target_content, rate, dims, text_share=text_share)
             batch = replace(batch, target_content=dropped)
         target_id = self.item_embed(batch.item)  # (B, E)
         target, history = target_id, self.item_embed(batch.history)  # (B, E), (B, L, E)
