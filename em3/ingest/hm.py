@@ -12,8 +12,8 @@ import pandas as pd
 from em3.config import IngestConfig
 from em3.ingest.catalogue import IMAGES_DIR, build_items, hm_photos
 from em3.ingest.raw import RawData, fetch_table
-from em3.ingest.sources import Source
 from em3.ingest.users import user_table
+from em3.sources import Source
 from em3.validation.suites import check_articles, check_customers, check_transactions, hm_text
 
 TRANSACTIONS = ("t_dat", "customer_id", "article_id", "price", "sales_channel_id")

@@ -1,10 +1,9 @@
-"""Copy item images from the source next to the output (``<out>/images/<key>``) and check each one.
-
-An image that is missing, empty or does not decode is quarantined (table ``images``, with its ``problem``) and
-its item keeps no image (``image_path`` ""): the models handle a missing modality, so the item and its
-interactions stay. Whatever Pillow decodes is accepted, whatever its name says; the real formats are counted and
-the files whose format differs from their name listed. ``images/SHA256SUMS`` lists the sha256 of every copied
-image (em3.validation.contract.IMAGE_SUMS).
+"""Copy item images from the source next to the output (``<out>/images/<key>``) and check each one. An image that is
+missing, empty, does not decode or is a link out of the source is quarantined (table ``images``, with its
+``problem``) and its item keeps no image (``image_path`` ""): the models handle a missing modality, so the item and
+its interactions stay. Whatever Pillow decodes is accepted, whatever its name says; the real formats are counted and
+the files whose format differs from their name listed. ``images/SHA256SUMS`` lists the sha256 of every copied image
+(em3.validation.contract.IMAGE_SUMS).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import pandas as pd
 from tqdm.contrib.concurrent import thread_map
 
 from em3.config import IngestConfig
-from em3.ingest.sources import Source
+from em3.sources import OutsideSource, Source
 from em3.validation.contract import IMAGE_SUMS
 from em3.validation.engine import Checked
 from em3.validation.images import IO_WORKERS, file_sha256, format_matches_name, inspect_image
@@ -44,8 +43,11 @@ def copy_images(source: Source, items: pd.DataFrame, root: str, out_dir: Path, c
 
     def copy(key: str) -> tuple[str, str, str]:
         dest = images_dir / key
-        if not source.fetch(str(PurePosixPath(root, key)), dest):
-            return "missing", "", ""
+        try:
+            if not source.fetch(str(PurePosixPath(root, key)), dest):
+                return "missing", "", ""
+        except OutsideSource:
+            return "a link to a file outside the source (refused)", "", ""
         if (check := inspect_image(dest)).problem:
             dest.unlink()
             return check.problem, "", ""

@@ -1,4 +1,4 @@
-"""``manifest.json``: what ingest read (source, sha256 of every file), with which parameters, what it wrote
+"""``manifest.json``: what ingest read (source, sha256 and stamp of every file), with which parameters, what it wrote
 (row counts per table and split, the catalogue per modality, the images and their real formats) and what its
 raw checks quarantined. ``validate`` reads it back (em3.validation.contract.read_manifest).
 """
@@ -25,7 +25,9 @@ def make_manifest(
     tables: dict[str, pd.DataFrame],
     checks: list[Checked],
     negatives_missing: int,
+    stamps: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
+    """``stamps``: per source file read, which version was read (em3.sources, em3.validation.freshness)."""
     interactions = tables["interactions"]
     by_split = interactions.groupby("split")["label"]
     return {
@@ -35,6 +37,7 @@ def make_manifest(
         "format": cfg.format,
         "params": cfg.model_dump(mode="json"),
         "files": raw.files,
+        "source_stamps": stamps,
         "images": images,
         "catalogue": {**content_summary(tables["items"], interactions), **raw.catalogue},
         "rows": {name: len(table) for name, table in tables.items()},

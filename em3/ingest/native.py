@@ -21,9 +21,8 @@ import pandas as pd
 from em3.config import IngestConfig
 from em3.ingest.catalogue import IMAGES_DIR, build_items, native_photos
 from em3.ingest.raw import RawData, fetch_table, read_table, shown_name
-from em3.ingest.sources import Source
 from em3.ingest.users import user_table
-from em3.validation.contract import check_relative
+from em3.sources import Source, check_relative
 from em3.validation.suites import check_impressions, check_native_items, check_native_users
 
 LOG = ("user_id", "item_id", "ts", "label")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +27,35 @@ from em3.ingest.interactions import build_interactions
 from em3.ingest.manifest import make_manifest
 from em3.ingest.native import read_native
 from em3.ingest.raw import RawData
-from em3.ingest.sources import open_source
+from em3.sources import Source, open_source
 from em3.validation.contract import INTERACTIONS, MANIFEST, resolve_split_dates
 from em3.validation.engine import Checked
 from em3.validation.errors import DataError
+from em3.validation.freshness import mark_stale
 from em3.validation.output import write_parquet
 
 QUARANTINE = "quarantine"
 REJECTED_SUFFIX = ".rejected"
+Reader = Callable[[Source, IngestConfig, Path], RawData]
 
 
 def run_ingest(cfg: IngestConfig, out_dir: Path) -> dict[str, Any]:
-    """Ingest ``cfg.source`` into ``out_dir`` (replaced only on success); returns the manifest."""
+    """Ingest ``cfg.source`` into ``out_dir`` (replaced only on success; on failure a previous output there is
+    marked stale, em3.validation.freshness); returns the manifest."""
     out_dir = Path(out_dir)
     rejected = out_dir.with_name(out_dir.name + REJECTED_SUFFIX)
-    source = open_source(cfg.source)
     read = read_hm if cfg.format == "hm" else read_native
+    try:
+        manifest = _ingest(open_source(cfg.source), read, cfg, out_dir, rejected)
+    except Exception as exc:
+        mark_stale(out_dir, f"{type(exc).__name__}: {exc}")
+        raise
+    if (rejected / MANIFEST).is_file():  # the record of an earlier failed run of this output is stale now
+        shutil.rmtree(rejected)
+    return manifest
+
+
+def _ingest(source: Source, read: Reader, cfg: IngestConfig, out_dir: Path, rejected: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch, staged_dir(out_dir, MANIFEST) as stage:
         raw = read(source, cfg, Path(scratch))
         if raw.events.empty:
@@ -56,10 +70,9 @@ def run_ingest(cfg: IngestConfig, out_dir: Path) -> dict[str, Any]:
             write_parquet(table, stage / f"{name}.parquet", INTERACTIONS if name == "interactions" else None)
         checks = [*raw.checks, images.checked]
         _write_quarantine(checks, stage)
-        manifest = make_manifest(cfg, raw, images.summary, tables, checks, negatives_missing)
+        stamps = {rel: source.read_stamp(rel, sha) for rel, sha in raw.files.items()}
+        manifest = make_manifest(cfg, raw, images.summary, tables, checks, negatives_missing, stamps)
         write_json(stage / MANIFEST, manifest)
-    if (rejected / MANIFEST).is_file():  # the record of an earlier failed run of this output is stale now
-        shutil.rmtree(rejected)
     return manifest
 
 

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import csv as pacsv
 
-from em3.ingest.sources import Source
+from em3.sources import Source
 from em3.validation.engine import Checked
 from em3.validation.errors import DataError
 

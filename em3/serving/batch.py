@@ -205,7 +205,7 @@ def read_chunks(path: Path, name: str, chunk_rows: int) -> tuple[list[str], Iter
 
 def fetch_file(uri: str, scratch: Path) -> Path:
     """A local path holding the file ``uri`` (a local path, or ``s3://bucket/key`` downloaded under ``scratch``)."""
-    from em3.ingest.sources import open_source
+    from em3.sources import open_source
 
     if not uri.startswith("s3://"):
         if not Path(uri).is_file():

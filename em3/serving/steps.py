@@ -57,7 +57,7 @@ def new_item_features(cfg: Config, items_uri: str, candidates_dir: Path, out_dir
     with the encoder settings the model was trained with (``cfg.features`` gives batch size, device, progress)."""
     from em3.features import run_features
     from em3.ingest.raw import read_table
-    from em3.ingest.sources import LocalSource, open_source
+    from em3.sources import LocalSource, open_source
 
     unseen = json.loads((candidates_dir / UNSEEN).read_text())
     if not unseen or not items_uri:

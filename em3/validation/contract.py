@@ -17,7 +17,6 @@ verified it (``sha256sum -c`` format, paths relative to the data folder). ``user
 from __future__ import annotations
 
 import json
-import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -46,17 +45,6 @@ INTERACTIONS = pa.schema(
 )
 ITEMS = ("item_id", "text", "image_path")
 USERS = ("user_id", "age")
-
-# A relative path that leaves its root or is not portable: leading slash or drive, `..` segment, `\`, NUL.
-UNSAFE_PATH = r"^/|^[A-Za-z]:|\\|\x00|(?:^|/)\.\.(?:/|$)"
-
-
-def check_relative(path: str, what: str) -> str:
-    """``path`` if it is a non-empty relative path inside its root, else a DataError naming ``what``."""
-    if not path or re.search(UNSAFE_PATH, path):
-        raise DataError(f"{what}: {path!r} is not a relative path inside the source (no '..', no leading '/')")
-    return path
-
 
 VALID_AT, TEST_AT = 0.70, 0.85  # default split points, as fractions of the log's date range
 

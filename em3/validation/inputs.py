@@ -6,6 +6,8 @@ a later stage compares that record with the tables it is given. Problems, each s
 
 - the tables have no manifest (not written by ``em3 ingest``);
 - the manifest's source differs from ``ingest.source``;
+- the tables are stale: the latest ingest into their folder failed, or a source file changed since ingest read it
+  (em3.validation.freshness);
 - there is no validation report, it is unreadable, it failed, or it checked other tables (stale: ingest ran again,
   or the report predates this record).
 
@@ -23,6 +25,7 @@ from typing import Any
 
 from em3.validation.contract import MANIFEST, read_manifest
 from em3.validation.errors import DataError
+from em3.validation.freshness import freshness_problems
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +65,8 @@ def input_problems(tables_dir: Path, validation_dir: Path, source: str) -> list[
         validated_tables(tables_dir, manifest, source)
     except DataError as exc:
         return [str(exc)]
+    if stale := freshness_problems(tables_dir, manifest):
+        return stale
     report_path = validation_dir / REPORT
     if not report_path.is_file():
         return [f"{report_path}: no validation report for the tables in {tables_dir}; run `em3 validate`"]

@@ -21,6 +21,7 @@ from em3.config import IngestConfig, ValidateConfig
 from em3.validation.catalogue import content_summary
 from em3.validation.contract import INTERACTIONS, ITEMS, MANIFEST, USERS, read_manifest
 from em3.validation.errors import DataError
+from em3.validation.freshness import freshness_problems
 from em3.validation.inputs import RECORD, validated_tables
 from em3.validation.output import write_parquet
 from em3.validation.report import build_report, failure_message, render_markdown
@@ -34,11 +35,14 @@ def run_validate(
 ) -> dict[str, Any]:
     """Validate ``data_dir`` (an ingest output) into ``out_dir`` (default ``data_dir/validation``, replaced);
     returns the report, or raises DataError with it when a table's quarantined fraction exceeds
-    ``cfg.max_bad_fraction``, or at once when the tables were not ingested from ``source`` (None: not compared)."""
+    ``cfg.max_bad_fraction``, or at once when the tables were not ingested from ``source`` (None: not compared)
+    or no longer match their source (em3.validation.freshness)."""
     data_dir = Path(data_dir)
     out_dir = Path(out_dir) if out_dir is not None else data_dir / "validation"
     manifest = read_manifest(data_dir)
     checked_tables = validated_tables(data_dir, manifest, source)  # recorded: later stages compare (inputs.py)
+    if problems := freshness_problems(data_dir, manifest):
+        raise DataError("validate refused: " + "; ".join(problems))
     try:
         rules, raw_checks = IngestConfig.model_validate(manifest["params"]), manifest["raw_checks"]
     except (KeyError, ValidationError) as exc:

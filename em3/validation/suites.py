@@ -17,7 +17,8 @@ import pandas as pd
 from tqdm.contrib.concurrent import thread_map
 
 from em3.config import IngestConfig
-from em3.validation.contract import UNSAFE_PATH, assign_split, read_image_sums
+from em3.sources import UNSAFE_PATH
+from em3.validation.contract import assign_split, read_image_sums
 from em3.validation.engine import MODALITY, ROWS, Checked, check_table
 from em3.validation.images import IO_WORKERS, file_sha256, inspect_image
 from em3.validation.suite_file import load_suite

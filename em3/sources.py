@@ -3,24 +3,43 @@
 S3 goes through boto3 with the standard AWS environment (``AWS_ENDPOINT_URL``, ``AWS_DEFAULT_REGION``, keys or
 profiles); nothing about credentials is passed or logged here. Throttling, 5xx and dropped connections are retried
 (em3.retries); what still fails is a DataError naming the object. Relative paths that come from input (config
-values, ``image_path`` columns) must stay inside the root: no ``..`` segment, no absolute path, no backslash.
+values, ``image_path`` columns) must stay inside the root: no ``..`` segment, no absolute path, no backslash;
+a link inside a local source that leads out of it is refused (``OutsideSource``).
+
+``stamp`` says which version of a file the source holds now, so that later stages can tell whether the tables
+ingest built still match their source (em3.validation.freshness): a local file's sha256; an S3 object's ETag,
+size and last-modified time (read without downloading), taken before the download at ingest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from em3.retries import s3_client_config, s3_retries
-from em3.validation.contract import check_relative
 from em3.validation.errors import DataError
 
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+# A relative path that leaves its root or is not portable: leading slash or drive, `..` segment, `\`, NUL.
+UNSAFE_PATH = r"^/|^[A-Za-z]:|\\|\x00|(?:^|/)\.\.(?:/|$)"
+
+
+def check_relative(path: str, what: str) -> str:
+    """``path`` if it is a non-empty relative path inside its root, else a DataError naming ``what``."""
+    if not path or re.search(UNSAFE_PATH, path):
+        raise DataError(f"{what}: {path!r} is not a relative path inside the source (no '..', no leading '/')")
+    return path
+
+
+class OutsideSource(DataError):
+    """A path of a local source that resolves (through a link) to a file outside the source's root."""
 
 
 class Source(Protocol):
@@ -36,6 +55,12 @@ class Source(Protocol):
         """The files under folder ``rel_dir`` (at any depth), as sorted paths relative to the root; [] when the
         folder does not exist."""
 
+    def stamp(self, rel: str) -> dict[str, Any] | None:
+        """Which version of file ``rel`` the source holds now; None when there is no such file."""
+
+    def read_stamp(self, rel: str, sha256: str) -> dict[str, Any]:
+        """The stamp of the version of ``rel`` that ``local`` returned, whose bytes hash to ``sha256``."""
+
 
 @dataclass(frozen=True)
 class LocalSource:
@@ -46,7 +71,7 @@ class LocalSource:
         return str(self.root)
 
     def fetch(self, rel: str, dest: Path) -> bool:
-        path = self.root / check_relative(rel, self.uri)
+        path = self._path(rel)
         if not path.is_file():
             return False
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -54,11 +79,32 @@ class LocalSource:
         return True
 
     def local(self, rel: str, scratch: Path) -> Path | None:
-        path = self.root / check_relative(rel, self.uri)
+        path = self._path(rel)
         return path if path.is_file() else None
 
+    def stamp(self, rel: str) -> dict[str, Any] | None:
+        path = self._path(rel)
+        if not path.is_file():
+            return None
+        with path.open("rb") as file:
+            return {"sha256": hashlib.file_digest(file, "sha256").hexdigest()}
+
+    def read_stamp(self, rel: str, sha256: str) -> dict[str, Any]:
+        return {"sha256": sha256}
+
+    def _path(self, rel: str) -> Path:
+        """File ``rel`` of the root; an OutsideSource error when it resolves (through links) to a place outside."""
+        path = self.root / check_relative(rel, self.uri)
+        target, root = path.resolve(), self.root.resolve()
+        if not target.is_relative_to(root):
+            raise OutsideSource(
+                f"{self.uri.rstrip('/')}/{rel}: a link to {target}, outside the source folder {root}; refused "
+                "(copy the file into the source instead of linking it)"
+            )
+        return path
+
     def list_files(self, rel_dir: str) -> list[str]:
-        folder = self.root / check_relative(rel_dir, self.uri)
+        folder = self._path(rel_dir)
         return sorted(path.relative_to(self.root).as_posix() for path in folder.rglob("*") if path.is_file())
 
 
@@ -67,6 +113,7 @@ class S3Source:
     bucket: str
     prefix: str
     client: Any
+    stamps_at_read: dict[str, dict[str, Any]] = field(default_factory=dict, compare=False)
 
     @property
     def uri(self) -> str:
@@ -119,8 +166,26 @@ class S3Source:
             ) from None
 
     def local(self, rel: str, scratch: Path) -> Path | None:
+        """Downloads ``rel``; its stamp is taken first, so that a change during the download reads as a change."""
         dest = scratch / check_relative(rel, self.uri)
-        return dest if self.fetch(rel, dest) else None
+        if (stamp := self.stamp(rel)) is None or not self.fetch(rel, dest):
+            return None
+        self.stamps_at_read[rel] = stamp
+        return dest
+
+    def stamp(self, rel: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        key = self.prefix + check_relative(rel, self.uri)
+        try:
+            with self._errors_named(key):
+                head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError:  # only "no such key" gets here
+            return None
+        return {"etag": head["ETag"], "size": head["ContentLength"], "last_modified": head["LastModified"].isoformat()}
+
+    def read_stamp(self, rel: str, sha256: str) -> dict[str, Any]:
+        return self.stamps_at_read[rel]
 
 
 def open_source(uri: str) -> Source:
