@@ -8,8 +8,9 @@ where the Kubeflow UI shows them next to each field.
 
 Cluster settings: train tasks ask for ``EM3_TRAIN_GPUS`` (read when compiling; default 1) ``nvidia.com/gpu`` on a
 node labelled ``nvidia.com/gpu.present=true`` and tolerate the ``nvidia.com/gpu`` taint (with several GPUs a task
-trains with one ``torchrun`` process per GPU); ingest and register read S3 credentials from the secret ``em3-s3``;
-register reads MLflow credentials from ``em3-mlflow`` (optional: servers without auth need none).
+trains with one ``torchrun`` process per GPU); ingest, validate, features, train (which compare the tables with
+their source) and register read S3 credentials from the secret ``em3-s3``; register reads MLflow credentials from
+``em3-mlflow`` (optional: servers without auth need none).
 """
 
 import os
@@ -101,6 +102,8 @@ def em3_pipeline(
     checked = validate(config=config, tables=tables)
     encoded = features(config=config, tables=tables).after(checked).set_caching_options(True)
     store = encoded.outputs["store"]
+    for stage in (checked, encoded):  # they compare the tables with their source (em3.validation.freshness)
+        secret_env(stage, S3_SECRET, S3_ENV)
 
     with dsl.ParallelFor(variants) as variant:
         trained = train(config=config, variant=variant, backbone=backbone, data_uri=data_uri, tables=tables,
@@ -110,6 +113,7 @@ def em3_pipeline(
         trained.set_memory_request(f"{MEMORY_GIB_PER_GPU * TRAIN_GPUS}Gi")
         kubernetes.add_node_selector(trained, *GPU_NODE_LABEL)
         kubernetes.add_toleration(trained, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+        secret_env(trained, S3_SECRET, S3_ENV)
 
     evaluated = evaluate(config=config, tables=tables, store=store, models=dsl.Collected(trained.outputs["model"]))
     registered = register(config=config, data_hash=ingested.outputs["Output"], min_auc=min_auc, min_delta=min_delta,

@@ -75,12 +75,13 @@ def test_credentials_come_from_kubernetes_secrets(spec):
                 for s in spec.k8s[executor]["secretAsEnv"]}  # fmt: skip
 
     s3 = (["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"], False)
-    assert secrets("exec-ingest") == {"em3-s3": s3}
+    for stage in ("ingest", "validate", "features", "train"):  # the last three compare the tables with the source
+        assert secrets(f"exec-{stage}") == {"em3-s3": s3}
     assert secrets("exec-register") == {
         "em3-s3": s3,
         "em3-mlflow": (["MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"], True),
     }
-    assert "secretAsEnv" not in spec.k8s["exec-train"]
+    assert "exec-evaluate" not in spec.k8s, "evaluate reads no source"
     for executor in spec.executors.values():  # no credential is baked into the package
         assert "env" not in executor["container"]
 
