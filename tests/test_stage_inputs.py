@@ -74,15 +74,21 @@ def test_each_problem_stops_the_stage_with_one_line_naming_it(tmp_path, case, ex
         check_stage_inputs("train", tables_dir, validation_dir, SOURCE, allow=False)
     message = str(error.value)
     assert expected in message and "\n" not in message
-    assert message.startswith("train refused:") and "--allow-unvalidated" in message
+    assert message.startswith("train refused:")
+    # the override is suggested only where there are tables it could run on
+    assert ("--allow-unvalidated" in message) == (case != "no_manifest")
+    if case == "no_manifest":
+        with pytest.raises(DataError, match="manifest.json: not found"):
+            check_stage_inputs("train", tables_dir, validation_dir, SOURCE, allow=True)
 
 
-def test_the_override_runs_the_stage_and_says_so_loudly(tmp_path, capsys):
-    tables_dir, validation_dir = tables(tmp_path, passed=False)
+def test_the_override_runs_the_stage_and_says_so_loudly_once(tmp_path, capsys):
+    tables_dir, validation_dir = tables(tmp_path, passed=False, record=False)  # two problems: failed and stale
     check_stage_inputs("features", tables_dir, validation_dir, SOURCE, allow=True)
     err = capsys.readouterr().err
     assert err.startswith("WARNING: em3 features runs on unchecked inputs because of --allow-unvalidated")
-    assert "failed validation" in err
+    assert "failed validation" in err and "stale" in err
+    assert err.count("WARNING") == 1 and len(err.splitlines()) == 1
 
 
 def cli_args(root: Path, tables_dir: Path, validation_dir: Path, *extra: str) -> list[str]:

@@ -1,5 +1,7 @@
 """The Kaggle H&M layout: ``transactions_train.csv``, ``articles.csv``, ``customers.csv`` and
-``images/<first 3 digits>/<article_id>.jpg``. Ids stay strings (article ids keep their leading zero). An
+``images/<first 3 digits>/<article_id>.jpg``. Ids stay strings (article ids keep their leading zero; an id that
+lost its leading zeros in a spreadsheet is padded back, counted in the manifest's ``ids_padded``). Customer ids
+are 64 hex digits, which a spreadsheet keeps as text: they are not padded. An
 article is an item when it has an ``articles.csv`` row or a photo (em3.ingest.catalogue); a customer is a user
 when it has a ``customers.csv`` row or a purchase (without a row, its attributes are unknown)."""
 
@@ -25,6 +27,8 @@ def read_hm(source: Source, cfg: IngestConfig, scratch: Path) -> RawData:
     articles_raw, articles_sha = fetch_table(source, "articles.csv", scratch, ARTICLES, extra=True)
     customers_raw, customers_sha = fetch_table(source, "customers.csv", scratch, CUSTOMERS, extra=True)
     transactions_raw, transactions_sha = fetch_table(source, "transactions_train.csv", scratch, TRANSACTIONS)
+    articles_raw, articles_padded = pad_article_ids(articles_raw)
+    transactions_raw, transactions_padded = pad_article_ids(transactions_raw)
     photos = hm_photos(source.list_files(IMAGES_DIR))
 
     articles = check_articles(articles_raw, cfg)
@@ -55,4 +59,17 @@ def read_hm(source: Source, cfg: IngestConfig, scratch: Path) -> RawData:
         "transactions_train.csv": transactions_sha,
     }
     checks = [articles, texts, customers, transactions]
-    return RawData(events, items, users, checks, files, IMAGES_DIR, True, "transactions_train.csv", catalogue)
+    repairs = {
+        "ids_padded": {"articles.csv": articles_padded, "transactions_train.csv": transactions_padded},
+        "dates_with_time": {"transactions_train.csv": int(sold["t_dat_had_time"].sum())},
+        "prices_unknown": int(sold["price"].isna().sum()),
+    }
+    return RawData(events, items, users, checks, files, IMAGES_DIR, True, "transactions_train.csv", catalogue, repairs)
+
+
+def pad_article_ids(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Article ids as a spreadsheet or pandas writes them, without their leading zeros (``108775015``), padded
+    back to the 10 digits of an H&M id: the same article. Returns the rows and how many ids were padded."""
+    ids = raw["article_id"]
+    short = ids.str.fullmatch(r"\d{1,9}")
+    return raw.assign(article_id=ids.where(~short, ids.str.zfill(10))), int(short.sum())

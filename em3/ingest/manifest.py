@@ -49,6 +49,7 @@ def make_manifest(
             for split in SPLITS
         },
         "negatives_missing": negatives_missing,
+        **raw.repairs,
         "raw_checks": [check.summary for check in checks],
     }
 

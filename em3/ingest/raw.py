@@ -10,12 +10,14 @@ it: a quote opens a quoted field only at the start of a field, so ``Jeans with a
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -64,6 +66,7 @@ class RawData:
     purchases: bool  # events are purchases only: negatives must be sampled
     log_file: str  # the source file of the events (named when none is left)
     catalogue: dict  # how the items were found (em3.ingest.catalogue.build_items)
+    repairs: dict = field(default_factory=dict)  # values taken as meant, counted (e.g. ids_padded), for the manifest
 
 
 def read_table(
@@ -89,7 +92,18 @@ def read_table(
         raise DataError(f"{name}: unsupported file type {path.suffix!r}; expected .csv or .parquet")
     if frame.empty:
         raise DataError(f"{name}: no data rows; expected at least one row under the header")
+    frame.index = _source_positions(frame, path.suffix == ".csv")
     return frame, digest
+
+
+def _source_positions(frame: pd.DataFrame, csv_file: bool) -> pd.Index:
+    """Where each row is in its file: the line it starts on in a CSV (the header is line 1; a quoted value with
+    line breaks makes its row span several lines), the row number (from 1) in a Parquet file."""
+    if not csv_file:
+        return pd.RangeIndex(1, len(frame) + 1, name="source_row")
+    breaks = sum(frame[column].str.count("\n").to_numpy() for column in frame.columns)  # (rows,)
+    before = np.concatenate([[0], np.cumsum(breaks)[:-1]])
+    return pd.Index(2 + np.arange(len(frame)) + before, name="source_line")
 
 
 def _scan(path: Path) -> tuple[str, bool]:
@@ -140,6 +154,8 @@ def _check_last_record_closed(path: Path, name: str) -> None:
 def _header(path: Path, name: str) -> list[str]:
     with path.open("rb") as file:
         line = file.readline()
+    if line.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in line:
+        raise DataError(f"{name}: UTF-16 text (as some spreadsheets save CSV); expected UTF-8: save it as CSV UTF-8")
     try:
         text = line.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

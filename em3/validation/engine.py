@@ -3,7 +3,9 @@
 A table is checked as two aligned frames: ``rows`` (the values as read, which go to the quarantine) and
 ``checked`` (the same rows parsed to types, plus helper columns for checks GX has no expectation for, such as
 "the id is known"). Every rule is a GX column-map expectation; a row fails when it is in the expectation's
-unexpected index list, and its ``reason`` names each failed expectation and column.
+unexpected index list, and its ``reason`` names each failed expectation and column, what it expects and the value
+it got. A raw table's rows carry their place in the source file (the index ``source_line`` or ``source_row``),
+and so do its quarantined rows (a column of that name).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Checked:
     summary: dict[str, Any]
 
 
+SOURCE_POSITIONS = ("source_line", "source_row")  # index names of raw tables: CSV line (header = 1), Parquet row
 ROWS, MODALITY = "rows", "modality"  # table kinds: quarantined rows are lost, or only a modality is masked
 
 
@@ -64,8 +67,8 @@ def check_table(
     for rule, bad in zip(rules, _unexpected_indices(table, checked, rules, parameters or {}), strict=True):
         if not bad:
             continue
-        reasons.loc[bad] += "; " + rule.reason
         values = rows[rule.column] if rule.column in rows else checked[rule.on or rule.column]
+        reasons.loc[bad] += "; " + rule.reason + ", got " + values.loc[bad].map(_shown)
         sample = [_short(v) for v in pd.unique(values.loc[bad])[:SAMPLE_VALUES]]
         failures.append(
             {
@@ -79,6 +82,8 @@ def check_table(
     failed = reasons != ""
     kept = checked.loc[~failed]
     quarantine = rows.loc[failed].assign(reason=reasons[failed].str.removeprefix("; "))
+    if rows.index.name in SOURCE_POSITIONS:  # where the row is in its file (em3.ingest.raw)
+        quarantine = quarantine.reset_index()
     if len(kept) + len(quarantine) != len(rows):
         raise RuntimeError(f"{table}: {len(rows)} rows in != {len(kept)} kept + {len(quarantine)} quarantined")
     summary = {
@@ -90,6 +95,11 @@ def check_table(
         "failures": failures,
     }
     return Checked(kept, quarantine, summary)
+
+
+def _shown(value: Any) -> str:
+    """A failing value as a reason quotes it: its repr, shortened."""
+    return _short(repr(value))
 
 
 def _short(value: Any) -> str:
@@ -124,7 +134,7 @@ def _unexpected_indices(
         name=table, data=batch.add_batch_definition_whole_dataframe(table), suite=suite
     )
     result = validation.run(
-        batch_parameters={"dataframe": frame},
+        batch_parameters={"dataframe": frame.reset_index(drop=True)},  # GX reports positions of a plain index
         expectation_parameters=dict(parameters),
         result_format={"result_format": "COMPLETE"},
     )
@@ -135,5 +145,5 @@ def _unexpected_indices(
             raise RuntimeError(f"{table}: GX results out of order at {r.reason}")
         if outcome.exception_info.get("raised_exception"):
             raise RuntimeError(f"{table}: {r.reason} could not run: {outcome.exception_info['exception_message']}")
-        indices.append(list(outcome.result.get("unexpected_index_list") or []))
+        indices.append(frame.index[outcome.result.get("unexpected_index_list") or []].tolist())
     return indices

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,6 @@ from typing import Any
 from em3.validation.contract import MANIFEST, read_manifest
 from em3.validation.errors import DataError
 from em3.validation.freshness import freshness_problems
-
-log = logging.getLogger(__name__)
 
 REPORT = "report.json"
 RECORD = "tables_manifest"  # the report's key holding what validate checked
@@ -90,9 +87,9 @@ def check_stage_inputs(stage: str, tables_dir: Path, validation_dir: Path, sourc
     problems = input_problems(tables_dir, validation_dir, source)
     if not problems:
         return
+    if not (Path(tables_dir) / MANIFEST).is_file():  # no tables: nothing that the override could run on
+        raise DataError(f"{stage} refused: {'; '.join(problems)}")
     if not allow:
         raise DataError(f"{stage} refused: {'; '.join(problems)}. To run anyway: {OVERRIDE}")
-    for problem in problems:
-        message = f"WARNING: em3 {stage} runs on unchecked inputs because of {OVERRIDE}: {problem}"
-        print(message, file=sys.stderr, flush=True)
-        log.warning(message)
+    message = f"WARNING: em3 {stage} runs on unchecked inputs because of {OVERRIDE}: {'; '.join(problems)}"
+    print(message, file=sys.stderr, flush=True)  # once, and not also through logging, which prints to stderr too

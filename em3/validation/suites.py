@@ -23,6 +23,7 @@ from em3.validation.engine import MODALITY, ROWS, Checked, check_table
 from em3.validation.images import IO_WORKERS, file_sha256, inspect_image
 from em3.validation.suite_file import load_suite
 
+DAY_TIME = r"^(?P<day>\d{4}-\d{2}-\d{2})(?P<time>[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
 ARTICLE_ID = r"^\d{10}$"  # H&M photo names (em3.ingest.catalogue); raw/articles.json checks ids with the same pattern
 
 
@@ -39,7 +40,7 @@ def hm_text(articles: pd.DataFrame) -> pd.Series:
 def check_articles(raw: pd.DataFrame, cfg: IngestConfig) -> Checked:
     """Article rows: a row is lost only when its id is unusable; its text is checked as a modality
     (``check_texts``)."""
-    return _check("raw", "articles", raw, raw.assign(article_id_repeated=raw["article_id"].duplicated()), cfg)
+    return _check("raw", "articles", raw, raw.assign(**_repeats(raw, "article_id")), cfg)
 
 
 def check_customers(raw: pd.DataFrame, cfg: IngestConfig) -> Checked:
@@ -47,10 +48,17 @@ def check_customers(raw: pd.DataFrame, cfg: IngestConfig) -> Checked:
 
 
 def check_transactions(raw: pd.DataFrame, cfg: IngestConfig, article_ids: Iterable[str]) -> Checked:
-    """Purchases: a customer without a (valid) ``customers.csv`` row is still a user, with unknown attributes."""
+    """Purchases: a customer without a (valid) ``customers.csv`` row is still a user, with unknown attributes. A
+    day with a time of day (``2020-09-20 00:00:00``) is that day (helper ``t_dat_had_time``); an empty or NaN
+    price is unknown (NaN), not a bad row: no output uses price."""
+    day, had_time = _days(raw["t_dat"])
+    price = raw["price"].str.strip()
+    number = pd.to_numeric(price, errors="coerce")
     checked = raw.assign(
-        t_dat=_dates(raw["t_dat"], "%Y-%m-%d"),
-        price=pd.to_numeric(raw["price"], errors="coerce"),
+        t_dat=day,
+        t_dat_had_time=had_time,
+        price=number,
+        price_number=number.notna() | (price == "") | (price.str.lower() == "nan"),
         article_id_known=raw["article_id"].isin(article_ids),
     )
     return _check("raw", "transactions", raw, checked, cfg)
@@ -62,11 +70,11 @@ def check_transactions(raw: pd.DataFrame, cfg: IngestConfig, article_ids: Iterab
 def check_native_items(raw: pd.DataFrame, cfg: IngestConfig) -> Checked:
     """Items-file rows: a row is lost only when its id is unusable or its ``image_path`` (optional column)
     leaves the source; its text is checked as a modality (``check_texts``)."""
-    return _check("raw", "items", raw, raw.assign(item_id_repeated=raw["item_id"].duplicated()), cfg)
+    return _check("raw", "items", raw, raw.assign(**_repeats(raw, "item_id")), cfg)
 
 
 def check_impressions(raw: pd.DataFrame, cfg: IngestConfig, item_ids: Iterable[str]) -> Checked:
-    checked = raw.assign(ts=_dates(raw["ts"], "ISO8601"), item_id_known=raw["item_id"].isin(item_ids))
+    checked = raw.assign(ts=_timestamps(raw["ts"]), item_id_known=raw["item_id"].isin(item_ids))
     return _check("raw", "impressions", raw, checked, cfg)
 
 
@@ -153,13 +161,29 @@ def _check(
     return check_table(table, rows, checked, suite.rules, kind, suite.parameters)
 
 
-def _dates(values: pd.Series, fmt: str) -> pd.Series:
-    """Timestamps (naive UTC, to the microsecond); NaT where a value does not parse. ISO 8601 times keep their
-    time of day (taken in UTC), so that histories can hold strictly earlier events (em3.data.history)."""
-    if fmt == "ISO8601":
-        parsed = pd.to_datetime(values, format=fmt, errors="coerce", utc=True).dt.tz_localize(None)
-        return parsed.dt.floor("us")
-    return pd.to_datetime(values, format=fmt, errors="coerce")
+def _timestamps(values: pd.Series) -> pd.Series:
+    """ISO 8601 timestamps (naive UTC, to the microsecond); NaT where a value does not parse. Times keep their time
+    of day (taken in UTC), so that histories can hold strictly earlier events (em3.data.history)."""
+    parsed = pd.to_datetime(values, format="ISO8601", errors="coerce", utc=True).dt.tz_localize(None)
+    return parsed.dt.floor("us")
+
+
+def _days(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """A day-stamped column: ``YYYY-MM-DD``, or an ISO 8601 date-time whose date (as written) is taken. Returns
+    the days (NaT where a value is neither) and whether each value had a time part."""
+    parts = values.str.strip().str.extract(DAY_TIME)
+    day = pd.to_datetime(parts["day"], format="%Y-%m-%d", errors="coerce")
+    return day, day.notna() & parts["time"].notna()
+
+
+def _repeats(raw: pd.DataFrame, id_column: str) -> dict[str, pd.Series]:
+    """Helper columns of a file keyed by ``id_column``: ``<id>_repeated``, a later row equal to its id's first row
+    in every column (nothing is lost by dropping it), and ``<id>_conflicting``, a later row whose id an earlier row
+    has with other values (the first row is kept; the conflict is reported apart)."""
+    later = raw[id_column].duplicated()
+    others = raw.drop(columns=id_column)
+    same = (others == others.groupby(raw[id_column], sort=False).transform("first")).all(axis=1)
+    return {f"{id_column}_repeated": later & same, f"{id_column}_conflicting": later & ~same}
 
 
 def _check_users_file(table: str, id_column: str, raw: pd.DataFrame, cfg: IngestConfig) -> Checked:
@@ -167,7 +191,7 @@ def _check_users_file(table: str, id_column: str, raw: pd.DataFrame, cfg: Ingest
     ``age``, which its suite checks itself) holds a finite number or nothing (the other columns are free strings)."""
     numeric = [c for c in cfg.numeric_user_columns if c in raw and c != "age"]
     checked = raw.assign(
-        **{f"{id_column}_repeated": raw[id_column].duplicated()},
+        **_repeats(raw, id_column),
         **{f"{c}_number": _number_or_empty(raw[c]) for c in numeric},
     )
     return _check("raw", table, raw, checked, cfg, for_each={"numeric_user_columns": numeric})

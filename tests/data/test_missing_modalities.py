@@ -5,6 +5,7 @@ The catalogue per modality is in manifest.json and in validate's report."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -66,7 +67,7 @@ def test_item_with_neither_row_nor_photo_loses_its_purchases_with_a_reason(hm_di
     bad = quarantined(tmp_path / "out", "transactions")
     assert set(bad["article_id"]) == {ARTICLES[2]}
     assert (bad["reason"] == "expect_column_values_to_be_in_set(article_id): an item: a valid row of articles.csv or "
-            "a photo images/NNN/<article_id>.jpg").all()  # fmt: skip
+            f"a photo images/NNN/<article_id>.jpg, got '{ARTICLES[2]}'").all()  # fmt: skip
     assert ARTICLES[2] not in set(read(tmp_path / "out", "items")["item_id"])
 
 
@@ -140,8 +141,9 @@ def test_sample_without_70_percent_of_its_article_rows_keeps_its_purchases(
         pytest.skip(f"H&M sample not found at {SAMPLE} (set EM3_HM_SAMPLE); it is not part of the repository")
     root = tmp_path_factory.mktemp("sample_30") / "raw"
     root.mkdir()
-    for name in ("images", "customers.csv", "transactions_train.csv"):
-        (root / name).symlink_to(SAMPLE / name)
+    shutil.copytree(SAMPLE / "images", root / "images")  # copies: a link out of the source is refused
+    for name in ("customers.csv", "transactions_train.csv"):
+        shutil.copy(SAMPLE / name, root / name)
     articles = pd.read_csv(SAMPLE / "articles.csv", dtype=str, keep_default_na=False)
     kept = articles.sample(frac=0.3, random_state=0)
     (root / "articles.csv").write_text(csv_text([list(kept.columns), *kept.values.tolist()]))

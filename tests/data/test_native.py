@@ -113,7 +113,7 @@ def test_user_attributes_are_kept_strings_as_strings_and_numbers_as_numbers(tmp_
     manifest = ingest(root, tmp_path / "out", **NATIVE, numeric_user_columns=["income"])
     bad = quarantined(tmp_path / "out", "users")
     assert bad["user_id"].tolist() == ["u4"]
-    assert bad.loc[0, "reason"] == "expect_column_values_to_be_in_set(income): a finite number or empty"
+    assert bad.loc[0, "reason"] == "expect_column_values_to_be_in_set(income): a finite number or empty, got 'lots'"
     assert "users.csv" in manifest["files"]
     table = read(tmp_path / "out", "users")
     assert table.columns.tolist() == ["user_id", "age", "gender", "occupation", "zip", "income"]
