@@ -1,10 +1,10 @@
 """Copy item images from the source next to the output (``<out>/images/<key>``) and check each one.
 
-An image that is missing, empty or does not decode is quarantined (table ``images``, with its ``problem``) and
-its item keeps no image (``image_path`` ""): the models handle a missing modality, so the item and its
-interactions stay. Whatever Pillow decodes is accepted, whatever its name says; the real formats are counted and
-the files whose format differs from their name listed. ``images/SHA256SUMS`` lists the sha256 of every copied
-image (em3.validation.contract.IMAGE_SUMS).
+An image that is missing, empty or does not decode is quarantined (table ``images``, with its ``problem``, which
+names the file in the source, not the copy checked) and its item keeps no image (``image_path`` ""): the models
+handle a missing modality, so the item and its interactions stay. Whatever Pillow decodes is accepted, whatever
+its name says; the real formats are counted and the files whose format differs from their name listed.
+``images/SHA256SUMS`` lists the sha256 of every copied image (em3.validation.contract.IMAGE_SUMS).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm.contrib.concurrent import thread_map
 
 from em3.config import IngestConfig
+from em3.ingest.raw import shown_name
 from em3.ingest.sources import Source
 from em3.validation.contract import IMAGE_SUMS
 from em3.validation.engine import Checked
@@ -43,10 +44,10 @@ def copy_images(source: Source, items: pd.DataFrame, root: str, out_dir: Path, c
     wanted = items[keys != ""]
 
     def copy(key: str) -> tuple[str, str, str]:
-        dest = images_dir / key
-        if not source.fetch(str(PurePosixPath(root, key)), dest):
+        dest, rel = images_dir / key, str(PurePosixPath(root, key))
+        if not source.fetch(rel, dest):
             return "missing", "", ""
-        if (check := inspect_image(dest)).problem:
+        if (check := inspect_image(dest, shown_name(source, rel))).problem:
             dest.unlink()
             return check.problem, "", ""
         return "", file_sha256(dest), check.format
