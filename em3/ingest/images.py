@@ -1,8 +1,10 @@
-"""Copy item images from the source next to the output (``<out>/images/<key>``) and check each one. An image that is
-missing, empty, does not decode or is a link out of the source is quarantined (table ``images``, with its
-``problem``) and its item keeps no image (``image_path`` ""): the models handle a missing modality, so the item and
-its interactions stay. Whatever Pillow decodes is accepted, whatever its name says; the real formats are counted and
-the files whose format differs from their name listed. ``images/SHA256SUMS`` lists the sha256 of every copied image
+"""Copy item images from the source next to the output (``<out>/images/<key>``) and check each one.
+
+An image that is missing, empty, does not decode or is a link out of the source is quarantined (table ``images``,
+with its ``problem``, which names the file in the source, not the copy checked) and its item keeps no image
+(``image_path`` ""): the models handle a missing modality, so the item and its interactions stay. Whatever Pillow
+decodes is accepted, whatever its name says; the real formats are counted and the files whose format differs from
+their name listed. ``images/SHA256SUMS`` lists the sha256 of every copied image
 (em3.validation.contract.IMAGE_SUMS).
 """
 
@@ -18,6 +20,7 @@ import pandas as pd
 from tqdm.contrib.concurrent import thread_map
 
 from em3.config import IngestConfig
+from em3.ingest.raw import shown_name
 from em3.sources import OutsideSource, Source
 from em3.validation.contract import IMAGE_SUMS
 from em3.validation.engine import Checked
@@ -42,13 +45,13 @@ def copy_images(source: Source, items: pd.DataFrame, root: str, out_dir: Path, c
     wanted = items[keys != ""]
 
     def copy(key: str) -> tuple[str, str, str]:
-        dest = images_dir / key
+        dest, rel = images_dir / key, str(PurePosixPath(root, key))
         try:
-            if not source.fetch(str(PurePosixPath(root, key)), dest):
+            if not source.fetch(rel, dest):
                 return "missing", "", ""
         except OutsideSource:
             return "a link to a file outside the source (refused)", "", ""
-        if (check := inspect_image(dest)).problem:
+        if (check := inspect_image(dest, shown_name(source, rel))).problem:
             dest.unlink()
             return check.problem, "", ""
         return "", file_sha256(dest), check.format

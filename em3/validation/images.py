@@ -27,8 +27,9 @@ class ImageCheck:
     format: str = ""  # Pillow's name of the format the bytes are in ("JPEG", "PNG", ...), "" if unusable
 
 
-def inspect_image(path: Path) -> ImageCheck:
-    """Whether ``path`` is a usable image, and its real format."""
+def inspect_image(path: Path, shown: str = "") -> ImageCheck:
+    """Whether ``path`` is a usable image, and its real format. ``shown``: the file's name in the problem (default
+    ``path``), for a copy checked under another name, such as ingest's download of a source file."""
     from PIL import Image
 
     if not path.is_file():
@@ -43,7 +44,8 @@ def inspect_image(path: Path) -> ImageCheck:
             image.draft("RGB", DRAFT_SIZE)
             image.load()
     except Exception as exc:  # Pillow raises many types for bad bytes; all mean "not an image"
-        return ImageCheck(f"not a decodable image ({type(exc).__name__}: {exc})")
+        message = str(exc).replace(str(path), shown) if shown else str(exc)  # Pillow names the file it opened
+        return ImageCheck(f"not a decodable image ({type(exc).__name__}: {message})")
     return ImageCheck("", found)
 
 

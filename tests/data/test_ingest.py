@@ -419,6 +419,23 @@ def test_truncated_jpeg_is_not_decodable(hm_dir: Path, tmp_path: Path) -> None:
     assert "truncated" in quarantined(tmp_path / "out", "images").loc[0, "problem"].lower()
 
 
+@pytest.mark.parametrize("remote", [False, True], ids=["local", "s3"])
+def test_image_problem_names_the_source_file(
+    hm_dir: Path, tmp_path: Path, request: pytest.FixtureRequest, remote: bool
+) -> None:
+    """Not the staging or download folder ingest checked the copy in: that folder is gone after the run."""
+    rel = f"images/{ARTICLES[3][:3]}/{ARTICLES[3]}.jpg"
+    (hm_dir / rel).write_bytes(b"a text file named .jpg")
+    source = upload_folder(request.getfixturevalue("s3"), hm_dir, "hm") if remote else str(hm_dir)
+    manifest = ingest(source, tmp_path / "out")
+    bad = quarantined(tmp_path / "out", "images")
+    assert bad[["item_id", "image_path"]].values.tolist() == [[ARTICLES[3], rel]]
+    assert bad.loc[0, "problem"] == (
+        f"not a decodable image (UnidentifiedImageError: cannot identify image file '{source}/{rel}')"
+    )
+    assert summary(manifest, "images")["failures"][0]["sample"] == [rel]
+
+
 def test_image_path_traversal_is_quarantined(tmp_path: Path) -> None:
     root = tmp_path / "raw"
     root.mkdir()

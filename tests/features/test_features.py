@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
+from em3.atomic import staged_dir
 from em3.config import FeaturesConfig
-from em3.data.token_store import ARRAYS, TokenStore
+from em3.data.token_store import ARRAYS, INDEX, TokenStore
 from em3.features import run_features
 from em3.features.encoders import grid_tokens, resolve_device
 
@@ -156,6 +157,31 @@ def test_rerun_encodes_only_new_and_changed_content(catalogue, features_cfg, wri
     shorter = run_features(features_cfg.model_copy(update={"max_text_tokens": 8}), changed, root, store)
     assert (shorter["text"]["encoded"], shorter["image"]["encoded"], shorter["image"]["reused"]) == (7, 0, 6)
     assert TokenStore.load(store).text_tokens.shape[1] == 8
+
+
+class Stopped(Exception):
+    """Ends a stand-in run without its output replacing the store."""
+
+
+def test_rerun_removes_the_staging_folders_of_killed_runs_of_its_store_only(catalogue, features_cfg, tmp_path):
+    """A run killed mid-way (SIGKILL) leaves its staging folder ``.store.<hex>.tmp`` beside the store; the next run
+    removes it, and no other folder: not another output's, not one of a run of the same store still going."""
+    items, root = catalogue
+    store = tmp_path / "store"
+    run_features(features_cfg, items, root, store)
+    killed = tmp_path / ".store.0123456789ab.tmp"
+    killed.mkdir()
+    (killed / "image_tokens.npy").write_bytes(b"half written")
+    others = [".other.0123456789ab.tmp", ".store.rejected.0123456789ab.tmp", ".store.backup", "store.0123456789ab.tmp"]
+    for name in others:
+        (tmp_path / name).mkdir()
+    with pytest.raises(Stopped), staged_dir(store, INDEX) as going:  # a run of the same store, still going
+        report = run_features(features_cfg, items, root, store)
+        assert going.is_dir(), "the staging folder of a run still going was removed"
+        raise Stopped
+    assert not killed.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([*others, "images", "store"])
+    assert report["items_encoded"] == 0 and report["items_reused"] == len(items), "the previous store is reused"
 
 
 def test_bad_content_masks_the_modality_and_is_counted(catalogue, features_cfg, write_photo, tmp_path):
