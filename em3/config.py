@@ -120,6 +120,13 @@ class ModelConfig(Section):
         "gradient), read by lora/frozen history items in training (refreshed every this many steps) and by every "
         "item in prediction (refreshed first); 0 = no cache: fuse each batch's items",
     )
+    content_cache: Literal["catalogue", "read"] = Field(
+        "catalogue",
+        description="em3's cache (em3.models.content_cache): 'catalogue' fuses every item of the catalogue at each "
+        "refresh; 'read' marks entries stale at a refresh and fuses an item when a step reads it stale or missing, "
+        "keeping at most content_cache_items vectors (a step's cost set by what it reads, not by the catalogue)",
+    )
+    content_cache_items: int = Field(65536, gt=0, description="'read' cache: the most fused vectors it keeps")
     lora: LoRAConfig = LoRAConfig()
     history_similarity: bool = Field(
         True,

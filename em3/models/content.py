@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import replace
 
 import torch
@@ -11,8 +10,10 @@ from torch import nn
 from em3.config import ModelConfig
 from em3.data.token_store import ItemContent, TokenStore
 from em3.layers import FQFormer, MeanFusion
+from em3.models.content_cache import CatalogueCache, ReadThroughCache
 
 MODALITIES = ("image", "text")
+NO_GRAD_CHUNK = 4096  # items encoded at a time without gradient (bench/speed.py: 0.12x the peak of one call)
 
 
 def drop_modalities(
@@ -68,10 +69,10 @@ class PooledContent(nn.Module):
 class TokenContent(nn.Module):
     """``em3``: fusion of the item's image and text tokens (FQ-Former, or mean pooling as the ablation) → head.
 
-    With ``cache`` it also keeps a per-item cache of fused vectors (DESIGN §1's "per-item embedding cache"): the
-    whole catalogue fused without gradient by ``refresh``, read wherever content is not given (history items in
-    training, every item in prediction). It is derived from the weights, so it is left out of the saved weights;
-    checkpoints carry it, so that resume stays exact.
+    With ``cache`` it also keeps a per-item cache of fused vectors (DESIGN §1's "per-item embedding cache",
+    em3.models.content_cache), read wherever content is not given (history items in training, every item in
+    prediction): the whole catalogue fused at each ``refresh``, or the items fused as they are read
+    (``model.content_cache``).
     """
 
     def __init__(self, image_dim: int, text_dim: int, cfg: ModelConfig, n_items: int, cache: bool = False):
@@ -90,12 +91,15 @@ class TokenContent(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(self.fusion.out_dim, cfg.embed_dim), nn.GELU(), nn.Linear(cfg.embed_dim, cfg.embed_dim)
         )
-        self.has_cache = cache
-        if cache:
-            self.register_buffer("fused_cache", torch.zeros(n_items, self.fusion.out_dim), persistent=False)
-            self.register_buffer("cache_ready", torch.tensor(False), persistent=False)
-            self._cache_store: weakref.ref | None = None  # the store the cache was computed from (see refresh)
-            self._cache_versions: tuple | None = None  # ... and the weights' versions
+        self.cache: CatalogueCache | ReadThroughCache | None = None
+        if cache and cfg.content_cache == "catalogue":
+            self.cache = CatalogueCache(n_items, self.fusion.out_dim)
+        elif cache:
+            self.cache = ReadThroughCache(n_items, self.fusion.out_dim, min(n_items, cfg.content_cache_items))
+
+    @property
+    def has_cache(self) -> bool:
+        return self.cache is not None
 
     def fuse(self, content: ItemContent) -> torch.Tensor:
         """Each modality's tokens (DESIGN §1): its pooled vector as a summary token, its finer tokens, or both
@@ -116,28 +120,26 @@ class TokenContent(nn.Module):
         """Fused vectors (N, F) of the item rows ``items`` (N,): from ``content``, or from the cache when None."""
         if content is not None:
             return self.fuse(content)
-        if not (self.has_cache and self.cache_ready):
-            raise RuntimeError("no item content and no fresh cache: call Ranker.refresh_content_cache(store) first")
-        return self.fused_cache[items]
+        if self.cache is None:
+            raise RuntimeError("no item content and no cache: this model fuses the content its batches carry")
+        return self.cache.read(items, self._fuse_rows)
 
     def forward(self, content: ItemContent) -> torch.Tensor:
         return self.head(self.fuse(content))  # (N, E)
 
+    def refresh(self, store: TokenStore) -> None:
+        """Mark the cache's entries stale, or fuse the catalogue anew (``model.content_cache``), unless neither the
+        weights nor the store changed since the last refresh."""
+        self.cache.refresh(store, list(self.parameters()), self._fuse_rows)
+
     @torch.no_grad()
-    def refresh(self, store: TokenStore, chunk: int) -> None:
-        """Fuse every item of ``store`` with the current weights (eval mode: no dropout) into the cache, unless it
-        already holds exactly that: same store, weights untouched since (``Tensor._version`` counts in-place
-        writes: optimiser steps, state-dict loads). Predicting valid then test, or evaluating a loaded model,
-        refreshes once. The store is held by a weak reference: a new store is never taken for a freed one."""
-        versions = tuple(p._version for p in self.parameters())
-        same_store = self._cache_store is not None and self._cache_store() is store
-        if self.cache_ready and same_store and versions == self._cache_versions:
-            return
-        was_training, device = self.training, self.fused_cache.device
+    def _fuse_rows(self, rows: torch.Tensor, store: TokenStore) -> torch.Tensor:
+        """The fused vectors (N, F) of store rows ``rows`` (N,) with the current weights, in eval mode (no dropout)
+        and without gradient, a chunk at a time (the temporary buffers of one huge call dominate peak memory)."""
+        was_training, device = self.training, next(self.parameters()).device
         self.eval()
-        for start in range(0, store.n_rows, chunk):
-            rows = torch.arange(start, min(start + chunk, store.n_rows))
-            self.fused_cache[start : start + len(rows)] = self.fuse(store.gather(rows).to(device)).float()
+        fused = []
+        for start in range(0, len(rows), NO_GRAD_CHUNK):
+            fused.append(self.fuse(store.gather(rows[start : start + NO_GRAD_CHUNK]).to(device)).float())
         self.train(was_training)
-        self.cache_ready.fill_(True)
-        self._cache_store, self._cache_versions = weakref.ref(store), versions
+        return torch.cat(fused) if fused else torch.zeros(0, self.fusion.out_dim, device=device)

@@ -9,7 +9,8 @@ three modes:
   weights, shared, receiving no gradient from this branch) plus trainable rank-r LoRA deltas (``peft``).
 
 In ``frozen`` and ``lora`` modes with ``cache_every`` > 0, training reads the no-gradient fusion of history items
-from the tower's per-item cache, refreshed every ``cache_every`` steps, so a step fuses only its target items.
+from the tower's per-item cache (em3.models.content_cache), refreshed every ``cache_every`` steps, so a step fuses
+its target items and, with the read-through cache, only those history items whose entry is missing or stale.
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ from torch import nn
 
 from em3.config import LoRAConfig
 from em3.data.token_store import ItemContent
-from em3.models.content import TokenContent
-
-NO_GRAD_CHUNK = 4096  # items encoded at a time without gradient (bench/speed.py: 0.12x the peak of one call)
+from em3.models.content import NO_GRAD_CHUNK, TokenContent
 
 
 class HistoryContent(nn.Module):

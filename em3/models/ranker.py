@@ -21,7 +21,7 @@ from em3.layers import FieldEmbeddings
 from em3.losses import cic_loss
 from em3.models.backbones import BACKBONES
 from em3.models.content import PooledContent, TokenContent, drop_modalities
-from em3.models.history import NO_GRAD_CHUNK, HistoryContent
+from em3.models.history import HistoryContent
 from em3.validation.errors import DataError
 
 
@@ -114,10 +114,15 @@ class Ranker(nn.Module):
         history = self.history_content
         return history.cache_every if isinstance(history, HistoryContent) else 0
 
+    def resume_content_cache(self, store: TokenStore) -> None:
+        """After a checkpoint restored the cache: read from ``store`` without refreshing (exact resume)."""
+        if self.has_content_cache:
+            self.content.cache.binding.resume(store)
+
     def refresh_content_cache(self, store: TokenStore) -> None:
         """Recompute the per-item content cache from the current weights (a no-op for models without one)."""
         if self.has_content_cache:
-            self.content.refresh(store, NO_GRAD_CHUNK)
+            self.content.refresh(store)
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Click logits (B,) and named losses; ``losses["loss"]`` is what training minimises."""

@@ -136,6 +136,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
         if not checkpoint.exists():
             raise FileNotFoundError(f"cannot resume: no checkpoint at {checkpoint}; run without --resume first")
         loop = load_checkpoint(checkpoint, model, optimizer)
+        model.resume_content_cache(data.store)
         if loop["stopped_by"] == "max_steps":
             loop["stopped_by"] = None  # continue up to the (new) step budget
     elif ctx.is_main:  # a fresh run never reports an earlier run's weights or metrics

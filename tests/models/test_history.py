@@ -11,6 +11,7 @@ from em3.train.trainer import model_shapes
 from tests.conftest import with_updates
 
 TOKENS = ContentInputs("tokens", "tokens", similarity=True)
+CACHES = ["catalogue", "read"]
 
 
 def build(small_config, small_data, **model):
@@ -18,6 +19,27 @@ def build(small_config, small_data, **model):
     torch.manual_seed(0)
     cfg = with_updates(small_config, model={"variant": "em3", "content_cache_every": 0, **model})
     return Ranker(cfg.model, model_shapes(small_data))
+
+
+def read(model: Ranker, rows: torch.Tensor) -> torch.Tensor:
+    """What the cache gives for item rows ``rows`` (fusing them first where a read-through cache must)."""
+    with torch.no_grad():
+        return model.content.fused(rows, None).clone()
+
+
+def fuse_now(model: Ranker, store, rows: torch.Tensor) -> torch.Tensor:
+    """The fused vectors of ``rows`` with the current weights, without any cache."""
+    model.eval()
+    with torch.no_grad():
+        return model.content.fuse(store.gather(rows)).float()
+
+
+def counted_fuse(model: Ranker) -> list[int]:
+    """Count the items the model's fusion is called on (one entry per item)."""
+    calls: list[int] = []
+    fuse = model.content.fuse
+    model.content.fuse = lambda content: calls.extend([1] * content.pooled.shape[0]) or fuse(content)
+    return calls
 
 
 def encode_history(model: Ranker, batch) -> torch.Tensor:
@@ -110,18 +132,21 @@ def test_a_fresh_cache_gives_the_logits_of_fusing_every_batch(small_config, smal
             torch.testing.assert_close(logits, expected)
 
 
-def test_the_cache_is_stale_until_refreshed_and_says_so(small_config, small_data):
-    model = build(small_config, small_data, content_cache_every=10)
+@pytest.mark.parametrize("kind", CACHES)
+def test_the_cache_is_stale_until_refreshed_and_says_so(small_config, small_data, kind):
+    model = build(small_config, small_data, content_cache_every=10, content_cache=kind)
     batch = make_batch(small_data.train, torch.arange(8), small_data.store, model.content_inputs)
     with pytest.raises(RuntimeError, match="refresh_content_cache"):
         model(batch)
     model.refresh_content_cache(small_data.store)
-    before = model.content.fused_cache.clone()
+    rows = torch.arange(1, 9)
+    before = read(model, rows)
     with torch.no_grad():
         model.content.fusion.queries.add_(1.0)  # the weights move: the cache keeps the old fusion until refreshed
-    torch.testing.assert_close(model.content.fused_cache, before)
+    torch.testing.assert_close(read(model, rows), before)
     model.refresh_content_cache(small_data.store)
-    assert not torch.allclose(model.content.fused_cache, before)
+    assert not torch.allclose(read(model, rows), before)
+    torch.testing.assert_close(read(model, rows), fuse_now(model, small_data.store, rows), rtol=1e-5, atol=1e-6)
 
 
 def test_full_history_trains_without_the_cache_and_two_stage_reads_pooled_vectors_only(small_config, small_data):
@@ -134,14 +159,16 @@ def test_full_history_trains_without_the_cache_and_two_stage_reads_pooled_vector
     assert batch.target_content.image_tokens is None and batch.target_content.pooled.shape[0] == len(batch.target_items)
 
 
-def test_the_cache_is_refreshed_only_when_the_weights_or_the_store_changed(small_config, small_data, monkeypatch):
-    model = build(small_config, small_data, content_cache_every=10)
-    calls = []
-    fuse = model.content.fuse
-    monkeypatch.setattr(model.content, "fuse", lambda content: calls.append(1) or fuse(content))
+@pytest.mark.parametrize("kind", CACHES)
+def test_the_cache_is_refreshed_only_when_the_weights_or_the_store_changed(small_config, small_data, kind):
+    model = build(small_config, small_data, content_cache_every=10, content_cache=kind)
+    calls = counted_fuse(model)
+    rows = torch.arange(1, 9)
     model.refresh_content_cache(small_data.store)
+    read(model, rows)
     fused_once = len(calls)
     model.refresh_content_cache(small_data.store)  # e.g. predicting test right after valid
+    read(model, rows)
     assert fused_once > 0 and len(calls) == fused_once
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     batch = make_batch(small_data.train, torch.arange(16), small_data.store, model.content_inputs)
@@ -149,21 +176,24 @@ def test_the_cache_is_refreshed_only_when_the_weights_or_the_store_changed(small
     optimizer.step()  # in-place update: the cache is stale
     before = len(calls)
     model.refresh_content_cache(small_data.store)
+    read(model, rows)
     assert len(calls) == before + fused_once
 
 
-def test_a_new_store_is_never_taken_for_a_freed_one(small_config, small_data, monkeypatch):
+@pytest.mark.parametrize("kind", CACHES)
+def test_a_new_store_is_never_taken_for_a_freed_one(small_config, small_data, monkeypatch, kind):
     """CPython may give a new store the address (``id``) of one just freed: the cache must not key on it. Every
     object gets the same ``id`` here, the worst case of address reuse."""
-    import em3.models.content
+    import em3.models.content_cache
 
-    monkeypatch.setattr(em3.models.content, "id", lambda _: 1, raising=False)
-    model = build(small_config, small_data, content_cache_every=10)
+    monkeypatch.setattr(em3.models.content_cache, "id", lambda _: 1, raising=False)
+    model = build(small_config, small_data, content_cache_every=10, content_cache=kind)
     store = small_data.store
-    model.refresh_content_cache(dataclasses.replace(store))  # a store object that is freed right after
+    rows = torch.arange(1, 9)
+    first = dataclasses.replace(store)
+    model.refresh_content_cache(first)
+    read(model, rows)
+    del first  # a store object that is freed now
     other = dataclasses.replace(store, text_tokens=store.text_tokens + np.float16(1))  # other content
     model.refresh_content_cache(other)
-    rows = torch.arange(1, 9)
-    with torch.no_grad():
-        expected = model.content.fuse(other.gather(rows)).float()
-    torch.testing.assert_close(model.content.fused_cache[rows], expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(read(model, rows), fuse_now(model, other, rows), rtol=1e-5, atol=1e-6)
