@@ -140,14 +140,14 @@ class ModelConfig(Section):
         "em3.models.item_tables) instead of keeping their random initial one",
     )
     modality_dropout: float = Field(
-        0.3,
+        0.5,
         ge=0,
         lt=1,
         description="content variants, in training: each target item that has both a photo and a text loses one "
         "of them with this probability, so that the content tower learns every subset of its inputs",
     )
     modality_dropout_text_share: float = Field(
-        0.5,
+        0.8,
         ge=0,
         le=1,
         description="modality dropout: the share of the dropped items that lose their text (the others lose their "

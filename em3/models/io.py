@@ -18,7 +18,12 @@ WEIGHTS, CONFIG, SHAPES = "model.safetensors", "config.yaml", "shapes.json"
 OPTIONAL_WEIGHTS = ("content.missing.", "history_content.missing.")  # two_stage's missing vectors (zero when absent)
 # model settings added after models were saved without them: such a model was trained with these values, not with
 # today's defaults
-SAVED_BEFORE = {"history_similarity": False, "content_tokens": "fine", "modality_dropout": 0.0}
+SAVED_BEFORE = {
+    "history_similarity": False,
+    "content_tokens": "fine",
+    "modality_dropout": 0.0,
+    "modality_dropout_text_share": 0.5,
+}
 SAVED_BEFORE_FQFORMER = {"modality_queries": False}
 
 

@@ -62,11 +62,12 @@ def test_a_model_saved_before_the_similarity_inputs_summary_tokens_and_modality_
     config = tmp_path / "model" / "config.yaml"
     values = yaml.safe_load(config.read_text())
     del values["model"]["history_similarity"], values["model"]["content_tokens"], values["model"]["modality_dropout"]
-    del values["model"]["fqformer"]["modality_queries"]
+    del values["model"]["fqformer"]["modality_queries"], values["model"]["modality_dropout_text_share"]
     config.write_text(yaml.safe_dump(values))  # the file an older em3 wrote
     loaded, loaded_cfg = load_model_dir(tmp_path / "model")
     model = loaded_cfg.model
     assert (model.history_similarity, model.content_tokens, model.modality_dropout) == (False, "fine", 0.0)
+    assert model.modality_dropout_text_share == 0.5, "the even odds every model before the setting was trained with"
     assert not model.fqformer.modality_queries
     test = small_data.test.rows(torch.arange(64))
     expected = predict(trained, test, small_data, 32)
