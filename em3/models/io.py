@@ -15,7 +15,9 @@ from em3.config import Config, parse_config
 from em3.models.ranker import ModelShapes, Ranker
 
 WEIGHTS, CONFIG, SHAPES = "model.safetensors", "config.yaml", "shapes.json"
-OPTIONAL_WEIGHTS = ("content.missing.", "history_content.missing.")  # two_stage's missing vectors (zero when absent)
+# absent from models saved before they existed; zero means what those models did: two_stage's missing vectors, and
+# the content -> ID map of unseen items (zero: the neutral ID)
+OPTIONAL_WEIGHTS = ("content.missing.", "history_content.missing.", "content_to_id")
 # model settings added after models were saved without them: such a model was trained with these values, not with
 # today's defaults
 SAVED_BEFORE = {
@@ -56,8 +58,7 @@ def load_model_dir(directory: str | Path, device: str = "cpu") -> tuple[Ranker, 
     shapes["context_cardinalities"] = tuple(shapes["context_cardinalities"])
     model = Ranker(cfg.model, ModelShapes(**shapes))
     missing, unexpected = load_model(model, str(directory / WEIGHTS), strict=False, device=device)
-    # two_stage models saved before the learned "missing" vectors existed keep them at zero, their initial value:
-    # exactly the zeros those models were trained with
+    # models saved before an optional weight existed keep it at zero, which is what they did (OPTIONAL_WEIGHTS)
     missing = [name for name in missing if not name.startswith(OPTIONAL_WEIGHTS)]
     if missing or unexpected:
         raise ValueError(f"{directory / WEIGHTS}: does not fit the model its config describes "

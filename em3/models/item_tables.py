@@ -44,8 +44,9 @@ def fill_unseen_item_ids(
     model: Ranker, store: TokenStore, seen: np.ndarray, batch_size: int = 1024, ridge: float = RIDGE
 ) -> int:
     """Set the ID embedding of every item row that ``seen`` (n_rows,) marks False (row 0, padding, excepted) to its
-    prediction from the item's content embedding; returns how many rows were set (0 for a model without content
-    or without seen items to fit on)."""
+    prediction from the item's content embedding, and keep the map in the model (``Ranker.content_to_id``, saved
+    with it), so that items first met when serving get their ID the same way; returns how many rows were set (0 for
+    a model without content or without seen items to fit on)."""
     if model.content is None:
         return 0
     seen = seen.copy()
@@ -55,7 +56,8 @@ def fill_unseen_item_ids(
         return 0
     tables = item_embedding_tables(model, store, batch_size)  # only when there is something to fill
     weights = ridge_fit(tables["content"][seen], tables["id"][seen], ridge)  # (D + 1, E)
-    predicted = tables["content"][unseen] @ weights[:-1] + weights[-1]  # (n_unseen, E)
     table = model.item_embed.weight
-    table[torch.from_numpy(unseen).to(table.device)] = torch.from_numpy(predicted).to(table.dtype).to(table.device)
+    model.content_to_id.copy_(torch.from_numpy(weights).to(model.content_to_id))
+    predicted = model.id_from_content(torch.from_numpy(tables["content"][unseen]).to(table))  # (n_unseen, E)
+    table[torch.from_numpy(unseen).to(table.device)] = predicted
     return len(unseen)

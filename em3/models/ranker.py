@@ -64,6 +64,8 @@ class Ranker(nn.Module):
             self.cic_content_head = nn.Linear(dim, cfg.cic_dim)
             self.cic_id_head = nn.Linear(dim, cfg.cic_dim)
         item_dim = dim * (2 if self.content is not None else 1)
+        if self.content is not None:  # content -> ID map for items training never showed (em3.models.item_tables)
+            self.register_buffer("content_to_id", torch.zeros(dim + 1, dim))  # (E + 1, E), bias last; 0: neutral
         self.use_similarity = self.content is not None and cfg.history_similarity
         if self.use_similarity:  # standardisation of the similarity inputs, set from the training rows; saved
             self.register_buffer("similarity_mean", torch.zeros(len(SIMILARITY_FEATURES)))
@@ -182,6 +184,11 @@ class Ranker(nn.Module):
         if isinstance(self.history_content, HistoryContent):
             return self.history_content(batch.history_items, batch.history_content)  # (Uh, E)
         return self.history_content(batch.history_content)
+
+    def id_from_content(self, content: torch.Tensor) -> torch.Tensor:
+        """The ID embedding (N, E) that the content embeddings ``content`` (N, E) of items training never showed
+        map to: training's ridge map when it filled such items, else the neutral ID (zeros)."""
+        return content @ self.content_to_id[:-1] + self.content_to_id[-1]
 
     @torch.no_grad()
     def item_embeddings(self, items: torch.Tensor, content: ItemContent | None) -> dict[str, torch.Tensor]:

@@ -1,12 +1,13 @@
-"""Score impressions (``user_id, item_id, ts`` and the context columns of the data contract) with a trained model
-and its catalogue (em3.serving.catalogue).
+"""Score impressions (``user_id, item_id, ts`` and the context columns of the data contract) with a trained model and
+its catalogue (em3.serving.catalogue).
 
-A known item is its trained ID embedding next to its catalogue content embedding. An item the model never saw
-gets the neutral ID (row 0, all zeros) and a content embedding computed from its tokens in a token store of new
-items (written by ``em3 features``; its feature settings must be the model's); without tokens for it, the row is
-refused. An unknown user gets the neutral user (index 0, zero attributes) and an empty history; a known user's
-history is built from the training positives before the row's time, with training's rule (em3.data.history).
-A malformed row is refused with a reason instead of failing the batch.
+A known item is its trained ID embedding next to its catalogue content embedding. An item the model never saw gets a
+content embedding computed from its tokens in a token store of new items (written by ``em3 features``; its feature
+settings must be the model's) and the ID embedding that training gave the catalogue items it never showed: the
+content -> ID map saved with the model (``Ranker.id_from_content``; the neutral ID, zeros, for a model trained
+without it); without tokens for it, the row is refused. An unknown user gets the neutral user (index 0, zero
+attributes) and an empty history; a known user's history is built from the training positives before the row's time,
+with training's rule (em3.data.history). A malformed row is refused with a reason instead of failing the batch.
 
 Item vectors are computed once per item, so a row costs one pass of the backbone: ``Ranker.forward`` in eval mode
 with the per-item parts looked up instead of recomputed per batch (tests/serving compares the two).
@@ -137,7 +138,7 @@ class Scorer:
         return np.stack(fields, axis=1) if fields else np.zeros((len(user), 0), np.int64)
 
     def _cold_vectors(self, item_id: np.ndarray, cold: np.ndarray, reason: np.ndarray) -> torch.Tensor:
-        """Target vectors of the cold rows (in row order): neutral ID + content from the store of new items."""
+        """Target vectors of the cold rows (in row order): the ID from content + content from the store of new items."""
         width = self.targets.shape[1]
         if not self.model.uses_content:  # an ID-only model scores a new item by the neutral ID alone
             return torch.zeros(int(cold.sum()), width, device=self.device)
@@ -147,7 +148,7 @@ class Scorer:
         if found:
             store_rows = torch.tensor([rows[key] for key in found])
             content = content_embeddings(self.model, self.store, store_rows)
-            ids = torch.zeros(len(found), width - content["target"].shape[1])
+            ids = self.model.id_from_content(content["target"].to(self.device)).cpu()  # as training filled unseen items
             self.cold.update(zip(found, torch.cat([ids, content["target"]], -1).to(self.device), strict=True))
             if self.unit is not None:
                 unit = store_unit_vectors(self.store, store_rows.numpy())

@@ -59,16 +59,20 @@ def tiny_config(root: Path) -> Config:
 def new_items_store(cfg: Config, root: Path, features=None) -> Path:
     """Three items unknown to the model: two with the photo and text of two different catalogue items, and a twin
     of the first (same content, another id)."""
-    items = pd.read_parquet(cfg.data.tables_dir / "items.parquet").iloc[[0, 1, 0]].reset_index(drop=True)
-    items["item_id"] = ["new-a", "new-b", "new-a-twin"]
-    folder = root / "new_items"
+    return store_of_copies(cfg, root / "new", [0, 1, 0], ["new-a", "new-b", "new-a-twin"], features)
+
+
+def store_of_copies(cfg: Config, folder: Path, rows: list[int], new_ids: list[str], features=None) -> Path:
+    """A token store (``folder/store``) of the catalogue items at ``rows`` of items.parquet under ``new_ids``, with
+    their photos and texts."""
+    items = pd.read_parquet(cfg.data.tables_dir / "items.parquet").iloc[rows].reset_index(drop=True)
+    items["item_id"] = new_ids
     for path in items["image_path"]:
         if path:
             (folder / path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(cfg.data.tables_dir / path, folder / path)
-    store = root / "new_store"
-    run_features(features or cfg.features, items, folder, store)
-    return store
+    run_features(features or cfg.features, items, folder, folder / "store")
+    return folder / "store"
 
 
 @pytest.fixture(scope="session")

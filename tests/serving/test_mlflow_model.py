@@ -82,7 +82,7 @@ def test_loading_and_scoring_never_unpickle(served, monkeypatch):
     torch.testing.assert_close(torch.from_numpy(scores.to_numpy()), own_scores(served)[:20], rtol=0, atol=ATOL)
 
 
-def test_new_items_are_scored_from_their_content_with_a_neutral_id(served, champion):
+def test_new_items_are_scored_from_their_content_and_the_id_it_maps_to(served, champion):
     known = contract_rows(served).iloc[[0]]
     rows = pd.concat([known.assign(item_id=item) for item in ("new-a", "new-b", "new-a-twin", "new-c")])
     without_store = champion.predict(rows)
@@ -95,7 +95,7 @@ def test_new_items_are_scored_from_their_content_with_a_neutral_id(served, champ
     # float32 logits of about 3 round at ~3e-7, about 2e-8 in probability at these scores (~0.06): a difference of
     # 1e-6 is content, not rounding (how large it is depends on how far the tiny model learned to read content)
     assert abs(score[0] - score[1]) > 1e-6, "different content, different score"
-    assert score[0] == score[2], "the same content under two new ids: the same score (the ID is neutral)"
+    assert score[0] == score[2], "the same content under two new ids: the same score (the ID comes from content)"
     assert np.isnan(score[3]) and "no content for it in the token store" in scored["refused"].iloc[3]
 
 
