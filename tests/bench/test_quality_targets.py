@@ -2,7 +2,7 @@
 
 import pytest
 
-from em3.bench.quality_summary import targets
+from em3.bench.quality_summary import interval_verdict, tables, targets
 
 
 def results(two_stage: float, em3: float, low: float) -> dict:
@@ -44,3 +44,23 @@ def test_synthetic_targets_want_the_whole_interval_above_zero_and_no_sample_leve
     assert met(targets(results(0.70, 0.72, +0.002), sample=False))[
         "em3 − two_stage AUC: lower end of the 95 % interval (absolute)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "verdict"),
+    [
+        (-0.0150, -0.0017, "earns its place"),  # the whole interval below 0
+        (-0.0076, +0.0062, "within noise"),  # a negative point estimate is not enough
+        (-0.0100, 0.0, "within noise"),  # touching 0 is not below it
+        (+0.0010, +0.0090, "costs"),
+    ],
+)
+def test_an_ablation_earns_its_place_only_when_its_whole_interval_says_so(low, high, verdict):
+    assert interval_verdict(low, high) == verdict
+    boot = {"diff": (low + high) / 2, "low": low, "high": high}
+    summary = results(0.59, 0.60, -0.004)
+    summary["din"]["em3_no_cic"] = {"auc_vs_em3_bootstrap": boot}
+    (row,) = [r for r in targets(summary) if r["name"].startswith("CIC")]
+    assert row["verdict"] == verdict and row["met"] is (verdict == "earns its place")
+    table = tables({"results": {}, "targets": [row]})
+    assert table.splitlines()[-1].endswith(f"| {verdict} |")
