@@ -374,8 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     quality_p = benches.add_parser(
         "quality", epilog=EPILOG, help="EM3 vs the baselines and its ablations: seeds, paired intervals, targets",
         description="Quality benchmark (docs/benchmarks.md): data prepared once, a budgeted search on the validation "
-        "split, then every backbone x configuration x seed scored once on test. About 85 min on 2 cores, plus 13 "
-        "to prepare the data the first time.",
+        "split, then every backbone x configuration x seed scored once on test. Its time grows with the data, the "
+        "configurations and the seeds: on 2 cores, the H&M sample's 9 configurations x 2 backbones x 5 seeds took "
+        "about 85 min (plus 13 to prepare the data once), two_stage and em3 x 2 backbones x 3 seeds on the H&M "
+        "extract (1.6x the purchases) about 50 min.",
     )  # fmt: skip
     quality_p.add_argument("--config", type=Path, help="base config (default configs/bench_quality.yaml)")
     quality_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")

@@ -357,6 +357,19 @@ class ScoreConfig(Section):
     progress: bool = True
 
 
+class BenchConfig(Section):
+    """What the quality benchmark (`em3 bench quality`) holds this config's data to (em3.bench.quality_summary)."""
+
+    auc_levels: dict[str, float] = Field(
+        {},
+        description="mean test AUC each named configuration should reach on this data (the H&M sample's config: "
+        "two_stage 0.58, em3 0.59, DESIGN §4); empty: no level targets",
+    )
+    auc_low: float = Field(
+        -0.005, description="em3 − two_stage test AUC: the lower end of its 95 % interval must be above this"
+    )
+
+
 class Config(Section):
     name: str = "em3"
     seed: int = 0
@@ -371,6 +384,7 @@ class Config(Section):
     registry: RegistryConfig = RegistryConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     score: ScoreConfig = ScoreConfig()
+    bench: BenchConfig = BenchConfig()
 
 
 class ConfigError(ValueError):

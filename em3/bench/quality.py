@@ -255,7 +255,7 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
         job.name: np.load(job_config(cfg, job, settings.work_dir).output_dir / "test_logits.npy") for job in final
     }
     data = load_benchmark_data(data_key(job_config(cfg, final[0], settings.work_dir)))
-    summary = summarise(final, final_results, logits, data, settings)
+    summary = summarise(final, final_results, logits, data, settings, base.bench)
     if settings.synthetic_impressions:  # the ceiling: how well the true click probabilities rank the clicks
         summary["data"]["click_model"] = json.loads((Path(cfg.ingest.source) / "click_model.json").read_text())
     trials = [{**asdict(job), **_curve(r)} for job, r in zip(search, search_results, strict=True)]

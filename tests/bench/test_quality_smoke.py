@@ -62,6 +62,9 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
     assert (tmp_path / "quality_auc.png").read_bytes()[:4] == b"\x89PNG"
     assert "test AUC by the modalities of the row's item" in first.stdout
     assert "| em3_no_cic |" in first.stdout and "epoch 0: valid auc" in first.stdout
+    boot = din["em3"]["auc_bootstrap"]  # the absolute difference and both ends are printed, not only in the JSON
+    assert f"{boot['diff']:+.4f} [{boot['low']:+.4f}, {boot['high']:+.4f}]" in first.stdout
+    assert "quote the *_bootstrap intervals" in result["intervals"]
 
     second = run_quick(tmp_path)  # every run finished before: nothing trains again, the same summary comes out
     assert "epoch 0: valid auc" not in second.stdout

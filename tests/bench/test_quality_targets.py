@@ -1,8 +1,15 @@
 """The quality benchmark's targets (issue 12's must-shows) from a results dict: each rule met or missed."""
 
+from pathlib import Path
+
 import pytest
 
 from em3.bench.quality_summary import interval_verdict, tables, targets
+from em3.config import BenchConfig, load_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SAMPLE = load_config(CONFIGS / "bench_quality.yaml").bench  # DESIGN §4's levels
+SYNTHETIC = load_config(CONFIGS / "bench_synthetic.yaml").bench
 
 
 def results(two_stage: float, em3: float, low: float) -> dict:
@@ -30,7 +37,7 @@ def met(rows: list[dict]) -> dict[str, bool]:
     ],
 )
 def test_sample_targets_follow_the_issue(two_stage, em3, low, expected):
-    rows = met(targets(results(two_stage, em3, low)))
+    rows = met(targets(results(two_stage, em3, low), SAMPLE))
     assert rows["em3 AUC vs two_stage (relative)"] is expected["relative"]
     assert rows["em3 − two_stage AUC: lower end of the 95 % interval (absolute)"] is expected["low"]
     assert rows["two_stage mean test AUC"] is expected["two_stage"]
@@ -38,10 +45,10 @@ def test_sample_targets_follow_the_issue(two_stage, em3, low, expected):
 
 
 def test_synthetic_targets_want_the_whole_interval_above_zero_and_no_sample_levels():
-    rows = met(targets(results(0.70, 0.72, -0.001), sample=False))
+    rows = met(targets(results(0.70, 0.72, -0.001), SYNTHETIC))
     assert rows["em3 − two_stage AUC: lower end of the 95 % interval (absolute)"] is False
     assert "em3 mean test AUC" not in rows
-    assert met(targets(results(0.70, 0.72, +0.002), sample=False))[
+    assert met(targets(results(0.70, 0.72, +0.002), SYNTHETIC))[
         "em3 − two_stage AUC: lower end of the 95 % interval (absolute)"
     ]
 
@@ -60,7 +67,15 @@ def test_an_ablation_earns_its_place_only_when_its_whole_interval_says_so(low, h
     boot = {"diff": (low + high) / 2, "low": low, "high": high}
     summary = results(0.59, 0.60, -0.004)
     summary["din"]["em3_no_cic"] = {"auc_vs_em3_bootstrap": boot}
-    (row,) = [r for r in targets(summary) if r["name"].startswith("CIC")]
+    (row,) = [r for r in targets(summary, SAMPLE) if r["name"].startswith("CIC")]
     assert row["verdict"] == verdict and row["met"] is (verdict == "earns its place")
     table = tables({"results": {}, "targets": [row]})
     assert table.splitlines()[-1].endswith(f"| {verdict} |")
+
+
+def test_other_data_is_not_judged_by_the_samples_levels():
+    """A config without ``bench`` (someone else's log) gets the interval's bound but no AUC levels."""
+    rows = met(targets(results(0.50, 0.51, -0.004), BenchConfig()))
+    assert "two_stage mean test AUC" not in rows and "em3 mean test AUC" not in rows
+    assert rows["em3 − two_stage AUC: lower end of the 95 % interval (absolute)"] is True
+    assert SAMPLE.auc_levels == {"two_stage": 0.58, "em3": 0.59} and SYNTHETIC.auc_levels == {}
