@@ -111,3 +111,13 @@ def test_timestamped_logs_get_earlier_event_histories_and_train_json_records_the
     assert recorded == {**data.inputs, "modalities": {"image": True, "text": True}}
     assert np.isfinite(result.metrics["test"]["logloss"])
     assert result.model.shapes.numeric_dim == 4
+
+
+def test_a_context_column_with_one_value_in_training_is_not_an_input(tables):
+    """A log without sales channels (ingest writes 0 everywhere) gives a constant column: it is not listed as an
+    input nor given a field; a column with two values is."""
+    root, interactions = tables
+    interactions.assign(sales_channel_id=0).to_parquet(root / "interactions.parquet")
+    data = load_tables(root, root / "store", max_history=5)
+    assert "sales_channel_id" not in data.inputs["context"] and data.inputs["context"] == ["user.club"]
+    assert data.train.context.shape[1] == len(data.context_cardinalities) == 1

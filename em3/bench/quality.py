@@ -113,10 +113,13 @@ def load_benchmark_data(key: str):
     return load_data(parse_config(json.loads(key), "em3.bench.quality"))
 
 
+WORKER_THREADS = 1  # torch threads of each training process (the pool runs settings.workers of them at once)
+
+
 def _worker_init() -> None:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(WORKER_THREADS)
 
 
 def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> dict:
@@ -179,7 +182,7 @@ def run_jobs(
     trial whose model the job reuses (see ``run_job``)."""
     twins = twins or {}
     results: list[dict | None] = [None] * len(jobs)
-    bar = progress_bar(total=len(jobs), desc=desc, unit="run")
+    bar = progress_bar(total=len(jobs), desc=desc, unit="run", disable=not base.train.progress)  # progress: false
     futures = {pool.submit(run_job, base, job, work_dir, twins.get(job.name)): i for i, job in enumerate(jobs)}
     for future in as_completed(futures):
         i = futures[future]
@@ -311,7 +314,8 @@ def main(args: argparse.Namespace, base: Config, command: str) -> dict:
         settings = replace(settings, backbones=("din",), seeds=(0, 1), n_boot=50, lr_grid=(3e-3,))
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     summary = run_quality(base, settings)
-    summary = {"command": command, "started": started, "machine": machine_info(), **summary}
+    machine = {**machine_info(), "torch_threads": WORKER_THREADS, "workers": settings.workers}  # what each run had
+    summary = {"command": command, "started": started, "machine": machine, **summary}
     write_json(args.out, summary)
     aucs = {
         b: {c: [s["auc"] for s in e["seeds"].values()] for c, e in cs.items()} for b, cs in summary["results"].items()

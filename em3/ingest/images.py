@@ -68,6 +68,7 @@ def copy_images(source: Source, items: pd.DataFrame, root: str, out_dir: Path, c
                 desc="copy images",
                 unit="img",
                 mininterval=1,
+                disable=not unique,  # a log without photos draws no bar
             ),
             strict=True,
         )

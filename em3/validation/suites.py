@@ -135,6 +135,7 @@ def check_items(frame: pd.DataFrame, cfg: IngestConfig, data_dir: Path) -> Check
         desc="verify images",
         unit="img",
         mininterval=1,
+        disable=not paths.astype(bool).any(),  # a catalogue without photos draws no bar
     )
     checked = frame.assign(item_id_repeated=frame["item_id"].duplicated(), image_problem=problems)
     return _check("canonical", "items", frame, checked, cfg)

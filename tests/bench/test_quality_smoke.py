@@ -65,6 +65,7 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
     boot = din["em3"]["auc_bootstrap"]  # the absolute difference and both ends are printed, not only in the JSON
     assert f"{boot['diff']:+.4f} [{boot['low']:+.4f}, {boot['high']:+.4f}]" in first.stdout
     assert "quote the *_bootstrap intervals" in result["intervals"]
+    assert (result["machine"]["torch_threads"], result["machine"]["workers"]) == (1, 1), "what each run had"
 
     second = run_quick(tmp_path)  # every run finished before: nothing trains again, the same summary comes out
     assert "epoch 0: valid auc" not in second.stdout

@@ -163,3 +163,11 @@ def test_times_are_kept_in_utc_and_only_identical_events_collapse(tmp_path: Path
         ["u2", "i2", "1997-09-30 00:00", 1, 1],
     ]
     assert run_validate(ValidateConfig(), tmp_path / "out")["passed"]
+
+
+def test_a_log_without_photos_draws_no_image_bars(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    root = write_native(tmp_path / "raw", TEXT_ONLY, nineties_log())
+    ingest(root, tmp_path / "out", **NATIVE)
+    run_validate(ValidateConfig(), tmp_path / "out")
+    err = capfd.readouterr().err
+    assert "copy images" not in err and "verify images" not in err
