@@ -104,7 +104,10 @@ def test_an_unknown_user_scores_as_the_neutral_user_with_no_history(served, cham
     strangers = champion.predict(rows.assign(user_id=["stranger-1", "stranger-2", "stranger-3"]))
     assert strangers["refused"].eq("").all() and np.isfinite(strangers["score"]).all()
     same_item = champion.predict(rows.assign(user_id="stranger-9", item_id=rows["item_id"].iloc[0]))
-    assert same_item["score"].nunique() == 1, "unknown users differ only by context: these rows share it"
+    # unknown users differ only by context, and these rows share it: the same inputs. The same float32 inputs at
+    # different rows of one batched matrix product may still round apart (blocked kernels; 3e-8 was seen here,
+    # a few ulp of scores near 0.25, where an ulp is 3e-8), so equal means within 1e-6, far below any input's effect
+    assert np.ptp(same_item["score"].to_numpy()) < 1e-6, "unknown users differ only by context: these rows share it"
 
 
 def test_a_store_encoded_with_other_feature_settings_is_refused(served, champion, tmp_path):
