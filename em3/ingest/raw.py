@@ -92,18 +92,20 @@ def read_table(
         raise DataError(f"{name}: unsupported file type {path.suffix!r}; expected .csv or .parquet")
     if frame.empty:
         raise DataError(f"{name}: no data rows; expected at least one row under the header")
-    frame.index = _source_positions(frame, path.suffix == ".csv")
+    frame.index = _source_positions(frame, path.suffix == ".csv", has_quotes)
     return frame, digest
 
 
-def _source_positions(frame: pd.DataFrame, csv_file: bool) -> pd.Index:
+def _source_positions(frame: pd.DataFrame, csv_file: bool, has_quotes: bool) -> pd.Index:
     """Where each row is in its file: the line it starts on in a CSV (the header is line 1; a quoted value with
     line breaks makes its row span several lines), the row number (from 1) in a Parquet file."""
     if not csv_file:
         return pd.RangeIndex(1, len(frame) + 1, name="source_row")
-    breaks = sum(frame[column].str.count("\n").to_numpy() for column in frame.columns)  # (rows,)
-    before = np.concatenate([[0], np.cumsum(breaks)[:-1]])
-    return pd.Index(2 + np.arange(len(frame)) + before, name="source_line")
+    lines = 2 + np.arange(len(frame))
+    if has_quotes:  # only a quoted value can hold a line break
+        breaks = sum(frame[column].str.count("\n").to_numpy() for column in frame.columns)  # (rows,)
+        lines += np.concatenate([[0], np.cumsum(breaks)[:-1]]).astype(lines.dtype)
+    return pd.Index(lines, name="source_line")
 
 
 def _scan(path: Path) -> tuple[str, bool]:
