@@ -120,4 +120,7 @@ def test_a_context_column_with_one_value_in_training_is_not_an_input(tables):
     interactions.assign(sales_channel_id=0).to_parquet(root / "interactions.parquet")
     data = load_tables(root, root / "store", max_history=5)
     assert "sales_channel_id" not in data.inputs["context"] and data.inputs["context"] == ["user.club"]
+    users = pd.read_parquet(root / "users.parquet")  # "gold" or nothing, as H&M's FN column: two values, an input
+    users.assign(club=["gold" if u % 2 else None for u in range(N_USERS)]).to_parquet(root / "users.parquet")
+    assert load_tables(root, root / "store", max_history=5).inputs["context"] == ["user.club"]
     assert data.train.context.shape[1] == len(data.context_cardinalities) == 1

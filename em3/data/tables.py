@@ -66,15 +66,16 @@ def context_features(
     frame: pd.DataFrame, users: pd.DataFrame, train: np.ndarray, min_rows: int
 ) -> tuple[np.ndarray, tuple[int, ...], np.ndarray, dict[str, list[str]]]:
     """Categorical codes (N, F), their cardinalities, numeric inputs (N, 2G) and the names of what is used. A
-    categorical column with one value (or none) on the training rows tells the model nothing and is left out (e.g.
-    ``sales_channel_id`` of a log that has no such column: ingest writes 0 everywhere)."""
+    categorical column with a single value on the training rows (missing counts as a value: "1.0 or nothing" is
+    information) tells the model nothing and is left out (e.g. ``sales_channel_id`` of a log that has no such
+    column: ingest writes 0 everywhere)."""
     categorical = [(c, frame[c]) for c in CONTEXT_COLUMNS if c in frame]
     numeric = []
     for column in users.columns:
         values = users[column]
         is_numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
         (numeric if is_numeric else categorical).append((USER_PREFIX + column, values))
-    categorical = [(name, values) for name, values in categorical if values[train].nunique() > 1]
+    categorical = [(name, values) for name, values in categorical if values[train].nunique(dropna=False) > 1]
     encoded = [categorical_codes(values, train, min_rows) for _, values in categorical]
     codes = np.stack([c for c, _ in encoded], axis=1) if encoded else np.zeros((len(frame), 0), np.int64)
     parts = [numeric_columns(values, train) for _, values in numeric]
