@@ -97,7 +97,8 @@ def measure(n_items: int, config: str, args: argparse.Namespace) -> dict:
     model = Ranker(ModelConfig(**CONFIGS[config]), shapes).train()
     train_cfg = TrainConfig(batch_size=args.batch_size, bf16=False)
     optimizer = make_optimizer(model, train_cfg)
-    fused = counter(model)
+    cache = model.content.cache if model.has_content_cache else None
+    fused = (lambda: cache.fused_items) if cache is not None else (lambda: 0)  # items fused without gradient
     every = model.content_cache_every
     for step in range(steps):
         if step == args.warmup:
@@ -120,21 +121,6 @@ def measure(n_items: int, config: str, args: argparse.Namespace) -> dict:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "store_mb": round(store_bytes / (1 << 20), 1),
     }
-
-
-def counter(model: Ranker):
-    """A function giving how many items the model has fused without gradient so far (0 for two_stage)."""
-    if not model.has_content_cache:
-        return lambda: 0
-    content, counted = model.content, [0]
-    fuse_rows = content._fuse_rows
-
-    def counting(rows: torch.Tensor, store: TokenStore) -> torch.Tensor:
-        counted[0] += len(rows)
-        return fuse_rows(rows, store)
-
-    content._fuse_rows = counting
-    return lambda: counted[0]
 
 
 def parse_args() -> argparse.Namespace:

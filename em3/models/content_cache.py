@@ -14,6 +14,7 @@ neither the weights nor the store changed since the last one (predicting valid t
   per-item bookkeeping is one int64 per catalogue item (its slot).
 
 Caches are derived from the weights: they are not saved with the model; checkpoints carry them for exact resume.
+Each counts the items it has fused (``fused_items``): the work a benchmark compares (bench/catalogue_scale.py).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch import nn
 from em3.data.token_store import TokenStore
 
 Encoder = Callable[[torch.Tensor, TokenStore], torch.Tensor]  # item rows (N,) of the store -> fused vectors (N, F)
+NOT_REFRESHED = "no item content and no fresh cache: call Ranker.refresh_content_cache(store) first"
 
 
 class StoreBinding:
@@ -53,7 +55,7 @@ class StoreBinding:
     def store(self) -> TokenStore:
         store = self._store() if self._store is not None else None
         if store is None:
-            raise RuntimeError("no item content and no fresh cache: call Ranker.refresh_content_cache(store) first")
+            raise RuntimeError(NOT_REFRESHED)
         return store
 
 
@@ -65,16 +67,18 @@ class CatalogueCache(nn.Module):
         self.register_buffer("values", torch.zeros(n_items, width), persistent=False)
         self.register_buffer("ready", torch.tensor(False), persistent=False)
         self.binding = StoreBinding()
+        self.fused_items = 0
 
     @torch.no_grad()
     def refresh(self, store: TokenStore, weights: list[torch.Tensor], encode: Encoder) -> None:
         if self.binding.changed(store, weights) or not self.ready:
             self.values[: store.n_rows] = encode(torch.arange(store.n_rows), store)
             self.ready.fill_(True)
+            self.fused_items += store.n_rows
 
     def read(self, items: torch.Tensor, encode: Encoder) -> torch.Tensor:
         if not self.ready:
-            raise RuntimeError("no item content and no fresh cache: call Ranker.refresh_content_cache(store) first")
+            raise RuntimeError(NOT_REFRESHED)
         return self.values[items]
 
 
@@ -84,7 +88,6 @@ class ReadThroughCache(nn.Module):
 
     def __init__(self, n_items: int, width: int, capacity: int):
         super().__init__()
-        self.capacity = capacity
         self.register_buffer("values", torch.zeros(capacity, width), persistent=False)
         self.register_buffer("slot_owner", torch.full((capacity,), -1, dtype=torch.long), persistent=False)
         self.register_buffer("fused_in", torch.full((capacity,), -1, dtype=torch.long), persistent=False)
@@ -93,7 +96,7 @@ class ReadThroughCache(nn.Module):
         self.register_buffer("generation", torch.tensor(-1), persistent=False)  # -1: never refreshed
         self.register_buffer("reads", torch.tensor(0), persistent=False)
         self.binding = StoreBinding()
-        self.fused_items = 0  # items fused so far (how much the cache saved: bench/scale.py)
+        self.fused_items = 0
 
     @torch.no_grad()
     def refresh(self, store: TokenStore, weights: list[torch.Tensor], encode: Encoder) -> None:
@@ -104,7 +107,7 @@ class ReadThroughCache(nn.Module):
     def read(self, items: torch.Tensor, encode: Encoder) -> torch.Tensor:
         """Fused vectors (N, F) of the item rows ``items`` (N,): fresh entries as cached, the others fused now."""
         if self.generation < 0:
-            raise RuntimeError("no item content and no fresh cache: call Ranker.refresh_content_cache(store) first")
+            raise RuntimeError(NOT_REFRESHED)
         self.reads += 1
         unique, inverse = torch.unique(items, return_inverse=True)  # (U,), (N,)
         slots = self.slot_of_item[unique]  # (U,), -1: not cached

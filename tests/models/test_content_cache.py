@@ -49,6 +49,7 @@ def test_reads_are_right_whatever_the_cache_keeps_and_it_never_keeps_more_than_i
     torch.testing.assert_close(cache.read(many, encode), expected(many, scale))
     assert sorted(fused) == many.tolist() and (cache.slot_of_item >= 0).sum() == 4
     assert all(cache.slot_of_item[owner] == slot for slot, owner in enumerate(cache.slot_owner.tolist()))
+    assert cache.fused_items == 3 + 2 + 10, "it counts what it fused"
 
 
 def test_a_refresh_after_the_weights_move_makes_every_entry_stale():
@@ -75,11 +76,12 @@ def test_training_on_a_10000_item_catalogue_fuses_only_the_history_items_its_ste
     synthetic = small_config.data.synthetic.model_copy(update={"n_items": 10_000, "n_users": 100})
     data = generate_synthetic(small_config.data.model_copy(update={"synthetic": synthetic}), 0)
     assert data.store.n_rows == 10_001
-    encoded = {}
+    encoded, caches = {}, {}
     for kind in ("catalogue", "read"):
         cfg = with_updates(small_config, model={"variant": "em3", "content_cache": kind, "content_cache_every": 5})
         torch.manual_seed(0)
         model = Ranker(cfg.model, model_shapes(data)).train()
+        caches[kind] = model.content.cache
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         fuse_rows, encoded[kind], allowed = model.content._fuse_rows, [], set()
         model.content._fuse_rows = lambda rows, store, log=encoded[kind], fuse=fuse_rows: (
@@ -99,5 +101,6 @@ def test_training_on_a_10000_item_catalogue_fuses_only_the_history_items_its_ste
                 new = set(torch.cat(encoded[kind][before:]).tolist()) if len(encoded[kind]) > before else set()
                 assert new <= allowed, "an item no step since the refresh read was fused"
     assert sum(len(rows) for rows in encoded["catalogue"]) == 2 * data.store.n_rows
+    assert [caches[kind].fused_items for kind in ("catalogue", "read")] == [sum(map(len, encoded[k])) for k in encoded]
     fused = sum(len(rows) for rows in encoded["read"])
     assert 0 < fused < data.store.n_rows / 4
