@@ -16,7 +16,7 @@ from em3.ingest.catalogue import IMAGES_DIR, build_items, hm_photos
 from em3.ingest.raw import RawData, fetch_table
 from em3.ingest.users import user_table
 from em3.sources import Source
-from em3.validation.suites import check_articles, check_customers, check_transactions, hm_text
+from em3.validation.suites import SHORT_ARTICLE_ID, check_articles, check_customers, check_transactions, hm_text
 
 TRANSACTIONS = ("t_dat", "customer_id", "article_id", "price", "sales_channel_id")
 ARTICLES = ("article_id", "prod_name", "detail_desc")  # the other article columns are kept as categoricals
@@ -27,8 +27,6 @@ def read_hm(source: Source, cfg: IngestConfig, scratch: Path) -> RawData:
     articles_raw, articles_sha = fetch_table(source, "articles.csv", scratch, ARTICLES, extra=True)
     customers_raw, customers_sha = fetch_table(source, "customers.csv", scratch, CUSTOMERS, extra=True)
     transactions_raw, transactions_sha = fetch_table(source, "transactions_train.csv", scratch, TRANSACTIONS)
-    articles_raw, articles_padded = pad_article_ids(articles_raw)
-    transactions_raw, transactions_padded = pad_article_ids(transactions_raw)
     photos = hm_photos(source.list_files(IMAGES_DIR))
 
     articles = check_articles(articles_raw, cfg)
@@ -60,16 +58,11 @@ def read_hm(source: Source, cfg: IngestConfig, scratch: Path) -> RawData:
     }
     checks = [articles, texts, customers, transactions]
     repairs = {
-        "ids_padded": {"articles.csv": articles_padded, "transactions_train.csv": transactions_padded},
+        "ids_padded": {
+            name: int(raw["article_id"].str.fullmatch(SHORT_ARTICLE_ID).sum())
+            for name, raw in (("articles.csv", articles_raw), ("transactions_train.csv", transactions_raw))
+        },
         "dates_with_time": {"transactions_train.csv": int(sold["t_dat_had_time"].sum())},
         "prices_unknown": int(sold["price"].isna().sum()),
     }
     return RawData(events, items, users, checks, files, IMAGES_DIR, True, "transactions_train.csv", catalogue, repairs)
-
-
-def pad_article_ids(raw: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Article ids as a spreadsheet or pandas writes them, without their leading zeros (``108775015``), padded
-    back to the 10 digits of an H&M id: the same article. Returns the rows and how many ids were padded."""
-    ids = raw["article_id"]
-    short = ids.str.fullmatch(r"\d{1,9}")
-    return raw.assign(article_id=ids.where(~short, ids.str.zfill(10))), int(short.sum())

@@ -25,6 +25,7 @@ from em3.validation.suite_file import load_suite
 
 DAY_TIME = r"^(?P<day>\d{4}-\d{2}-\d{2})(?P<time>[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
 ARTICLE_ID = r"^\d{10}$"  # H&M photo names (em3.ingest.catalogue); raw/articles.json checks ids with the same pattern
+SHORT_ARTICLE_ID = r"\d{1,9}"  # an article id that a spreadsheet or pandas wrote without its leading zeros
 
 
 # -- raw H&M -------------------------------------------------------------------------------------------------
@@ -40,7 +41,14 @@ def hm_text(articles: pd.DataFrame) -> pd.Series:
 def check_articles(raw: pd.DataFrame, cfg: IngestConfig) -> Checked:
     """Article rows: a row is lost only when its id is unusable; its text is checked as a modality
     (``check_texts``)."""
-    return _check("raw", "articles", raw, raw.assign(**_repeats(raw, "article_id")), cfg)
+    checked = raw.assign(article_id=padded_article_ids(raw["article_id"]))
+    return _check("raw", "articles", raw, checked.assign(**_repeats(checked, "article_id")), cfg)
+
+
+def padded_article_ids(ids: pd.Series) -> pd.Series:
+    """Article ids without their leading zeros (``108775015``) padded back to the 10 digits of an H&M id: the same
+    article. The quarantine keeps the id as read."""
+    return ids.where(~ids.str.fullmatch(SHORT_ARTICLE_ID), ids.str.zfill(10))
 
 
 def check_customers(raw: pd.DataFrame, cfg: IngestConfig) -> Checked:
@@ -59,7 +67,8 @@ def check_transactions(raw: pd.DataFrame, cfg: IngestConfig, article_ids: Iterab
         t_dat_had_time=had_time,
         price=number,
         price_number=number.notna() | (price == "") | (price.str.lower() == "nan"),
-        article_id_known=raw["article_id"].isin(article_ids),
+        article_id=(ids := padded_article_ids(raw["article_id"])),
+        article_id_known=ids.isin(article_ids),
     )
     return _check("raw", "transactions", raw, checked, cfg)
 

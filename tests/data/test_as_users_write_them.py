@@ -35,6 +35,15 @@ def test_ids_without_their_leading_zero_are_the_same_items(hm_dir: Path, tmp_pat
     pd.testing.assert_frame_equal(purchases(tmp_path / "out").drop(columns="cold"), reference.drop(columns="cold"))
 
 
+def test_a_padded_id_that_is_still_unknown_is_quarantined_as_read(hm_dir: Path, tmp_path: Path):
+    append(hm_dir / "transactions_train.csv", ["2020-02-03", CUSTOMERS[0], "999999999", "0.02", "1"])
+    manifest = ingest(hm_dir, tmp_path / "out")
+    assert manifest["ids_padded"]["transactions_train.csv"] == 1
+    bad = quarantined(tmp_path / "out", "transactions")
+    assert bad["article_id"].tolist() == ["999999999"], "the quarantine keeps the value as read"
+    assert bad["reason"].str.startswith("expect_column_values_to_be_in_set(article_id): an item").all()
+
+
 def test_a_day_with_a_time_is_that_day(hm_dir: Path, tmp_path: Path):
     reference = purchases(tmp_path / "ref") if ingest(hm_dir, tmp_path / "ref") else None
     path = hm_dir / "transactions_train.csv"
