@@ -172,6 +172,12 @@ class TrainConfig(Section):
     )
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine: the last step's lr as a share of lr")
     weight_decay: float = Field(1e-4, ge=0)
+    id_table_updates: Literal["dense", "rows"] = Field(
+        "dense",
+        description="how the user and item ID tables learn: 'dense' AdamW over every row at every step (a step's "
+        "cost grows with the number of users and items); 'rows' lazy Adam over the rows the step read only "
+        "(em3.train.optim.RowwiseTables; single-process training)",
+    )
     grad_clip: float = Field(1.0, gt=0)
     patience: int = Field(3, ge=1, description="epochs without a better validation AUC before stopping")
     checkpoint_every: int = Field(200, gt=0, description="steps between checkpoints")

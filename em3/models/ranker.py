@@ -88,6 +88,11 @@ class Ranker(nn.Module):
         return (similarity - self.similarity_mean) / self.similarity_std
 
     @property
+    def id_tables(self) -> tuple[nn.Embedding, nn.Embedding]:
+        """The tables that grow with the log (users, items): what ``train.id_table_updates: rows`` updates lazily."""
+        return self.user_embed, self.item_embed
+
+    @property
     def uses_content(self) -> bool:
         return self.content is not None
 

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from em3.atomic import atomic_file
+from em3.train.optim import Optimizer
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -16,7 +17,7 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loop: dict) -> None:
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: Optimizer, loop: dict) -> None:
     atomic_torch_save(
         {
             "model": model.state_dict(),
@@ -30,12 +31,16 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     )
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: Optimizer) -> dict:
     """Restore model, optimiser and RNG state in place; return the loop state."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     for name, value in state["buffers"].items():
         model.get_buffer(name).copy_(value)
+    if set(state["optimizer"]) == {"dense", "rows"} and isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(
+            f"{path}: its optimiser updated the ID tables row-wise: resume it with train.id_table_updates: rows"
+        )
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():

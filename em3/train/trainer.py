@@ -20,7 +20,7 @@ from safetensors.torch import load_model
 from tqdm.auto import tqdm
 
 from em3.atomic import write_json
-from em3.config import Config, TrainConfig
+from em3.config import Config, ConfigError, TrainConfig
 from em3.data.content_similarity import similarity_scaling, split_similarity
 from em3.data.dataset import Batch, RankingData, Split, batch_indices, epoch_order, make_batch
 from em3.metrics import ranking_metrics
@@ -31,7 +31,7 @@ from em3.progress import progress_bar
 from em3.train.checkpoint import load_checkpoint, save_checkpoint
 from em3.train.data_source import data_line, training_data
 from em3.train.distributed import SINGLE_PROCESS, Distributed, current
-from em3.train.optim import make_optimizer, set_learning_rate
+from em3.train.optim import Optimizer, clip_gradients, make_optimizer, set_learning_rate
 from em3.validation.errors import DataError
 
 POSTFIX_EVERY = 20  # steps between loss read-outs on the progress bar
@@ -97,7 +97,7 @@ def evaluate(
 
 
 def optimisation_step(
-    model: Ranker, optimizer: torch.optim.Optimizer, batch: Batch, tc: TrainConfig, device: torch.device
+    model: Ranker, optimizer: Optimizer, batch: Batch, tc: TrainConfig, device: torch.device
 ) -> dict[str, torch.Tensor]:
     """Forward, backward, gradient clipping and one optimiser step; returns the losses (not applied if not finite)."""
     with autocast_for(device, tc.bf16):
@@ -105,7 +105,7 @@ def optimisation_step(
     if torch.isfinite(losses["loss"]):
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        clip_gradients(model.parameters(), tc.grad_clip)
         optimizer.step()
     return losses
 
@@ -144,6 +144,11 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
         (out / "metrics" / "train.json").unlink(missing_ok=True)
         shutil.rmtree(out / "model", ignore_errors=True)
     ctx.check_world_size(loop)
+    if ctx.world_size > 1 and cfg.train.id_table_updates == "rows":
+        raise ConfigError(
+            "train.id_table_updates: rows gives the ID tables sparse gradients, which DistributedDataParallel "
+            "over NCCL cannot all-reduce; use dense under torchrun"
+        )
     ctx.seed_rank(cfg.seed)
     step_model = ctx.wrap(model)
 

@@ -10,8 +10,11 @@ from em3.train.optim import make_optimizer
 from tests.conftest import with_updates
 
 
-@pytest.mark.parametrize(("variant", "cache"), [("em3", "catalogue"), ("em3", "read"), ("two_stage", "catalogue")])
-def test_n_steps_then_resume_n_equals_2n_steps(small_config, small_data, tmp_path, variant, cache):
+@pytest.mark.parametrize(
+    ("variant", "cache", "updates"),
+    [("em3", "catalogue", "dense"), ("em3", "read", "rows"), ("two_stage", "catalogue", "dense")],
+)
+def test_n_steps_then_resume_n_equals_2n_steps(small_config, small_data, tmp_path, variant, cache, updates):
     """Across an epoch boundary and with dropout on: the weights must be identical. Bitwise equality is the right
     test here on any CPU: both runs do the same operations in the same order in one process (one thread), so they
     round alike; it compares a machine with itself, never with numbers from another machine."""
@@ -20,7 +23,7 @@ def test_n_steps_then_resume_n_equals_2n_steps(small_config, small_data, tmp_pat
     cache_every = 4 if n % 4 else 5  # not a divisor of n: the resumed run must start from the checkpoint's cache
     base = with_updates(small_config, model={"variant": variant, "dropout": 0.2, "content_cache_every": cache_every,
                                              "content_cache": cache, "content_cache_items": 300},
-                        train={"epochs": 3, "checkpoint_every": 11})  # fmt: skip
+                        train={"epochs": 3, "checkpoint_every": 11, "id_table_updates": updates})  # fmt: skip
     straight = with_updates(base, output_dir=tmp_path / "straight", train={"max_steps": 2 * n})
     train(straight, small_data)
 
