@@ -3,8 +3,8 @@
 1. Data: the base config's source (by default the shared H&M sample) through ingest → validate → features, once,
    under the work directory; re-used while the ingest and feature settings are unchanged.
 2. Search, on the validation split only, with the same budget for everyone (DESIGN §3): every configuration on
-   every backbone tries each learning rate of one grid (seed 0) and keeps the best; the model settings are the
-   config's for all.
+   every backbone tries each point of one grid (learning rates, crossed with ``--grid`` settings) on the search
+   seeds (``--search-seeds``; seed 0 alone by default) and keeps the point of the best mean validation AUC.
 3. Final runs: every backbone × configuration × seed, trained with early stopping on validation, then scored once
    on the test split (DESIGN §2 metrics, through ``em3.evaluation``). Each run records its validation curve, best
    epoch, steps, stop reason and seconds.
@@ -125,8 +125,9 @@ def _worker_init() -> None:
 def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> dict:
     """Train (and for a final run, score on test) one job; reuse its saved result when it finished before.
 
-    ``twin``: a finished search trial with this very config but for name and folder (the chosen trial of seed 0).
-    Its model is the one this job would train (the test flag changes no step), so it is scored instead."""
+    ``twin``: a job with this very config but for name and folder (a final run's chosen search trial of its seed,
+    or a search trial's final run from an earlier benchmark). When it finished, its model is the one this job would
+    train (the test flag changes no step), so it is reused: scored for a final run, read for a search trial."""
     from em3.evaluation.stage import evaluate_run, shared_inputs
     from em3.train import train
 
@@ -137,7 +138,9 @@ def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> 
     data = load_benchmark_data(data_key(cfg))
     twin_cfg = job_config(base, twin, work_dir) if twin is not None else None
     trained = _finished(twin_cfg) if twin_cfg is not None and _placeless(twin_cfg) == _placeless(cfg) else None
-    trained_in = twin_cfg.output_dir if trained is not None else cfg.output_dir
+    trained_in = cfg.output_dir
+    if trained is not None:  # where the twin's model is (it may have reused another run's itself)
+        trained_in = work_dir / trained["trained_in"] if "trained_in" in trained else twin_cfg.output_dir
     if trained is None:
         metrics = train(cfg, data, test=job.stage == "final").metrics
         trained = {"valid_auc": metrics["valid"]["auc"], "best_epoch": metrics["best_epoch"],
@@ -195,12 +198,13 @@ def run_jobs(
 
 def search_jobs(settings: Settings) -> list[Job]:
     """Every configuration on every backbone, each point of the grid (the learning rates crossed with
-    ``settings.grid``), seed 0: one budget for all."""
+    ``settings.grid``), on every search seed: one budget for all."""
     keys = ["train.lr", *(key for key, _ in settings.grid)]
     points = [dict(zip(keys, values, strict=True))
               for values in product(settings.lr_grid, *(values for _, values in settings.grid))]  # fmt: skip
     return [
-        Job("search", backbone, name, 0, overrides, trial)
+        Job("search", backbone, name, seed, overrides, trial)
+        for seed in settings.search_seeds
         for backbone in settings.backbones
         for name in settings.configs
         for trial, overrides in enumerate(points)
@@ -208,24 +212,31 @@ def search_jobs(settings: Settings) -> list[Job]:
 
 
 def best_overrides(jobs: list[Job], results: list[dict]) -> dict[str, dict[str, Any]]:
-    """Per ``backbone/config``, the overrides of its best validation AUC."""
-    best: dict[str, tuple[float, dict[str, Any]]] = {}
+    """Per ``backbone/config``, the overrides of its best mean validation AUC over the search seeds."""
+    aucs: dict[tuple[str, int], list[float]] = {}
+    overrides: dict[tuple[str, int], dict[str, Any]] = {}
     for job, result in zip(jobs, results, strict=True):
-        key, auc = f"{job.backbone}/{job.config}", result["valid_auc"]
-        if key not in best or auc > best[key][0]:
-            best[key] = (auc, job.overrides)
-    return {key: overrides for key, (_, overrides) in best.items()}
+        point = (f"{job.backbone}/{job.config}", job.trial)
+        aucs.setdefault(point, []).append(result["valid_auc"])
+        overrides[point] = job.overrides
+    best: dict[str, tuple[float, dict[str, Any]]] = {}
+    for (key, trial), values in aucs.items():
+        if key not in best or np.mean(values) > best[key][0]:
+            best[key] = (float(np.mean(values)), overrides[key, trial])
+    return {key: chosen for key, (_, chosen) in best.items()}
 
 
-def seed0_twins(search: list[Job], final: list[Job]) -> dict[str, Job]:
-    """By final job name: the search trial with the same backbone, configuration, seed and overrides (the chosen
-    trial, for seed 0), whose trained model the final job scores instead of training it again."""
+def twins(search: list[Job], final: list[Job]) -> dict[str, Job]:
+    """By job name, the run with the same backbone, configuration, seed and overrides in the other stage: a final
+    run's chosen search trial of its seed (whose model the final run scores instead of training it again), and a
+    search trial's final run (whose model an earlier benchmark may have trained already)."""
 
     def key(job: Job) -> tuple:
         return job.backbone, job.config, job.seed, json.dumps(job.overrides, sort_keys=True)
 
-    by_key = {key(job): job for job in search}
-    return {job.name: by_key[key(job)] for job in final if key(job) in by_key}
+    search_by_key = {key(job): job for job in search}
+    final_of_search = {job.name: replace(job, stage="final") for job in search}
+    return {**final_of_search, **{job.name: search_by_key[key(job)] for job in final if key(job) in search_by_key}}
 
 
 def final_jobs(settings: Settings, chosen: dict[str, dict[str, Any]]) -> list[Job]:
@@ -249,11 +260,12 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
         prepare_data(cfg, settings.synthetic_impressions)
     search, final = search_jobs(settings), []
     with ProcessPoolExecutor(settings.workers, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
-        search_results = run_jobs(pool, cfg, search, settings.work_dir, "search (validation)")
+        search_results = run_jobs(pool, cfg, search, settings.work_dir, "search (validation)", twins(search, []))
         chosen = best_overrides(search, search_results)
-        log(f"chosen settings (validation AUC, seed 0): {json.dumps(chosen)}")
+        seeds = ", ".join(map(str, settings.search_seeds))
+        log(f"chosen settings (mean validation AUC, seeds {seeds}): {json.dumps(chosen)}")
         final = final_jobs(settings, chosen)
-        final_results = run_jobs(pool, cfg, final, settings.work_dir, "final runs (test)", seed0_twins(search, final))
+        final_results = run_jobs(pool, cfg, final, settings.work_dir, "final runs (test)", twins(search, final))
     logits = {
         job.name: np.load(job_config(cfg, job, settings.work_dir).output_dir / "test_logits.npy") for job in final
     }
@@ -262,7 +274,8 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
     if settings.synthetic_impressions:  # the ceiling: how well the true click probabilities rank the clicks
         summary["data"]["click_model"] = json.loads((Path(cfg.ingest.source) / "click_model.json").read_text())
     trials = [{**asdict(job), **_curve(r)} for job, r in zip(search, search_results, strict=True)]
-    summary["search"] = {"lr_grid": settings.lr_grid, "grid": dict(settings.grid), "chosen": chosen, "trials": trials}
+    search_settings = {"lr_grid": settings.lr_grid, "grid": dict(settings.grid), "seeds": settings.search_seeds}
+    summary["search"] = {**search_settings, "chosen": chosen, "trials": trials}
     summary["runs"] = [{"name": job.name, **_curve(r)} for job, r in zip(final, final_results, strict=True)]
     summary["protocol"] = protocol_check(search_results + final_results)
     summary["seconds"] = round(time.perf_counter() - started, 1)
@@ -300,6 +313,7 @@ def main(args: argparse.Namespace, base: Config, command: str) -> dict:
         backbones=tuple(args.backbones),
         configs=tuple(args.configs),
         seeds=tuple(range(args.seeds)),
+        search_seeds=tuple(range(args.search_seeds)),
         lr_grid=tuple(args.lr_grid),
         grid=tuple(args.grid),
         workers=args.workers,

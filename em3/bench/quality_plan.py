@@ -34,6 +34,7 @@ class Settings:
     backbones: tuple[str, ...] = ("din", "dcn")
     configs: tuple[str, ...] = tuple(CONFIGS)
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    search_seeds: tuple[int, ...] = (0,)  # each grid point trained on these seeds; the best mean valid AUC wins
     lr_grid: tuple[float, ...] = LR_GRID
     grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # more searched settings: (dotted key, values) pairs
     workers: int = 2
@@ -41,6 +42,8 @@ class Settings:
     synthetic_impressions: int = 0  # > 0: the data is the synthetic native log of this many impressions
 
     def __post_init__(self) -> None:
+        if not self.search_seeds:
+            raise ConfigError("--search-seeds must be at least 1 (the search needs a seed to train on)")
         if self.synthetic_impressions < 0:
             raise ConfigError(f"--synthetic-impressions must be a positive count (0: the config's own data), "
                              f"got {self.synthetic_impressions}")  # fmt: skip
@@ -60,6 +63,8 @@ class Job:
     @property
     def name(self) -> str:
         suffix = f"trial{self.trial}" if self.stage == "search" else f"seed{self.seed}"
+        if self.stage == "search" and self.seed:
+            suffix += f"-seed{self.seed}"
         return f"{self.stage}/{self.backbone}/{self.config}/{suffix}"
 
 
@@ -93,6 +98,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", nargs="+", default=[], type=grid_entry, metavar="KEY=V1,V2",
                         help="another setting searched alike for every configuration and backbone, crossed with the "
                              "learning rates (e.g. model.modality_dropout=0,0.3)")  # fmt: skip
+    parser.add_argument(
+        "--search-seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train every grid point on seeds 0..N-1 and keep the point of the best mean validation AUC (1: seed 0 "
+        "alone; the final runs of searched seeds reuse their trial, so N costs N x (grid points - 1) more runs)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="training processes at once (one thread each)")
     parser.add_argument("--n-boot", type=int, default=1000, help="user-bootstrap replicates")
     parser.add_argument("--synthetic-impressions", type=int, default=0, metavar="N",

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from em3.bench.quality import best_overrides, final_jobs, search_jobs, seed0_twins
+from em3.bench.quality import best_overrides, final_jobs, search_jobs, twins
 from em3.bench.quality_plan import Settings, grid_entry
 
 
@@ -23,9 +23,33 @@ def test_the_search_crosses_the_learning_rates_with_every_grid_setting_alike():
             for job in jobs}  # fmt: skip
     chosen = best_overrides(jobs, [{"valid_auc": aucs[job.name]} for job in jobs])
     assert chosen["dcn/em3"] == {"train.lr": 1e-3, "model.modality_dropout": 0.3}
-    twins = seed0_twins(jobs, final_jobs(Settings(Path("w"), backbones=("din", "dcn"), configs=("two_stage", "em3"),
-                                                  seeds=(0, 1)), chosen))  # fmt: skip
-    assert len(twins) == 4, "seed 0 of each final configuration reuses its chosen trial"
+    final = final_jobs(Settings(Path("w"), backbones=("din", "dcn"), configs=("two_stage", "em3"), seeds=(0, 1)),
+                       chosen)  # fmt: skip
+    reused = {name: twin for name, twin in twins(jobs, final).items() if name.startswith("final/")}
+    assert len(reused) == 4, "seed 0 of each final configuration reuses its chosen trial"
+    assert all(twin.seed == 0 and twin.stage == "search" for twin in reused.values())
+
+
+def test_the_search_chooses_by_the_mean_over_its_seeds_and_final_runs_reuse_every_searched_seed():
+    """Seed 0 alone favours lr 3e-4 (by 0.001); seeds 0-2 together favour 1e-3 (by 0.005 on average)."""
+    settings = Settings(Path("w"), backbones=("dcn",), configs=("em3",), seeds=(0, 1, 2), search_seeds=(0, 1, 2),
+                        lr_grid=(3e-4, 1e-3))  # fmt: skip
+    jobs = search_jobs(settings)
+    assert len(jobs) == 2 * 3 and len({job.name for job in jobs}) == len(jobs)
+    assert "search/dcn/em3/trial1" in {job.name for job in jobs}, "seed 0 keeps the names of earlier benchmarks"
+    valid = {(3e-4, 0): 0.609, (1e-3, 0): 0.608, (3e-4, 1): 0.603, (1e-3, 1): 0.619, (3e-4, 2): 0.604,
+             (1e-3, 2): 0.610}  # fmt: skip
+    results = [{"valid_auc": valid[job.overrides["train.lr"], job.seed]} for job in jobs]
+    assert best_overrides(jobs[:2], results[:2]) == {"dcn/em3": {"train.lr": 3e-4}}, "seed 0 alone"
+    chosen = best_overrides(jobs, results)
+    assert chosen == {"dcn/em3": {"train.lr": 1e-3}}
+    final = final_jobs(settings, chosen)
+    pairs = twins(jobs, final)
+    for job in final:  # every final run scores its seed's chosen trial
+        twin = pairs[job.name]
+        assert (twin.stage, twin.seed, twin.overrides) == ("search", job.seed, {"train.lr": 1e-3})
+    for job in jobs:  # and a trial reuses the final run of an earlier benchmark with its very settings
+        assert (pairs[job.name].name, pairs[job.name].overrides) == (f"final/dcn/em3/seed{job.seed}", job.overrides)
 
 
 def test_a_grid_entry_reads_its_values_as_yaml_and_refuses_other_text():

@@ -12,9 +12,9 @@ from em3.bench.quality import CONFIGS
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_quick(tmp_path: Path) -> subprocess.CompletedProcess:
+def run_quick(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "em3", "bench", "quality", "--quick", "--workers", "1",
-               "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "quality.json")]  # fmt: skip
+               "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "quality.json"), *extra]  # fmt: skip
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
     return run
@@ -70,6 +70,14 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
     second = run_quick(tmp_path)  # every run finished before: nothing trains again, the same summary comes out
     assert "epoch 0: valid auc" not in second.stdout
     assert json.loads((tmp_path / "quality.json").read_text())["results"] == result["results"]
+
+    third = run_quick(tmp_path, "--search-seeds", "2")  # seed 1's trials are the final runs of seed 1: reused
+    assert "epoch 0: valid auc" not in third.stdout and "mean validation AUC, seeds 0, 1" in third.stdout
+    searched = json.loads((tmp_path / "quality.json").read_text())["search"]
+    assert searched["seeds"] == [0, 1] and len(searched["trials"]) == 2 * len(CONFIGS)
+    for name in CONFIGS:
+        trial = json.loads((runs / "search" / "din" / name / "trial0-seed1" / "quality.json").read_text())
+        assert trial["trained_in"] == f"runs/final/din/{name}/seed1" and "test" not in trial
 
 
 def test_a_workers_data_key_keeps_the_source_its_tables_are_checked_against():
