@@ -34,7 +34,7 @@ import numpy as np
 
 from em3.atomic import atomic_file, finite_or_null, write_bytes, write_json
 from em3.bench.quality_plan import BASELINE, CONFIGS, Job, Settings
-from em3.config import Config, parse_config, set_dotted
+from em3.config import Config, ConfigError, parse_config, set_dotted
 from em3.progress import progress_bar
 
 PREPARED = "prepared.json"  # written last by prepare_data: the data folders are complete for these settings
@@ -163,10 +163,18 @@ TRAINED = ("valid_auc", "best_epoch", "valid_curve", "stopped_by", "steps", "tra
 
 
 def _finished(cfg: Config) -> dict | None:
-    """The saved result of the run in ``cfg.output_dir`` if it finished with this very config, else None."""
+    """The saved result of the run in ``cfg.output_dir`` if it finished with this very config, else None. The saved
+    config is read with today's defaults for settings added since (a new setting's default keeps the old
+    behaviour); one that no longer parses never matches."""
     path = cfg.output_dir / "quality.json"
-    record = json.loads(path.read_text()) if path.is_file() else None
-    return record if record is not None and record["config"] == cfg.model_dump(mode="json") else None
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    try:
+        saved = parse_config(record["config"], str(path)).model_dump(mode="json")
+    except ConfigError:
+        return None
+    return record if saved == cfg.model_dump(mode="json") else None
 
 
 def _placeless(cfg: Config) -> dict:

@@ -1,12 +1,14 @@
 """The benchmark's search: one grid for every configuration and backbone, the best validation AUC chosen."""
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
 
-from em3.bench.quality import best_overrides, final_jobs, search_jobs, twins
+from em3.bench.quality import _finished, best_overrides, final_jobs, search_jobs, twins, with_overrides
 from em3.bench.quality_plan import Settings, grid_entry
+from em3.config import load_config
 
 
 def test_the_search_crosses_the_learning_rates_with_every_grid_setting_alike():
@@ -58,3 +60,18 @@ def test_a_grid_entry_reads_its_values_as_yaml_and_refuses_other_text():
                                                                          (True, False))  # fmt: skip
     with pytest.raises(argparse.ArgumentTypeError, match="KEY=V1,V2"):
         grid_entry("model.modality_dropout")
+
+
+def test_a_finished_run_matches_a_config_that_only_adds_settings_at_their_defaults(tmp_path):
+    """Runs of an earlier benchmark are reused when every setting added since keeps its default (which keeps the
+    old behaviour), and only then."""
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "bench_quality.yaml")
+    cfg = cfg.model_copy(update={"output_dir": tmp_path})
+    saved = cfg.model_dump(mode="json")
+    del saved["train"]["id_table_updates"]  # as a benchmark run before the setting existed wrote it
+    (tmp_path / "quality.json").write_text(json.dumps({"config": saved, "valid_auc": 0.6}))
+    assert _finished(cfg) == {"config": saved, "valid_auc": 0.6}
+    assert _finished(with_overrides(cfg, {"train.id_table_updates": "rows"})) is None
+    saved["train"]["no_such_setting"] = 1  # a setting since removed: never the same run
+    (tmp_path / "quality.json").write_text(json.dumps({"config": saved, "valid_auc": 0.6}))
+    assert _finished(cfg) is None
