@@ -4,6 +4,12 @@ the catalogue cache (``model.content_cache: catalogue``, the whole catalogue fus
 10,000 to 1,000,000 items, the same batch and history length.
 
     .venv/bin/python bench/catalogue_scale.py [--sizes 10000 100000 1000000] [--steps 200] [--out FILE]
+        [--id-table-updates dense rows] [--staleness 50 1000] [--cache-items N]
+
+``--id-table-updates``: how the ID tables learn (``train.id_table_updates``; each value its own records, config
+names suffixed ``+rows`` for row-wise updates). ``--staleness``: the read-through cache's bound in steps
+(``model.content_cache_every``; each value its own ``em3_read@S`` records; the catalogue cache keeps 50, today's
+default). ``--cache-items``: the read-through cache's capacity (``model.content_cache_items``).
 
 Workload: each step's rows have a full history of ``--history`` items, drawn with probability proportional to
 ``exp(z)``, ``z ~ N(0, 1)`` per item: the synthetic log's popularity term (``popularity_strength`` 1, em3.data
@@ -13,7 +19,9 @@ fuses, not of the encoders' widths. Every (size, configuration) runs in a fresh 
 timed steps after ``--warmup`` untimed ones, the refresh every ``model.content_cache_every`` (50) steps included, as
 ``em3.train.trainer`` runs them; peak RSS of that process (the store and the data included, reported apart).
 Writes JSON (``--out``): ``command``, ``machine``, ``settings``, ``records`` (``items``, ``config``,
-``samples_per_s``, ``items_fused_per_step``, ``peak_rss_mb``, ``store_mb``), ``ratios``.
+``samples_per_s``, ``items_fused_per_step``, ``peak_rss_mb``, ``store_mb``), ``ratios`` (each config's rate at the
+largest size over its rate at the smallest; every other config's rate at the smallest size over ``em3``'s with
+dense updates, today's default, when both ran).
 """
 
 from __future__ import annotations
@@ -86,7 +94,24 @@ def skewed_rows(n_items: int, n_rows: int, history: int, seed: int) -> Split:
     )
 
 
-def measure(n_items: int, config: str, args: argparse.Namespace) -> dict:
+def variants(args: argparse.Namespace) -> list[tuple[str, dict, str]]:
+    """(label, model settings, ID table updates) of every measured configuration."""
+    out = []
+    for updates in args.id_table_updates:
+        suffix = "+rows" if updates == "rows" else ""
+        for config in args.configs:
+            settings = dict(CONFIGS[config])
+            if config != "em3_read":
+                out.append((config + suffix, settings, updates))
+                continue
+            for staleness in args.staleness:
+                label = config if staleness == 50 else f"{config}@{staleness}"
+                every = {"content_cache_every": staleness, "content_cache_items": args.cache_items}
+                out.append((label + suffix, settings | every, updates))
+    return out
+
+
+def measure(n_items: int, label: str, settings: dict, updates: str, args: argparse.Namespace) -> dict:
     """One (catalogue size, configuration) in this process: samples/s over the timed steps, and peak RSS."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -94,8 +119,8 @@ def measure(n_items: int, config: str, args: argparse.Namespace) -> dict:
     steps = args.warmup + args.steps
     rows = skewed_rows(n_items, steps * args.batch_size, args.history, seed=1)
     shapes = ModelShapes(N_USERS, store.n_rows, (3,), store.image_dim, store.text_dim, store.pooled_dim)
-    model = Ranker(ModelConfig(**CONFIGS[config]), shapes).train()
-    train_cfg = TrainConfig(batch_size=args.batch_size, bf16=False)
+    model = Ranker(ModelConfig(**settings), shapes).train()
+    train_cfg = TrainConfig(batch_size=args.batch_size, bf16=False, id_table_updates=updates)
     optimizer = make_optimizer(model, train_cfg)
     cache = model.content.cache if model.has_content_cache else None
     fused = (lambda: cache.fused_items) if cache is not None else (lambda: 0)  # items fused without gradient
@@ -109,13 +134,13 @@ def measure(n_items: int, config: str, args: argparse.Namespace) -> dict:
         batch = make_batch(rows, index, store, model.content_inputs)
         losses = optimisation_step(model, optimizer, batch, train_cfg, torch.device("cpu"))
         if not torch.isfinite(losses["loss"]):
-            raise FloatingPointError(f"{config} at {n_items} items: loss {losses['loss'].item()}")
+            raise FloatingPointError(f"{label} at {n_items} items: loss {losses['loss'].item()}")
     seconds = time.perf_counter() - started
     store_bytes = sum(getattr(store, name).nbytes for name in ("image_tokens", "text_tokens", "image_mask",
                                                                "text_mask", "pooled_image", "pooled_text"))  # fmt: skip
     return {
         "items": n_items,
-        "config": config,
+        "config": label,
         "samples_per_s": round(args.steps * args.batch_size / seconds, 1),
         "items_fused_per_step": round((fused() - fused_before) / args.steps, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -131,6 +156,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps first")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--history", type=int, default=30, help="history items per row (the benchmarks' default)")
+    parser.add_argument(
+        "--id-table-updates", nargs="+", default=["dense"], choices=["dense", "rows"], help="each value measured"
+    )
+    parser.add_argument(
+        "--staleness", type=int, nargs="+", default=[50], help="em3_read: model.content_cache_every values measured"
+    )
+    parser.add_argument("--cache-items", type=int, default=65536, help="em3_read: model.content_cache_items")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "catalogue_scale.json")
     return parser.parse_args()
 
@@ -138,20 +170,23 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     started, records = time.perf_counter(), []
+    measured = variants(args)
     for n_items in args.sizes:
-        for config in args.configs:  # a fresh process each: its peak RSS is its own
+        for label, settings, updates in measured:  # a fresh process each: its peak RSS is its own
             with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-                record = pool.submit(measure, n_items, config, args).result()
+                record = pool.submit(measure, n_items, label, settings, updates, args).result()
             print(json.dumps(record), flush=True)
             records.append(record)
     rate = {(r["items"], r["config"]): r["samples_per_s"] for r in records}
     small, large = min(args.sizes), max(args.sizes)
+    labels = [label for label, _, _ in measured]
     ratios = {
-        f"{config} at {large} / at {small} items": round(rate[large, config] / rate[small, config], 3)
-        for config in args.configs
+        f"{label} at {large} / at {small} items": round(rate[large, label] / rate[small, label], 3) for label in labels
     }
-    if {"em3", "em3_read"} <= set(args.configs):
-        ratios[f"em3_read / em3 at {small} items"] = round(rate[small, "em3_read"] / rate[small, "em3"], 3)
+    if "em3" in labels:  # against today's refresh, at the smallest catalogue
+        for label in labels:
+            if label.startswith("em3") and label != "em3":
+                ratios[f"{label} / em3 at {small} items"] = round(rate[small, label] / rate[small, "em3"], 3)
     result = {"command": shlex.join([sys.executable, *sys.argv]), "seconds": round(time.perf_counter() - started),
               "machine": machine_info(), "settings": {k: str(v) for k, v in vars(args).items()},
               "records": records, "ratios": ratios}  # fmt: skip

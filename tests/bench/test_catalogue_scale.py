@@ -25,11 +25,27 @@ def test_histories_are_full_and_skewed_by_popularity():
 
 
 def test_each_configuration_fuses_what_its_cache_says(tmp_path):
-    args = argparse.Namespace(steps=6, warmup=1, batch_size=16, history=10)
-    records = {config: scale.measure(3000, config, args) for config in scale.CONFIGS}
+    args = argparse.Namespace(
+        steps=6,
+        warmup=1,
+        batch_size=16,
+        history=10,
+        configs=list(scale.CONFIGS),
+        id_table_updates=["dense", "rows"],
+        staleness=[50, 3],
+        cache_items=500,
+    )
+    measured = scale.variants(args)
+    labels = ["two_stage", "em3", "em3_read", "em3_read@3"]
+    assert [label for label, _, _ in measured] == labels + [label + "+rows" for label in labels]
+    records = {label: scale.measure(3000, label, settings, updates, args) for label, settings, updates in measured}
     assert records["two_stage"]["items_fused_per_step"] == 0
     # no refresh inside 6 timed steps: the catalogue cache fused the catalogue before them (warm-up step 0)
     assert records["em3"]["items_fused_per_step"] == 0
     read = records["em3_read"]["items_fused_per_step"]
     assert 0 < read <= 16 * 10  # at most the history items of a step
+    # rows updates change what a step learns, not what it reads: the same items fused (same draws, same cache)
+    assert records["em3_read+rows"]["items_fused_per_step"] == read
+    # refreshed every 3 steps: the timed steps 1-6 re-fuse what steps 3 and 6 read again, so never fewer
+    assert records["em3_read@3"]["items_fused_per_step"] >= read
     assert all(r["samples_per_s"] > 0 and r["peak_rss_mb"] > r["store_mb"] > 0 for r in records.values())
