@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,9 +191,9 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
 
     if best_weights.exists():  # else stopped before the first validation: the current weights are the model
         load_model(model, str(best_weights), device=str(device))
+    model.eval()  # trained: the fill and the evaluations below read it as served
     if cfg.model.unseen_ids_from_content:
-        seen = np.bincount(data.train.item.numpy(), minlength=shapes.n_items) > 0
-        fill_unseen_item_ids(model, data.store, seen)
+        fill_unseen_item_ids(model, data.store, seen_in_training(data))
     save_model_dir(out / "model", model, cfg, shapes)  # whole or not at all; metrics/train.json marks the run done
     metrics = {
         "name": cfg.name,
@@ -214,10 +215,39 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
     return TrainResult(model=model, metrics=metrics)
 
 
+def seen_in_training(data: RankingData) -> np.ndarray:
+    """(n_items,) True for the item rows that some training row shows as its target."""
+    return np.bincount(data.train.item.numpy(), minlength=data.n_items) > 0
+
+
+@contextmanager
+def as_reported(model: Ranker, data: RankingData, cfg: Config) -> Iterator[None]:
+    """The model as training will report it: with ``model.unseen_ids_from_content``, the items no training row
+    showed get their ID from their content (``fill_unseen_item_ids``), as after training; afterwards the ID table
+    and the map are restored, so that training goes on exactly as without the pass. Validation reads the model this
+    way, so the epoch it chooses is the model it reports (one rule for choice and report)."""
+    if not (cfg.model.unseen_ids_from_content and model.uses_content):
+        yield
+        return
+    saved = model.item_embed.weight.detach().clone(), model.content_to_id.clone()
+    was_training = model.training
+    model.eval()
+    fill_unseen_item_ids(model, data.store, seen_in_training(data))
+    model.train(was_training)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            model.item_embed.weight.copy_(saved[0])
+            model.content_to_id.copy_(saved[1])
+
+
 def _end_epoch(model: Ranker, data: RankingData, cfg: Config, loop: dict, best_weights: Path, ctx: Distributed) -> None:
-    """Validate, keep the best weights, decide on early stopping, and move the loop to the next epoch (every rank
-    gets the same metrics, hence takes the same decisions; rank 0 logs and saves)."""
-    valid = evaluate(model, data.valid, data, cfg, ctx)
+    """Validate the model as it would be reported (``as_reported``), keep the best weights, decide on early
+    stopping, and move the loop to the next epoch (every rank gets the same metrics, hence takes the same
+    decisions; rank 0 logs and saves)."""
+    with as_reported(model, data, cfg):
+        valid = evaluate(model, data.valid, data, cfg, ctx)
     loop["history"].append({"epoch": loop["epoch"], "step": loop["step"], **valid})
     if ctx.is_main:
         tqdm.write(f"{cfg.name} epoch {loop['epoch']}: valid auc {valid['auc']:.4f} gauc {valid['gauc']:.4f}")
