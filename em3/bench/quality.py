@@ -165,16 +165,17 @@ TRAINED = ("valid_auc", "best_epoch", "valid_curve", "stopped_by", "steps", "tra
 def _finished(cfg: Config) -> dict | None:
     """The saved result of the run in ``cfg.output_dir`` if it finished with this very config, else None. The saved
     config is read with today's defaults for settings added since (a new setting's default keeps the old
-    behaviour); one that no longer parses never matches."""
+    behaviour); one that no longer parses never matches. The ``bench`` section (how the summary judges) is not the
+    run's."""
     path = cfg.output_dir / "quality.json"
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
     try:
-        saved = parse_config(record["config"], str(path)).model_dump(mode="json")
+        saved = parse_config(record["config"], str(path)).model_dump(mode="json", exclude={"bench"})
     except ConfigError:
         return None
-    return record if saved == cfg.model_dump(mode="json") else None
+    return record if saved == cfg.model_dump(mode="json", exclude={"bench"}) else None
 
 
 def _placeless(cfg: Config) -> dict:
