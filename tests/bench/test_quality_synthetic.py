@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from em3.bench.quality import benchmark_config, data_key, load_benchmark_data, prepare_data, with_overrides
+from em3.bench.quality import (
+    benchmark_config,
+    data_key,
+    load_benchmark_data,
+    prepare_data,
+    synthetic_log_facts,
+    with_overrides,
+)
 from em3.bench.quality_plan import Settings
 from em3.config import ConfigError, load_config
 
@@ -27,6 +34,13 @@ def test_synthetic_native_log_is_written_prepared_once_and_loads(tmp_path):
     rows = sum(len(split.label) for split in (data.train, data.valid, data.test))
     assert 0 < rows <= IMPRESSIONS and data.store.n_rows >= 24
     assert 0 < float(data.train.label.float().mean()) < 1, "clicks and non-clicks"
+
+    facts = synthetic_log_facts(cfg)  # what the summary adds for a synthetic log
+    oracle = facts["click_model"]["oracle_auc_by_split"]
+    assert set(oracle) == {"train", "valid", "test"} and all(0.5 < value <= 1 for value in oracle.values())
+    budget = facts["text_budget"]  # 8 tokens keep the product name, never the material, style and fit at the end
+    assert (budget["max_text_tokens"], budget["items"]) == (8, 24)
+    assert budget["items_with_a_deciding_word_cut"] == 1.0
 
     prepare_data(cfg, IMPRESSIONS)  # same settings: nothing is rewritten
     assert log.stat().st_mtime_ns == written

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from em3.config import RawSyntheticConfig
-from em3.data.native_synthetic import draw_tastes, generate_native_synthetic
+from em3.data.native_synthetic import CLICK_TRUTH, draw_tastes, generate_native_synthetic, oracle_by_split
+from em3.metrics import auc
 
 SMALL = RawSyntheticConfig(n_users=200, n_items=300, n_days=60, late_release_days=10, image_size=32)
 
@@ -51,3 +52,18 @@ def test_the_click_models_ceiling_is_recorded(tmp_path):
     assert recorded["oracle_auc"] > max(recorded["taste_auc"], recorded["popularity_auc"]) > 0.55
     flat = generate_native_synthetic(SMALL.model_copy(update={"taste_strength": 0.0}), 6000, tmp_path / "b")
     assert flat["taste_auc"] == 0.5, "no taste: the taste part ranks nothing"
+
+
+def test_the_true_logits_are_kept_row_for_row_and_score_each_split(tmp_path):
+    generate_native_synthetic(SMALL, 6000, tmp_path)
+    log = pd.read_parquet(tmp_path / "impressions.parquet")
+    truth = pd.read_parquet(tmp_path / CLICK_TRUTH)
+    assert len(truth) == len(log) and (truth["label"] == log["label"]).all() and (truth["ts"] == log["ts"]).all()
+    recorded = json.loads((tmp_path / "click_model.json").read_text())
+    assert auc(truth["label"], truth["logit"]) == pytest.approx(recorded["oracle_auc"], abs=1e-6)  # float32 logits
+    ts = pd.to_datetime(log["ts"])
+    valid_start, test_start = (ts.min() + (ts.max() - ts.min()) * f for f in (0.7, 0.85))
+    by_split = oracle_by_split(tmp_path, valid_start.date(), test_start.date())
+    test = pd.to_datetime(truth["ts"]) >= pd.Timestamp(test_start.date())
+    assert by_split["test"] == auc(truth["label"][test], truth["logit"][test])
+    assert all(0.5 < value < 1 for value in by_split.values())
