@@ -111,6 +111,11 @@ class ModelConfig(Section):
         description="em3: what the fusion reads per modality: its pooled vector as one summary token, its finer "
         "tokens (image grid, text tokens), or both (DESIGN §1)",
     )
+    pooled_projection: Literal["linear", "mlp"] = Field(
+        "linear",
+        description="two_stage: the frozen pooled vectors through one linear layer, or through an MLP as deep and "
+        "wide as em3's content head (linear to embed_dim, GELU, linear; the two_stage_mlp baseline, DESIGN §3)",
+    )
     fqformer: FQFormerConfig = FQFormerConfig()
     history_mode: Literal["full", "lora", "frozen"] = "lora"
     content_cache_every: int = Field(

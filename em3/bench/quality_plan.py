@@ -16,6 +16,7 @@ from em3.config import ConfigError
 CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared configuration (DESIGN §3)
     "id_only": {"model.variant": "id_only"},
     "two_stage": {"model.variant": "two_stage"},
+    "two_stage_mlp": {"model.variant": "two_stage", "model.pooled_projection": "mlp"},
     "em3": {"model.variant": "em3"},
     "em3_mean_fusion": {"model.variant": "em3", "model.fusion": "mean"},
     "em3_frozen_history": {"model.variant": "em3", "model.history_mode": "frozen"},

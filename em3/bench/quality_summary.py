@@ -36,7 +36,8 @@ INTERVALS = (  # which of the JSON's intervals to quote (written into it)
 )
 ABLATIONS = {"em3_mean_fusion": "FQ-Former", "em3_frozen_history": "LoRA (vs frozen history)",
              "em3_full_history": "LoRA (vs full history)", "em3_no_cic": "CIC",
-             "em3_fine_tokens": "summary tokens", "em3_summary_tokens": "fine tokens"}  # fmt: skip
+             "em3_fine_tokens": "summary tokens", "em3_summary_tokens": "fine tokens",
+             "two_stage_mlp": "token fusion trained end to end (vs an MLP on pooled vectors)"}  # fmt: skip
 
 
 def summarise(

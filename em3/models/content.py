@@ -45,14 +45,19 @@ class PooledContent(nn.Module):
     pin every such item to the projection's bias, the same point as a real vector that happens to be small, while
     a learned vector (a missing-indicator with its own weights) lets the click loss place "no photo" or "no text"
     where the data say. It starts at zero, so an untrained model treats a missing modality as zeros.
+
+    With ``mlp`` (``model.pooled_projection: mlp``, the ``two_stage_mlp`` baseline of DESIGN §3) the projection is
+    followed by a GELU and a second linear layer: an MLP as deep and wide as em3's content head, so that a lead of
+    em3 over it is token-level fusion trained end to end, not any non-linear projection.
     """
 
-    def __init__(self, image_dim: int, text_dim: int, embed_dim: int):
+    def __init__(self, image_dim: int, text_dim: int, embed_dim: int, mlp: bool = False):
         super().__init__()
         self.dims = (image_dim, text_dim)
         present = [(m, d) for m, d in zip(MODALITIES, self.dims, strict=True) if d]
         self.missing = nn.ParameterDict({m: nn.Parameter(torch.zeros(d)) for m, d in present})
         self.proj = nn.Linear(image_dim + text_dim, embed_dim)
+        self.head = nn.Sequential(nn.GELU(), nn.Linear(embed_dim, embed_dim)) if mlp else nn.Identity()
 
     def forward(self, content: ItemContent) -> torch.Tensor:
         # proj(missing modality's slice := its vector) = proj(pooled, zeros there as stored) + W_m · missing_m: the
@@ -63,7 +68,7 @@ class PooledContent(nn.Module):
             if name in self.missing:
                 absent = (~content.present[..., m : m + 1]).to(out.dtype)  # (N, 1)
                 out = out + absent * (weights[m] @ self.missing[name])
-        return out
+        return self.head(out)
 
 
 class TokenContent(nn.Module):

@@ -53,7 +53,8 @@ class Ranker(nn.Module):
             raise DataError(f"model.variant {cfg.variant} needs item content; the token store has neither images nor "
                             "texts (use model.variant: id_only)")  # fmt: skip
         if cfg.variant == "two_stage":
-            self.content = PooledContent(shapes.image_dim, shapes.text_dim, dim)
+            mlp = cfg.pooled_projection == "mlp"
+            self.content = PooledContent(shapes.image_dim, shapes.text_dim, dim, mlp)
             self.history_content = self.content
         elif cfg.variant == "em3":
             cache = cfg.content_cache_every > 0
