@@ -61,7 +61,7 @@ def neighbour_similarity(search: np.ndarray, target: Vectors, queries: np.ndarra
     if sp.issparse(target):
         target = sp.csr_array(target)
     queries = np.asarray(queries, dtype=np.int64)
-    candidates = _nonzero_rows(target)
+    candidates = nonzero_rows(target)
     candidates[0] = False
     result = np.full(len(queries), np.nan)
     if not candidates.any():
@@ -98,7 +98,7 @@ def _paired_cosine(vectors: Vectors, a: np.ndarray, b: np.ndarray) -> np.ndarray
     return np.divide(dot, norms, out=np.zeros(len(a)), where=norms > 0)
 
 
-def _nonzero_rows(vectors: Vectors) -> np.ndarray:
+def nonzero_rows(vectors: Vectors) -> np.ndarray:
     """(n_rows,) True where the row has a non-zero entry."""
     if sp.issparse(vectors):
         return vectors.count_nonzero(axis=1) > 0

@@ -24,7 +24,7 @@ from em3.data.token_store import TokenStore
 from em3.evaluation.modality import auc_by_modality, item_modalities
 from em3.evaluation.plots import calibration_plot, popularity_plot, roc_plot, similarity_plot
 from em3.evaluation.report import render_report
-from em3.evaluation.similarity import behaviour_similarity, interaction_matrix, material_similarity
+from em3.evaluation.similarity import behaviour_similarity, interaction_matrix, material_similarity, nonzero_rows
 from em3.metrics import auc, ranking_metrics
 from em3.models import Ranker
 from em3.models.io import load_model_dir
@@ -145,7 +145,9 @@ def similarities(
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray | None]:
     """Material and behaviour similarity of a model's item embeddings (DESIGN §2), and their per-item scores
     (behaviour: None for a model without a content embedding)."""
-    embeddings = item_embedding_tables(model, store, cfg.batch_size)
+    # content only where behaviour similarity reads it: the popular items and their candidate neighbours
+    readable = np.union1d(shared.popular_items, np.flatnonzero(nonzero_rows(shared.interactions)))
+    embeddings = item_embedding_tables(model, store, cfg.batch_size, content_rows=readable)
     k = cfg.k_neighbours
     material_mean, material = material_similarity(embeddings["id"], shared.raw_content, shared.cold_items, k)
     behaviour_mean, behaviour = math.nan, None

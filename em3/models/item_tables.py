@@ -9,8 +9,6 @@ items training showed, predicts the ID embedding of the others.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import torch
 
@@ -21,15 +19,23 @@ RIDGE = 1.0  # against the sum of squares of thousands of O(1) content rows: a m
 
 
 @torch.no_grad()
-def item_embedding_tables(model: Ranker, store: TokenStore, batch_size: int) -> dict[str, np.ndarray]:
-    """ID (and content, if the model has one) embeddings of every item row, computed batch by batch."""
+def item_embedding_tables(
+    model: Ranker, store: TokenStore, batch_size: int, content_rows: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """ID (and content, if the model has one) embeddings of every item row (n_rows, E) each. The content tower
+    encodes only ``content_rows`` when given (the others' content rows are zeros): a caller that reads a few items'
+    content does not pay for the catalogue's."""
+    tables = {"id": model.item_embed.weight.detach().float().cpu().numpy()[: store.n_rows].copy()}
+    if not model.uses_content:
+        return tables
     device = next(model.parameters()).device
-    parts: dict[str, list[torch.Tensor]] = defaultdict(list)
-    for rows in torch.arange(store.n_rows).split(batch_size):
-        content = store.gather(rows).to(device) if model.uses_content else None
-        for name, embedding in model.item_embeddings(rows.to(device), content).items():
-            parts[name].append(embedding.float().cpu())  # (b, E)
-    return {name: torch.cat(chunks).numpy() for name, chunks in parts.items()}  # (n_rows, E) each
+    rows = torch.arange(store.n_rows) if content_rows is None else torch.as_tensor(content_rows, dtype=torch.long)
+    content = np.zeros_like(tables["id"])
+    for chunk in rows.split(batch_size):
+        embeddings = model.item_embeddings(chunk.to(device), store.gather(chunk).to(device))
+        content[chunk.numpy()] = embeddings["content"].float().cpu().numpy()  # (b, E)
+    tables["content"] = content
+    return tables
 
 
 def ridge_fit(inputs: np.ndarray, targets: np.ndarray, ridge: float = RIDGE) -> np.ndarray:
