@@ -40,7 +40,9 @@ def test_two_tiny_sizes_write_rows_per_second_peak_memory_and_growth(tmp_path):
         assert record.keys() == RECORD_KEYS, record
         assert all(math.isfinite(record[key]) and record[key] > 0 for key in MEASURED), record
         assert record["rows"] == record["impressions"] and record["items"] == record["impressions"] // 10
-        assert record["rows_per_s"] == pytest.approx(record["rows"] / record["seconds"], rel=0.02)
+        # rows_per_s is rounded to 0.1 (abs 0.05: on a starved machine 100 rows can take 50 s, 2 rows/s) and
+        # seconds to 0.01 (rel 0.02 covers it once the stage takes over half a second)
+        assert record["rows_per_s"] == pytest.approx(record["rows"] / record["seconds"], rel=0.02, abs=0.05)
         assert 50 < record["peak_rss_mb"] < 4096, "a Python process with pandas, well under the 4 GB bound"
     manifest = json.loads((work / "200" / "data" / "tables" / "manifest.json").read_text())
     assert 190 <= manifest["rows"]["interactions"] <= 200  # one row per (user, item, day): rare repeats merge
