@@ -13,6 +13,10 @@ neither the weights nor the store changed since the last one (predicting valid t
   entries read longest ago make room. A step's cost is set by the items it reads, never by the catalogue; the
   per-item bookkeeping is one int64 per catalogue item (its slot).
 
+Under DDP each process has its own read-through cache and fuses an item when *it* reads it, so ranks hold fusions
+of different ages (each within the bound) and a sharded run is not the one-process run to rounding, as it is with
+the catalogue cache (tests/train/test_ddp.py).
+
 Caches are derived from the weights: they are not saved with the model; checkpoints carry them for exact resume.
 Each counts the items it has fused (``fused_items``): the work a benchmark compares (bench/catalogue_scale.py).
 """
