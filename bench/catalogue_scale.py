@@ -50,7 +50,7 @@ from em3.train.trainer import optimisation_step
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "two_stage": {"variant": "two_stage"},
-    "em3": {"variant": "em3", "content_cache": "catalogue"},
+    "em3": {"variant": "em3", "content_cache": "catalogue", "content_cache_every": 50},  # the first cache
     "em3_read": {"variant": "em3", "content_cache": "read"},
 }
 IMAGE_TOKENS, TEXT_TOKENS, WIDTH, PATTERNS = 4, 8, 64, 4096

@@ -3,7 +3,7 @@
 ``em3.train.trainer`` runs them.
 
     .venv/bin/python bench/step_profile.py [--length 50] [--steps 60] [--items 50000] [--out FILE]
-        [--id-table-updates dense|rows] [--content-cache catalogue|read]
+        [--id-table-updates dense|rows] [--content-cache read|catalogue] [--staleness 1000]
 
 Each step is cut into: ``batch`` (the cache refresh when due, and gathering the batch's content), the forward
 pass's ``target content`` (the FQ-Former and head with gradient; two_stage's projection), ``history content`` (em3:
@@ -51,7 +51,7 @@ class Profiled:
         shapes = ModelShapes(speed.N_USERS, store.n_rows, (3,), store.image_dim, store.text_dim, store.pooled_dim)
         settings = {**CONFIGS[name], "backbone": args.backbone}
         if name == "em3":
-            settings["content_cache"] = args.content_cache
+            settings |= {"content_cache": args.content_cache, "content_cache_every": args.staleness}
         self.model = Ranker(ModelConfig(**settings), shapes).train()
         self.cfg = TrainConfig(batch_size=args.batch_size, id_table_updates=args.id_table_updates)
         self.optimizer = make_optimizer(self.model, self.cfg)
@@ -114,7 +114,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--backbone", choices=["din", "dcn"], default="din")
     parser.add_argument("--id-table-updates", choices=["dense", "rows"], default="dense")
-    parser.add_argument("--content-cache", choices=["catalogue", "read"], default="catalogue")
+    parser.add_argument("--content-cache", choices=["catalogue", "read"], default="read", help="em3's cache")
+    parser.add_argument("--staleness", type=int, default=1000, help="em3: model.content_cache_every")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "step_profile.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
