@@ -126,9 +126,14 @@ def deciding_words(catalogue: pd.DataFrame) -> list[tuple[str, str, str]]:
     ]
 
 
+def random_streams(cfg: RawSyntheticConfig) -> tuple[np.random.Generator, ...]:
+    """The generator's independent random streams: items, users, the log, images."""
+    return tuple(np.random.default_rng(seed) for seed in np.random.SeedSequence(cfg.seed).spawn(4))
+
+
 def native_catalogue(cfg: RawSyntheticConfig) -> pd.DataFrame:
     """The catalogue ``generate_native_synthetic`` writes for ``cfg`` (the same draws), without writing anything."""
-    return make_catalogue(cfg, np.random.default_rng(np.random.SeedSequence(cfg.seed).spawn(4)[0]))
+    return make_catalogue(cfg, random_streams(cfg)[0])
 
 
 def oracle_by_split(source: Path, valid_start: date, test_start: date) -> dict[str, float]:
@@ -146,8 +151,7 @@ def generate_native_synthetic(cfg: RawSyntheticConfig, n_impressions: int, out_d
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    seeds = np.random.SeedSequence(cfg.seed).spawn(4)
-    rng_items, rng_users, rng_log, rng_images = (np.random.default_rng(seed) for seed in seeds)
+    rng_items, rng_users, rng_log, rng_images = random_streams(cfg)
     catalogue = make_catalogue(cfg, rng_items)
     release = release_days(cfg, catalogue, rng_items)
     items_table(catalogue).to_parquet(out_dir / "items.parquet", index=False)

@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from em3.config import RawSyntheticConfig
-from em3.data.native_synthetic import CLICK_TRUTH, draw_tastes, generate_native_synthetic, oracle_by_split
+from em3.data.native_synthetic import (
+    CLICK_TRUTH,
+    draw_tastes,
+    generate_native_synthetic,
+    items_table,
+    native_catalogue,
+    oracle_by_split,
+)
 from em3.metrics import auc
 
 SMALL = RawSyntheticConfig(n_users=200, n_items=300, n_days=60, late_release_days=10, image_size=32)
@@ -67,3 +74,11 @@ def test_the_true_logits_are_kept_row_for_row_and_score_each_split(tmp_path):
     test = pd.to_datetime(truth["ts"]) >= pd.Timestamp(test_start.date())
     assert by_split["test"] == auc(truth["label"][test], truth["logit"][test])
     assert all(0.5 < value < 1 for value in by_split.values())
+
+
+def test_the_catalogue_rebuilt_without_writing_is_the_one_written(tmp_path):
+    """``native_catalogue`` (what the text-budget check reads) draws exactly what the generator wrote."""
+    generate_native_synthetic(SMALL, 500, tmp_path)
+    written = pd.read_parquet(tmp_path / "items.parquet")
+    rebuilt = items_table(native_catalogue(SMALL))
+    pd.testing.assert_frame_equal(rebuilt.reset_index(drop=True), written, check_dtype=False)
