@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from em3.atomic import atomic_file
-from em3.train.optim import Optimizer
+from em3.train.optim import Optimizer, load_optimizer_state
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -37,11 +37,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: Optimizer) ->
     model.load_state_dict(state["model"])
     for name, value in state["buffers"].items():
         model.get_buffer(name).copy_(value)
-    if set(state["optimizer"]) == {"dense", "rows"} and isinstance(optimizer, torch.optim.Optimizer):
-        raise ValueError(
-            f"{path}: its optimiser updated the ID tables row-wise: resume it with train.id_table_updates: rows"
-        )
-    optimizer.load_state_dict(state["optimizer"])
+    load_optimizer_state(optimizer, state["optimizer"], str(path))
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])

@@ -37,16 +37,23 @@ class RowwiseTables:
         return {"dense": self.dense.state_dict(), "rows": self.rows.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if set(state) != {"dense", "rows"}:
-            raise ValueError(
-                "this checkpoint's optimiser updated the ID tables densely: resume it with "
-                "train.id_table_updates: dense"
-            )
         self.dense.load_state_dict(state["dense"])
         self.rows.load_state_dict(state["rows"])
 
 
 Optimizer = torch.optim.AdamW | RowwiseTables
+
+
+def load_optimizer_state(optimizer: Optimizer, state: dict, source: str) -> None:
+    """Restore ``optimizer`` from ``state`` (read from ``source``), refusing a state written with the other
+    ``train.id_table_updates`` (their layouts differ: one AdamW, or AdamW beside SparseAdam)."""
+    written = "rows" if set(state) == {"dense", "rows"} else "dense"
+    wanted = "rows" if isinstance(optimizer, RowwiseTables) else "dense"
+    if written != wanted:
+        how = "row-wise" if written == "rows" else "densely"
+        setting = f"train.id_table_updates: {written}"
+        raise ValueError(f"{source}: its optimiser updated the ID tables {how}: resume it with {setting}")
+    optimizer.load_state_dict(state)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> Optimizer:
