@@ -4,12 +4,15 @@ numeric standardised with a missing flag), the history rule, and what train.json
 from __future__ import annotations
 
 import json
+import tempfile
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from em3.data.history import earlier_histories, history_time
+from em3.data.mapped import MappedRows
 from em3.data.tables import load_tables
 from em3.data.token_store import TokenStore
 from em3.train.trainer import train
@@ -124,3 +127,27 @@ def test_a_context_column_with_one_value_in_training_is_not_an_input(tables):
     users.assign(club=["gold" if u % 2 else None for u in range(N_USERS)]).to_parquet(root / "users.parquet")
     assert load_tables(root, root / "store", max_history=5).inputs["context"] == ["user.club"]
     assert data.train.context.shape[1] == len(data.context_cardinalities) == 1
+
+
+def test_histories_are_read_from_disk_and_equal_the_in_memory_definition(tables, monkeypatch):
+    """The (N, L) histories, the largest training array, live in a deleted temporary file read by positioned reads
+    (nothing left in TMPDIR); each split's rows hold what earlier_histories gives on the whole table, in order."""
+    root, interactions = tables
+    monkeypatch.setenv("TMPDIR", str(root / "tmp"))
+    (root / "tmp").mkdir()
+    tempfile.tempdir = None  # re-read TMPDIR
+    try:
+        data = load_tables(root, root / "store", max_history=4)
+    finally:
+        tempfile.tempdir = None
+    assert list((root / "tmp").iterdir()) == []
+    frame = pd.read_parquet(root / "interactions.parquet")
+    item = frame["item_id"].map(data.store.index()).to_numpy()
+    user = pd.factorize(frame["user_id"], sort=True)[0]
+    expected = earlier_histories(user, history_time(frame["ts"], "auto")[0], item, frame["label"].to_numpy(), 4)
+    for name in ("train", "valid", "test"):
+        split = getattr(data, name)
+        assert isinstance(split.history, MappedRows) and split.history.shape == (len(split), 4)
+        got = split.history[torch.arange(len(split))]
+        assert torch.equal(got, torch.from_numpy(expected[(frame["split"] == name).to_numpy()]))
+    assert (expected[:, 0] > 0).mean() > 0.5  # the histories are not trivially empty

@@ -3,7 +3,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from em3.data.history import earlier_histories, has_time_of_day, history_time
+import em3.data.history as history_module
+from em3.data.history import earlier_histories, has_time_of_day, history_chunks, history_time
 
 
 def test_history_holds_earlier_day_positives_only_most_recent_first():
@@ -63,3 +64,23 @@ def test_the_automatic_rule_cuts_at_days_unless_timestamps_carry_a_time_of_day()
     assert rule == "earlier_days" and key[0] == key[1]
     dates = pd.Series([date(2020, 1, 1), date(2020, 1, 2)])  # the canonical date32 column read back
     assert history_time(dates, "auto")[1] == "earlier_days"
+
+
+def test_pieces_of_any_rows_equal_the_whole_computation(monkeypatch):
+    """The bounded-memory path (em3.data.tables writes histories to disk piece by piece) gives every row the same
+    history as the whole computation, for rows in any order and pieces smaller than a user's run of rows."""
+    rng = np.random.default_rng(1)
+    n = 500
+    user, day = rng.integers(0, 7, n), rng.integers(0, 30, n)
+    item, label = rng.integers(1, 90, n), rng.integers(0, 2, n)
+    whole = earlier_histories(user, day, item, label, length=6)
+    monkeypatch.setattr(history_module, "_CHUNK_VALUES", 6 * 13)  # 13 rows a piece
+    rows = rng.permutation(n)
+    pieces = list(history_chunks(user, day, item, label, 6, rows))
+    assert [begin for begin, _ in pieces] == list(range(0, n, 13))
+    np.testing.assert_array_equal(np.concatenate([values for _, values in pieces]), whole[rows])
+
+
+def test_a_log_without_positives_has_empty_histories():
+    history = earlier_histories(np.array([1, 1]), np.array([0, 1]), np.array([5, 6]), np.zeros(2, int), length=2)
+    np.testing.assert_array_equal(history, np.zeros((2, 2)))

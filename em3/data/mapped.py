@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import torch
 
 RESIDENT_BUDGET = 256 << 20  # bytes written through the mappings between two releases
 
@@ -85,3 +86,39 @@ class RowFiles:
                 if got != want:
                     raise OSError(f"{file.name}: read {got} of {want} bytes at row {unique[start]}; truncated store?")
         return values if len(unique) == len(rows) and np.array_equal(unique, rows) else values[inverse]
+
+
+class MappedRows:
+    """Rows ``start..stop`` of one ``.npy`` file as int64 torch tensors, read with positioned reads when indexed:
+    ``rows[index]`` (an integer tensor or array) reads those rows; ``rows[a:b]`` is a view, nothing read. The file
+    may be deleted once opened (the open handle keeps it), so a temporary one leaves nothing behind."""
+
+    def __init__(self, path: Path, files: RowFiles | None = None, start: int = 0, stop: int | None = None):
+        if files is None:
+            files = RowFiles()
+            files.open("rows", path)
+        self.path, self.files = Path(path), files
+        rows = files.files["rows"][2][0]
+        self.start, self.stop = start, rows if stop is None else stop
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.stop - self.start, *self.files.files["rows"][2][1:])
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, index: slice | torch.Tensor | np.ndarray) -> MappedRows | torch.Tensor:
+        if isinstance(index, slice):
+            begin, end, step = index.indices(len(self))
+            if step != 1:
+                raise IndexError("mapped rows are sliced with step 1 only")
+            return MappedRows(self.path, self.files, self.start + begin, self.start + max(begin, end))
+        rows = np.asarray(index)
+        if rows.dtype.kind not in "iu":
+            raise IndexError(f"{self.path}: mapped rows are indexed by integers or a slice, not {rows.dtype}")
+        rows = rows.astype(np.int64).reshape(-1)
+        if len(rows) and not -len(self) <= rows.min() <= rows.max() < len(self):
+            raise IndexError(f"{self.path}: rows {rows.min()}..{rows.max()} outside 0..{len(self) - 1}")
+        values = self.files.read("rows", self.start + np.where(rows < 0, rows + len(self), rows))
+        return torch.from_numpy(values.astype(np.int64, copy=False)).reshape(*np.shape(index), *self.shape[1:])

@@ -9,19 +9,23 @@ deviation; a missing value becomes 0 with a missing flag of 1 beside it.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import torch
 
 from em3.data.dataset import RankingData, Split
-from em3.data.history import earlier_histories, history_time
+from em3.data.history import history_chunks, history_time
+from em3.data.mapped import MappedArrays, MappedRows
 from em3.data.token_store import TokenStore
 from em3.validation.errors import DataError
 
 SPLITS = ("train", "valid", "test")
 CONTEXT_COLUMNS = ("sales_channel_id",)
+READ_COLUMNS = ("user_id", "item_id", "ts", "label", "split", "cold")  # and the context columns
 USER_PREFIX = "user."  # context names of user attributes in train.json
 
 
@@ -97,7 +101,8 @@ def load_tables(
     path = tables_dir / "interactions.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `em3 ingest` (and `em3 validate`) first")
-    frame = pd.read_parquet(path)
+    present = pq.read_schema(path).names
+    frame = pd.read_parquet(path, columns=[c for c in (*READ_COLUMNS, *CONTEXT_COLUMNS) if c in present])
     store = TokenStore.load(store_dir)
     rows = store.index()
     unknown = ~frame["item_id"].isin(rows)
@@ -117,28 +122,51 @@ def load_tables(
     users = user_attributes(tables_dir, frame, user_features)
     context, cardinalities, numeric, names = context_features(frame, users, train, category_min_rows)
     time, rule = history_time(frame["ts"], history)
-    histories = earlier_histories(user, time, item, label, max_history)
     cold = frame["cold"].to_numpy(bool)
+    positions = {name: np.flatnonzero(split == name) for name in SPLITS}
+    histories = mapped_histories(user, time, item, label, max_history, [positions[name] for name in SPLITS])
+    starts = np.cumsum([0] + [len(positions[name]) for name in SPLITS])
 
-    def take(name: str) -> Split:
-        rows = split == name
+    def take(index: int, name: str) -> Split:
+        rows = positions[name]
         return Split(
             user=torch.from_numpy(user[rows]),
             item=torch.from_numpy(item[rows]),
             context=torch.from_numpy(context[rows]),
-            history=torch.from_numpy(histories[rows]),
+            history=histories[starts[index] : starts[index + 1]],
             label=torch.from_numpy(label[rows].astype(np.float32)),
             cold=torch.from_numpy(cold[rows]),
             numeric=torch.from_numpy(numeric[rows]),
         )
 
+    train_split, valid_split, test_split = (take(index, name) for index, name in enumerate(SPLITS))
     return RankingData(
-        train=take("train"),
-        valid=take("valid"),
-        test=take("test"),
+        train=train_split,
+        valid=valid_split,
+        test=test_split,
         n_users=n_users,
         context_cardinalities=cardinalities,
         store=store,
         item_train_interactions=np.bincount(item[train & (label == 1)], minlength=store.n_rows),
         inputs={**names, "history": rule},
     )
+
+
+def mapped_histories(
+    user: np.ndarray, time: np.ndarray, item: np.ndarray, label: np.ndarray, length: int, parts: list[np.ndarray]
+) -> MappedRows:
+    """``earlier_histories`` of the rows of each of ``parts`` (arrays of row numbers), one part after the other, in
+    a temporary int32 file read by positioned reads (em3.data.mapped): the (N, length) histories are the largest
+    training array (2 GB at 10 M impressions and length 50) and stay out of memory. The file is deleted as soon as
+    it is open (``TMPDIR`` chooses its disk)."""
+    rows = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    with tempfile.TemporaryDirectory(prefix="em3-histories-") as folder:
+        path = Path(folder) / "histories.npy"
+        arrays = MappedArrays()
+        out = arrays.create(path, (len(rows), length), np.int32)
+        for begin, values in history_chunks(user, time, item, label, length, rows):
+            out[begin : begin + len(values)] = values
+            arrays.touched(out[begin : begin + len(values)].nbytes)
+        out.flush()
+        arrays.release()
+        return MappedRows(path)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from em3.data.mapped import MappedArrays, RowFiles
+from em3.data.mapped import MappedArrays, MappedRows, RowFiles
 from em3.data.token_store import ARRAYS, TokenStore
 
 MIB = 1 << 20
@@ -70,3 +70,21 @@ def test_gathering_a_whole_loaded_store_keeps_its_pages_within_the_budget(tmp_pa
         assert torch.equal(content.text_tokens, torch.from_numpy(arrays["text_tokens"][batch.numpy()]).float())
     assert rss_file() - before < 8 * MIB, "a pass over a 77 MiB store must not leave it in the RSS"
     assert not store.gather(torch.tensor([0])).image_mask.any()
+
+
+def test_mapped_rows_read_what_was_written_through_views_after_the_file_is_deleted(tmp_path):
+    values = np.arange(40 * 3, dtype=np.int32).reshape(40, 3)
+    np.save(tmp_path / "h.npy", values)
+    rows = MappedRows(tmp_path / "h.npy")
+    (tmp_path / "h.npy").unlink()  # the open handle keeps the data
+    assert rows.shape == (40, 3) and len(rows) == 40
+    part = rows[10:30]  # a view: its row 0 is row 10
+    assert part.shape == (20, 3)
+    got = part[torch.tensor([[0, 19], [5, -1]])]
+    assert got.dtype == torch.int64 and got.shape == (2, 2, 3)
+    assert torch.equal(got, torch.from_numpy(values[[[10, 29], [15, 29]]]).long())
+    assert torch.equal(part[2:4][torch.arange(2)], torch.from_numpy(values[12:14]).long())
+    with pytest.raises(IndexError, match="outside 0..19"):
+        part[torch.tensor([20])]
+    with pytest.raises(IndexError, match="integers or a slice"):
+        part[torch.ones(20, dtype=torch.bool)]
