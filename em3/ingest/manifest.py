@@ -13,7 +13,7 @@ import pandas as pd
 
 from em3.config import IngestConfig
 from em3.ingest.raw import RawData
-from em3.validation.catalogue import content_summary
+from em3.validation.catalogue import content_summary, positive_rows
 from em3.validation.contract import SPLITS
 from em3.validation.engine import Checked
 
@@ -39,7 +39,7 @@ def make_manifest(
         "files": raw.files,
         "source_stamps": stamps,
         "images": images,
-        "catalogue": {**content_summary(tables["items"], interactions), **raw.catalogue},
+        "catalogue": {**content_summary(tables["items"], positive_rows(interactions)), **raw.catalogue},
         "rows": {name: len(table) for name, table in tables.items()},
         "splits": {
             split: {

@@ -15,15 +15,20 @@ CONTENT = ("image_and_text", "image_only", "text_only", "neither")
 MODALITIES = ("image", "text")
 
 
-def content_summary(items: pd.DataFrame, interactions: pd.DataFrame, usable_image: pd.Series | None = None) -> dict:
+def positive_rows(interactions: pd.DataFrame) -> pd.Series:
+    """Positive rows per item id of ``interactions`` (a whole table or one batch of it: counts add up)."""
+    return interactions.loc[interactions["label"] == 1, "item_id"].value_counts()
+
+
+def content_summary(items: pd.DataFrame, positives: pd.Series, usable_image: pd.Series | None = None) -> dict:
     """Counts per content class of ``items`` (``text`` "" and ``image_path`` "" mean missing; ``usable_image``,
-    aligned with ``items``, can mark more images unusable) and the positive ``interactions`` rows of each."""
+    aligned with ``items``, can mark more images unusable) and the positive rows of each (``positives``: per item
+    id, ``positive_rows``)."""
     has_image = items["image_path"] != ""
     if usable_image is not None:
         has_image &= usable_image
     has_text = items["text"] != ""
     content = np.select([has_image & has_text, has_image, has_text], CONTENT[:3], CONTENT[3])
-    positives = interactions.loc[interactions["label"] == 1, "item_id"].value_counts()
     per_item = items["item_id"].map(positives).fillna(0).to_numpy()
     total = len(items)
     return {

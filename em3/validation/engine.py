@@ -13,9 +13,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 SAMPLE_VALUES = 5
 SAMPLE_CHARS = 80
@@ -44,6 +47,7 @@ class Checked:
     kept: pd.DataFrame
     quarantine: pd.DataFrame
     summary: dict[str, Any]
+    rules: tuple[tuple[str, str], ...] = ()  # (expectation, column) of every rule applied, in order
 
 
 SOURCE_POSITIONS = ("source_line", "source_row")  # index names of raw tables: CSV line (header = 1), Parquet row
@@ -94,7 +98,46 @@ def check_table(
         "rows_quarantined": len(quarantine),
         "failures": failures,
     }
-    return Checked(kept, quarantine, summary)
+    return Checked(kept, quarantine, summary, tuple((rule.expectation, rule.column) for rule in rules))
+
+
+class CheckedBatches:
+    """One table checked batch by batch (``check_table`` on each): the summaries add up to the table's, failing
+    rows go to one quarantine Parquet file as they come, and nothing of the kept rows is held."""
+
+    def __init__(self, table: str, kind: str, quarantine_path: Path):
+        counts = {"rows_in": 0, "rows_kept": 0, "rows_quarantined": 0}
+        self.summary: dict[str, Any] = {"table": table, "kind": kind, **counts, "failures": []}
+        self.quarantine_path = quarantine_path
+        self._writer: pq.ParquetWriter | None = None
+
+    def add(self, checked: Checked) -> None:
+        for count in ("rows_in", "rows_kept", "rows_quarantined"):
+            self.summary[count] += checked.summary[count]
+        failures = {(f["expectation"], f["column"]): f for f in self.summary["failures"]}
+        for failure in checked.summary["failures"]:
+            known = failures.get((failure["expectation"], failure["column"]))
+            if known is None:
+                self.summary["failures"].append(dict(failure))
+                continue
+            known["count"] += failure["count"]
+            known["sample"] = list(dict.fromkeys(known["sample"] + failure["sample"]))[:SAMPLE_VALUES]
+        order = {rule: position for position, rule in enumerate(checked.rules)}  # as one check lists them
+        self.summary["failures"].sort(key=lambda f: order.get((f["expectation"], f["column"]), len(order)))
+        if len(checked.quarantine):
+            if self._writer is None:
+                self.quarantine_path.parent.mkdir(parents=True, exist_ok=True)
+                schema = pa.Schema.from_pandas(checked.quarantine, preserve_index=False)
+                self._writer = pq.ParquetWriter(self.quarantine_path, schema)
+            self._writer.write_table(
+                pa.Table.from_pandas(checked.quarantine, schema=self._writer.schema, preserve_index=False)
+            )
+
+    def close(self) -> dict[str, Any]:
+        """Finish the quarantine file (none when no row failed); the table's summary."""
+        if self._writer is not None:
+            self._writer.close()
+        return self.summary
 
 
 def _shown(value: Any) -> str:

@@ -3,6 +3,7 @@ them, over the raw checks ingest recorded in its manifest and over the catalogue
 
 Writes ``report.json``, ``report.md`` and ``quarantine/<table>.parquet`` (failing canonical rows with a
 ``reason``) to ``<data_dir>/validation`` or another folder (e.g. outside ingest's output, for DVC). The
+interactions are read in row batches (em3.validation.batches): memory is bounded by the batch, not the log. The
 canonical tables are not rewritten: they are ingest's outputs, and rows failing here point at a broken
 contract rather than at bad input, which ingest has already quarantined.
 """
@@ -14,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from em3.atomic import staged_dir, write_json
 from em3.config import IngestConfig, ValidateConfig
+from em3.validation.batches import check_interactions_file
 from em3.validation.catalogue import content_summary
 from em3.validation.contract import INTERACTIONS, ITEMS, MANIFEST, USERS, read_manifest
 from em3.validation.errors import DataError
@@ -25,7 +28,7 @@ from em3.validation.freshness import freshness_problems
 from em3.validation.inputs import RECORD, validated_tables
 from em3.validation.output import write_parquet
 from em3.validation.report import build_report, failure_message, render_markdown
-from em3.validation.suites import check_interactions, check_items, check_users
+from em3.validation.suites import check_items, check_users
 
 REPORT = "report.json"
 
@@ -49,24 +52,24 @@ def run_validate(
         raise DataError(f"{data_dir / MANIFEST}: not written by this em3 version's ingest ({exc})") from None
     users = _read(data_dir, "users", USERS)
     items = _read(data_dir, "items", ITEMS)
-    interactions = _read(data_dir, "interactions", INTERACTIONS.names)
-    checks = [
-        check_interactions(interactions, rules, users["user_id"], items["item_id"]),
-        check_items(items, rules, data_dir),
-        check_users(users, rules),
-    ]
-    bad_image = checks[1].quarantine["reason"].str.contains("(image_path)", regex=False)
-    usable_image = ~items.index.isin(bad_image.index[bad_image])
-    report = build_report(
-        {"ingest": raw_checks, "validate": [check.summary for check in checks]},
-        cfg,
-        content_summary(items, interactions, usable_image),
-    )
-    report[RECORD] = checked_tables
+    interactions = _table_path(data_dir, "interactions", INTERACTIONS.names)
     with staged_dir(out_dir, REPORT) as out:
+        quarantine = out / "quarantine"
+        log_summary, positives = check_interactions_file(
+            interactions, rules, users["user_id"], items["item_id"], quarantine / "interactions.parquet"
+        )
+        checks = [check_items(items, rules, data_dir), check_users(users, rules)]
         for check in checks:
             if len(check.quarantine):
-                write_parquet(check.quarantine, out / "quarantine" / f"{check.summary['table']}.parquet")
+                write_parquet(check.quarantine, quarantine / f"{check.summary['table']}.parquet")
+        bad_image = checks[0].quarantine["reason"].str.contains("(image_path)", regex=False)
+        usable_image = ~items.index.isin(bad_image.index[bad_image])
+        report = build_report(
+            {"ingest": raw_checks, "validate": [log_summary, *(check.summary for check in checks)]},
+            cfg,
+            content_summary(items, positives, usable_image),
+        )
+        report[RECORD] = checked_tables
         write_json(out / REPORT, report)
         (out / "report.md").write_text(render_markdown(report))
     if not report["passed"]:
@@ -75,10 +78,14 @@ def run_validate(
 
 
 def _read(data_dir: Path, table: str, columns: Sequence[str]) -> pd.DataFrame:
+    return pd.read_parquet(_table_path(data_dir, table, columns))
+
+
+def _table_path(data_dir: Path, table: str, columns: Sequence[str]) -> Path:
+    """The table's file, after checking that it exists and has ``columns``."""
     path = data_dir / f"{table}.parquet"
     if not path.is_file():
         raise DataError(f"{path}: not found; expected the {table} table written by `em3 ingest`")
-    frame = pd.read_parquet(path)
-    if missing := [column for column in columns if column not in frame.columns]:
+    if missing := [column for column in columns if column not in pq.read_schema(path).names]:
         raise DataError(f"{path}: missing column(s) {missing}; expected {list(columns)}")
-    return frame
+    return path

@@ -25,6 +25,7 @@ from em3.validation.suite_file import load_suite
 
 DAY_TIME = r"^(?P<day>\d{4}-\d{2}-\d{2})(?P<time>[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
 ARTICLE_ID = r"^\d{10}$"  # H&M photo names (em3.ingest.catalogue); raw/articles.json checks ids with the same pattern
+INTERACTION_KEY = ("user_id", "item_id", "ts")  # one canonical row per key
 SHORT_ARTICLE_ID = r"\d{1,9}"  # an article id that a spreadsheet or pandas wrote without its leading zeros
 
 
@@ -110,14 +111,20 @@ def check_images(images: pd.DataFrame, cfg: IngestConfig) -> Checked:
 
 
 def check_interactions(
-    frame: pd.DataFrame, cfg: IngestConfig, user_ids: Iterable[str], item_ids: Iterable[str]
+    frame: pd.DataFrame,
+    cfg: IngestConfig,
+    user_ids: Iterable[str],
+    item_ids: Iterable[str],
+    repeated: np.ndarray | None = None,
 ) -> Checked:
+    """Interactions rows; ``repeated`` marks the rows whose key an earlier row has (default: found within
+    ``frame``; a batch of a larger table gets them from em3.validation.batches)."""
     ts = pd.to_datetime(frame["ts"], errors="coerce")
     checked = frame.assign(
         ts=ts,
         user_id_known=frame["user_id"].isin(user_ids),
         item_id_known=frame["item_id"].isin(item_ids),
-        user_id_repeated=frame.duplicated(["user_id", "item_id", "ts"]),
+        user_id_repeated=frame.duplicated(list(INTERACTION_KEY)) if repeated is None else repeated,
         split_matches=assign_split(ts, cfg.valid_start, cfg.test_start) == frame["split"],
     )
     return _check("canonical", "interactions", frame, checked, cfg)

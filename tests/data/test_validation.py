@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from em3.config import ConfigError, IngestConfig, ValidateConfig, parse_config
-from em3.validation import DataError, run_validate
+from em3.validation import DataError, batches, run_validate
 from em3.validation.contract import INTERACTIONS, resolve_split_dates
 from em3.validation.engine import Rule, check_table
 from em3.validation.output import write_parquet
@@ -106,6 +106,28 @@ def test_canonical_violations_are_quarantined_with_reasons(data_dir: Path) -> No
     assert bad["label"].tolist()[0] == 2 and bad["item_id"].tolist()[1] == "0000000000"
     image = pd.read_parquet(data_dir / "validation" / "quarantine" / "items.parquet")
     assert image["item_id"].tolist() == [ARTICLES[7]] and "image_path" in image.loc[0, "reason"]  # 8: changed, valid
+
+
+def test_a_log_checked_in_batches_gives_the_report_and_quarantine_of_one_batch(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validate reads the interactions in row batches (memory bounded by the batch): with batches of 4 rows, a
+    repeated key that spans batches and failures in several batches are found and counted as in one pass."""
+    rows = read(data_dir, "interactions")
+    rows.loc[[0, 9], "label"] = 2
+    rows.loc[6, "item_id"] = "0000000000"
+    repeats = rows.iloc[[1, 5, 5]]  # key of row 1 once more, of row 5 twice more, in later batches
+    write_parquet(pd.concat([rows, repeats], ignore_index=True), data_dir / "interactions.parquet", INTERACTIONS)
+    reports, quarantines = [], []
+    for batch_rows in (len(rows) + 3, 4):
+        monkeypatch.setattr(batches, "BATCH_ROWS", batch_rows)
+        reports.append(table(run_validate(ValidateConfig(max_bad_fraction=1.0), data_dir), "validate", "interactions"))
+        quarantines.append(pd.read_parquet(data_dir / "validation" / "quarantine" / "interactions.parquet"))
+    assert reports[0] == reports[1] and reports[0]["rows_quarantined"] == 6
+    failures = {(f["column"], f["count"]) for f in reports[1]["failures"]}
+    assert failures == {("label", 2), ("item_id", 1), ("user_id", 3)}
+    pd.testing.assert_frame_equal(quarantines[0], quarantines[1])
+    assert quarantines[1]["reason"].str.contains("one row per").sum() == 3
 
 
 def test_rerun_replaces_the_previous_report(data_dir: Path) -> None:
