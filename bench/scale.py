@@ -1,11 +1,12 @@
-"""The scale benchmark (issue 6, point 4): ingest → validate → features → train on synthetic native impression logs
-of growing size, each stage as the real CLI (``python -m em3 <stage>``) in its own process.
+"""The scale benchmark (issues 6 and 20): ingest → validate → features → train → evaluate on synthetic native
+impression logs of growing size, each stage as the real CLI (``python -m em3 <stage>``) in its own process.
 
-For each size (impressions; items = impressions ÷ ``ITEMS_PER``, users = impressions ÷ ``USERS_PER``) the data is
-written by ``em3.data.native_synthetic`` (rendered photos, templated texts), then each stage runs with the scale
-config below: the built-in encoders at a small setting (``FEATURES``: EfficientNet-Lite0 on 32×32 inputs, one image
-token; MiniLM on 12 text tokens) and ``train`` bounded to ``--train-steps`` steps of em3 (lora, DIN), followed by
-its full valid and test evaluation. ``--last-stage`` stops each size earlier (the smoke test does). Stage processes
+For each size (impressions; items = impressions ÷ ``ITEMS_PER``, at most ``--max-items``; users = impressions ÷
+``USERS_PER``) the data is written by ``em3.data.native_synthetic`` (rendered photos, templated texts), then each
+stage runs with the scale config below: the built-in encoders at a small setting (``FEATURES``: EfficientNet-Lite0
+on 32×32 inputs, one image token; MiniLM on 12 text tokens), ``train`` bounded to ``--train-steps`` steps of em3
+(lora, DIN) followed by its full valid and test evaluation, and ``evaluate`` on that run. ``--last-stage`` stops
+each size earlier (the smoke test does); ``--first-stage`` resumes in the folders of ``--work-dir``. Stage processes
 run with ``OMP_NUM_THREADS=--threads`` (default 1): on two busy cores, torch's two threads made the encoders
 several times slower, not faster.
 
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import yaml
 
-STAGES = ("generate", "ingest", "validate", "features", "train")  # generate writes the input; it is not a stage
+STAGES = ("generate", "ingest", "validate", "features", "train", "evaluate")  # generate writes the input
 ITEMS_PER, USERS_PER = 10, 50  # impressions per item and per user
 POLL_S = 0.2
 DEFAULT_SIZES = [10_000, 100_000, 1_000_000]
@@ -127,16 +128,20 @@ def run_measured(command: Sequence[str], log: Path, threads: int | None = None) 
 
 def run_size(impressions: int, work: Path, stages: Sequence[str], args: argparse.Namespace) -> Iterator[dict]:
     """Generate one size and run ``stages`` on it; one record per stage, as each ends."""
-    items, users = max(1, impressions // ITEMS_PER), max(1, impressions // USERS_PER)
+    items = max(1, min(impressions // ITEMS_PER, args.max_items or impressions))
+    users = max(1, impressions // USERS_PER)
     config = work / "scale.yaml"
     config.write_text(yaml.safe_dump(stage_config(work, args.train_steps, args.batch_size)))
     settings = {"impressions": impressions, "items": items, "users": users, "image_size": args.image_size,
                 "out_dir": str(work / "data" / "raw")}  # fmt: skip
     rows = {"generate": impressions, "ingest": impressions, "validate": impressions, "features": items,
-            "train": impressions}  # fmt: skip
+            "train": impressions, "evaluate": impressions}  # fmt: skip
     for stage in stages:
         if stage == "generate":
             command = [sys.executable, "-c", GENERATE, json.dumps(settings)]
+        elif stage == "evaluate":
+            command = [sys.executable, "-m", "em3", "evaluate", "--config", str(config), "--runs", str(work / "run"),
+                       "--out-dir", str(work / "evaluate")]  # fmt: skip
         else:
             command = [sys.executable, "-m", "em3", stage, "--config", str(config)]
         sizes = {"impressions": impressions, "items": items, "users": users, "stage": stage, "rows": rows[stage]}
@@ -213,6 +218,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-steps", type=int, default=100, help="train.max_steps at every size (default: 100)")
     parser.add_argument("--batch-size", type=int, default=256, help="train.batch_size (default: 256)")
     parser.add_argument("--image-size", type=int, default=64, help="side of the rendered photos (default: 64)")
+    parser.add_argument("--max-items", type=int,
+                        help=f"at most this many items whatever the size (default: impressions ÷ {ITEMS_PER})")
+    parser.add_argument("--first-stage", choices=STAGES, default=STAGES[0],
+                        help="resume: keep each size's folder and start at this stage (default: generate, afresh)")
     parser.add_argument("--last-stage", choices=STAGES[1:], default=STAGES[-1],
                         help=f"run the stages up to this one (default: {STAGES[-1]})")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the stage processes (default: 1)")
@@ -232,12 +241,13 @@ def main() -> None:
     machine = json.loads(subprocess.check_output([sys.executable, "-c", MACHINE], text=True))  # load before the run
     print(command, flush=True)
     root = args.work_dir or Path(tempfile.mkdtemp(prefix="em3-scale-"))
-    stages = STAGES[: STAGES.index(args.last_stage) + 1]
+    stages = STAGES[STAGES.index(args.first_stage) : STAGES.index(args.last_stage) + 1]
     result = {
         "command": command,
         "seconds": 0.0,
         "machine": machine,
-        "settings": {"sizes": sorted(args.sizes), "stages": list(stages[1:]), "items_per": ITEMS_PER,
+        "settings": {"sizes": sorted(args.sizes), "stages": [s for s in stages if s != "generate"],
+                     "items_per": ITEMS_PER, "max_items": args.max_items,
                      "users_per": USERS_PER, "threads": args.threads, "train_steps": args.train_steps,
                      "batch_size": args.batch_size, "image_size": args.image_size, "features": FEATURES,
                      "model": "em3 (lora history, DIN), defaults"},
@@ -248,8 +258,11 @@ def main() -> None:
     try:
         for impressions in sorted(args.sizes):
             work = root / f"{impressions}"
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
+            if args.first_stage == "generate":
+                shutil.rmtree(work, ignore_errors=True)
+            elif not (work / "data" / "raw").is_dir():
+                sys.exit(f"--first-stage {args.first_stage}: {work} holds no generated data; start at generate")
+            work.mkdir(parents=True, exist_ok=True)
             for record in run_size(impressions, work, stages, args):
                 result["records"].append(record)
                 result["growth"] = growth(result["records"])

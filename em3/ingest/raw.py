@@ -42,10 +42,15 @@ def fetch_table(
     extra: bool = False,
 ) -> tuple[pd.DataFrame, str]:
     """``read_table`` on file ``rel`` of ``source`` (downloaded under ``scratch`` when remote)."""
+    return read_table(fetched(source, rel, scratch, required), shown_name(source, rel), required, optional, extra)
+
+
+def fetched(source: Source, rel: str, scratch: Path, required: Sequence[str]) -> Path:
+    """File ``rel`` of ``source`` on local disk (downloaded under ``scratch`` when remote), or a DataError."""
     path = source.local(rel, scratch)
     if path is None:
         raise DataError(f"{shown_name(source, rel)}: file not found; expected a table with columns {list(required)}")
-    return read_table(path, shown_name(source, rel), required, optional, extra)
+    return path
 
 
 def shown_name(source: Source, rel: str) -> str:
@@ -76,36 +81,58 @@ def read_table(
 
     ``required`` columns must be present, ``optional`` ones may be; others are errors unless ``extra``.
     """
+    (frame,), digest = read_table_batches(path, name, required, optional, extra)
+    return frame, digest
+
+
+def read_table_batches(
+    path: Path,
+    name: str,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    extra: bool = False,
+    batch_rows: int | None = None,
+) -> tuple[Iterator[pd.DataFrame], str]:
+    """``read_table`` as consecutive frames of at most ``batch_rows`` rows (None: one frame), each indexed by its
+    rows' places in the file; every error is raised before the first frame. The file is held as Arrow strings
+    (compact); the Python string objects of a frame exist one batch at a time."""
     if not path.stat().st_size:
         raise DataError(f"{name}: empty file (0 bytes); expected a header with columns {list(required)}")
     digest, has_quotes = _scan(path)
     if path.suffix == ".csv":
         header = _header(path, name)
         _check_columns(header, name, required, optional, extra)
-        frame = _read_csv(path, name, header)
+        table = _read_csv(path, name, header)
         if has_quotes:
             _check_last_record_closed(path, name)
     elif path.suffix == ".parquet":
-        frame = _read_parquet(path, name)
-        _check_columns(frame.columns.tolist(), name, required, optional, extra)
+        table = _read_parquet(path, name)
+        _check_columns(table.column_names, name, required, optional, extra)
     else:
         raise DataError(f"{name}: unsupported file type {path.suffix!r}; expected .csv or .parquet")
-    if frame.empty:
+    if not table.num_rows:
         raise DataError(f"{name}: no data rows; expected at least one row under the header")
-    frame.index = _source_positions(frame, path.suffix == ".csv", has_quotes)
-    return frame, digest
+    return _frames(table, path.suffix == ".csv", has_quotes, batch_rows or table.num_rows), digest
 
 
-def _source_positions(frame: pd.DataFrame, csv_file: bool, has_quotes: bool) -> pd.Index:
-    """Where each row is in its file: the line it starts on in a CSV (the header is line 1; a quoted value with
-    line breaks makes its row span several lines), the row number (from 1) in a Parquet file."""
-    if not csv_file:
-        return pd.RangeIndex(1, len(frame) + 1, name="source_row")
-    lines = 2 + np.arange(len(frame))
-    if has_quotes:  # only a quoted value can hold a line break
-        breaks = sum(frame[column].str.count("\n").to_numpy() for column in frame.columns)  # (rows,)
-        lines += np.concatenate([[0], np.cumsum(breaks)[:-1]]).astype(lines.dtype)
-    return pd.Index(lines, name="source_line")
+def _frames(table: pa.Table, csv_file: bool, has_quotes: bool, batch_rows: int) -> Iterator[pd.DataFrame]:
+    """``table`` as pandas frames of ``batch_rows`` rows, indexed by where each row is in its file: the line it
+    starts on in a CSV (the header is line 1; a quoted value with line breaks makes its row span several lines),
+    the row number (from 1) in a Parquet file."""
+    line = 2  # the CSV line of the next row
+    for start in range(0, table.num_rows, batch_rows):
+        frame = table.slice(start, batch_rows).to_pandas()
+        if not csv_file:
+            frame.index = pd.RangeIndex(start + 1, start + len(frame) + 1, name="source_row")
+            yield frame
+            continue
+        breaks = np.zeros(len(frame), dtype=np.int64)
+        if has_quotes:  # only a quoted value can hold a line break
+            breaks = sum(frame[column].str.count("\n").to_numpy() for column in frame.columns)  # (rows,)
+        lines = line + np.arange(len(frame)) + np.concatenate([[0], np.cumsum(breaks)[:-1]]).astype(np.int64)
+        line = int(lines[-1] + breaks[-1] + 1)
+        frame.index = pd.Index(lines, name="source_line")
+        yield frame
 
 
 def _scan(path: Path) -> tuple[str, bool]:
@@ -165,7 +192,7 @@ def _header(path: Path, name: str) -> list[str]:
     return next(csv.reader([text]))
 
 
-def _read_csv(path: Path, name: str, header: list[str]) -> pd.DataFrame:
+def _read_csv(path: Path, name: str, header: list[str]) -> pa.Table:
     bad_rows: list[str] = []
 
     def invalid(row: pacsv.InvalidRow) -> str:
@@ -195,7 +222,7 @@ def _read_csv(path: Path, name: str, header: list[str]) -> pd.DataFrame:
             f"{name}: {len(bad_rows)} row(s) do not have the {len(header)} fields of the header (rows count "
             f"the header as row 1; a short last row means a truncated file): " + "; ".join(bad_rows[:SHOWN_ROWS])
         )
-    return table.to_pandas()
+    return table
 
 
 def _first_non_utf8(path: Path) -> str:
@@ -208,13 +235,13 @@ def _first_non_utf8(path: Path) -> str:
     return "a value"
 
 
-def _read_parquet(path: Path, name: str) -> pd.DataFrame:
+def _read_parquet(path: Path, name: str) -> pa.Table:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{name}: not a readable Parquet file ({exc})") from None
     columns = [pc.fill_null(pc.cast(column, pa.string()), "") for column in table.columns]
-    return pa.table(columns, names=table.column_names).to_pandas()
+    return pa.table(columns, names=table.column_names)
 
 
 def _check_columns(found: list[str], name: str, required: Sequence[str], optional: Sequence[str], extra: bool) -> None:

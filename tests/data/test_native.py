@@ -14,6 +14,7 @@ from PIL import Image
 
 from em3.cli import main
 from em3.config import ValidateConfig
+from em3.ingest import native
 from em3.validation import DataError, run_validate
 from tests.data.conftest import csv_text, ingest, read
 from tests.data.test_ingest import quarantined, summary
@@ -171,3 +172,27 @@ def test_a_log_without_photos_draws_no_image_bars(tmp_path: Path, capfd: pytest.
     run_validate(ValidateConfig(), tmp_path / "out")
     err = capfd.readouterr().err
     assert "copy images" not in err and "verify images" not in err
+
+
+def test_a_log_checked_in_batches_gives_the_tables_checks_and_quarantine_of_one_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest checks the log in row batches (a 10-million-row log is never held as Python strings): with batches of
+    7 rows the outputs are those of one batch, and a quarantined row still names its line in the file, also after
+    a quoted value with a line break in an earlier batch."""
+    log = nineties_log()
+    log[3][0] = "bad\nuser"  # rows start at line 2: row 3 is on lines 5-6
+    log[30][1] = "i9"  # not an item; on line 2 + 30 + 1 (the break above)
+    root = write_native(tmp_path / "raw", TEXT_ONLY, log)
+    outputs = []
+    for batch in (1 << 20, 7):
+        monkeypatch.setattr(native, "LOG_BATCH", batch)
+        out = tmp_path / f"out{batch}"
+        manifest = ingest(root, out, **NATIVE)
+        outputs.append((manifest, read(out, "interactions"), quarantined(out, "impressions")))
+    (whole, rows, bad), (batched, batched_rows, batched_bad) = outputs
+    assert summary(whole, "impressions") == summary(batched, "impressions")
+    assert summary(batched, "impressions")["rows_quarantined"] == 2 and len(batched_rows) == 38
+    pd.testing.assert_frame_equal(rows, batched_rows)
+    pd.testing.assert_frame_equal(bad, batched_bad)
+    assert batched_bad["source_line"].tolist() == [5, 33]
