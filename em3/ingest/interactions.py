@@ -28,12 +28,12 @@ def mark_cold(rows: pd.DataFrame, cold_max_train: int) -> pd.Series:
 
 def build_interactions(events: pd.DataFrame, purchases: bool, cfg: IngestConfig) -> tuple[pd.DataFrame, int]:
     """The canonical table from clean events, and how many negatives could not be drawn (months too small)."""
-    rows = collapse(events)
+    rows = collapse(events)  # sorted by KEY
     missing = 0
     if purchases:
         negatives = sample_negatives(rows, cfg.negatives_per_positive, cfg.seed)
         missing = cfg.negatives_per_positive * len(rows) - len(negatives)
-        rows = pd.concat([rows, negatives], ignore_index=True)
+        rows = pd.concat([rows, negatives], ignore_index=True).sort_values(KEY, ignore_index=True)
     rows["split"] = assign_split(rows["ts"], cfg.valid_start, cfg.test_start)
     rows["cold"] = mark_cold(rows, cfg.cold_max_train)
-    return rows.sort_values(KEY, ignore_index=True)[INTERACTIONS.names], missing
+    return rows[INTERACTIONS.names], missing

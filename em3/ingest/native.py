@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from em3.config import IngestConfig
@@ -84,15 +85,17 @@ def _checked_log(
 
 
 def _events(shown: pd.DataFrame) -> pd.DataFrame:
-    """Checked log rows in the common form of em3.ingest.raw.RawData.events."""
-    label = shown["label"].astype(int)
+    """Checked log rows in the common form of em3.ingest.raw.RawData.events, in the narrowest types that hold them
+    (the canonical table's, em3.validation.contract)."""
+    label = shown["label"].astype(np.int8)
+    channel = shown["sales_channel_id"].astype(np.int16) if "sales_channel_id" in shown else np.int16(0)
     return pd.DataFrame(
         {
             "user_id": shown["user_id"],
             "item_id": shown["item_id"],
             "ts": shown["ts"],
             "label": label,
-            "units": shown["units"].astype(int) if "units" in shown else label,
-            "sales_channel_id": shown["sales_channel_id"].astype(int) if "sales_channel_id" in shown else 0,
+            "units": shown["units"].astype(np.int32) if "units" in shown else label.astype(np.int32),
+            "sales_channel_id": channel,
         }
     )
