@@ -206,6 +206,28 @@ def print_report(result: dict) -> None:
     print(f"\n{result['seconds']:.0f} s")
 
 
+def plot(result: dict, path: Path) -> None:
+    """Seconds and peak RSS of each stage against rows, log-log (imported only now: matplotlib would count in the
+    RSS that the stage processes spawned from here inherit)."""
+    from matplotlib.figure import Figure
+
+    records = [r for r in result["records"] if "error" not in r and r["stage"] != "generate"]
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    axes = figure.subplots(1, 2)
+    for ax, key, label in zip(axes, ("seconds", "peak_rss_mb"), ("seconds", "peak RSS (MiB)"), strict=True):
+        for stage in STAGES[1:]:
+            points = sorted((r["rows"], r[key]) for r in records if r["stage"] == stage)
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=stage)
+        if key == "peak_rss_mb":
+            ax.axhline(4096, color="grey", linestyle=":", linewidth=1, label="4 GB bound")
+        ax.set(xscale="log", yscale="log", xlabel="rows (impressions; features: items)", ylabel=label)
+        ax.grid(True, which="both", linewidth=0.3)
+    figure.axes[0].legend(fontsize=8)
+    figure.suptitle(f"bench/scale.py: {', '.join(f'{n:,}' for n in result['settings']['sizes'])} impressions")
+    figure.savefig(path, dpi=110)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Scale benchmark: ingest, validate, features and train (as the CLI, one process each) on "
@@ -272,6 +294,7 @@ def main() -> None:
         if args.work_dir is None:
             shutil.rmtree(root, ignore_errors=True)
     print_report(result)
+    plot(result, args.out.with_suffix(".png"))
     if any("error" in record for record in result["records"]):
         sys.exit(1)
 

@@ -23,6 +23,12 @@ def scale_module():
     return module
 
 
+def run_scale(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "bench/scale.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
 def test_two_tiny_sizes_write_rows_per_second_peak_memory_and_growth(tmp_path):
     out, work = tmp_path / "scale.json", tmp_path / "work"
     command = [sys.executable, "bench/scale.py", "--sizes", "200", "100", "--last-stage", "ingest",
@@ -54,6 +60,15 @@ def test_two_tiny_sizes_write_rows_per_second_peak_memory_and_growth(tmp_path):
         assert g.keys() == GROWTH_KEYS and g["rows_ratio"] == 2.0
         assert g["cost_growth"] == pytest.approx(g["seconds_ratio"] / 2.0, abs=0.01)
         assert g["marginal_rows_per_s"] is None or g["marginal_rows_per_s"] > 0
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # resumed in the same folders from a later stage: the generated log is kept, nothing is generated again
+    stages = ["--first-stage", "validate", "--last-stage", "validate", "--work-dir", str(work), "--out", str(out)]
+    run = run_scale("--sizes", "100", *stages)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert [(r["impressions"], r["stage"]) for r in json.loads(out.read_text())["records"]] == [(100, "validate")]
+    run = run_scale("--sizes", "300", *stages)
+    assert run.returncode != 0 and "holds no generated data; start at generate" in run.stderr
 
 
 def test_peak_memory_of_a_stage_process_is_its_own_and_failures_show_the_log(tmp_path):
