@@ -123,27 +123,23 @@ def load_tables(
     context, cardinalities, numeric, names = context_features(frame, users, train, category_min_rows)
     time, rule = history_time(frame["ts"], history)
     cold = frame["cold"].to_numpy(bool)
-    positions = {name: np.flatnonzero(split == name) for name in SPLITS}
-    histories = mapped_histories(user, time, item, label, max_history, [positions[name] for name in SPLITS])
-    starts = np.cumsum([0] + [len(positions[name]) for name in SPLITS])
+    parts = [np.flatnonzero(split == name) for name in SPLITS]
+    histories = mapped_histories(user, time, item, label, max_history, np.concatenate(parts))  # split after split
+    starts = np.cumsum([0, *map(len, parts)])
 
-    def take(index: int, name: str) -> Split:
-        rows = positions[name]
+    def take(rows: np.ndarray, start: int) -> Split:
         return Split(
             user=torch.from_numpy(user[rows]),
             item=torch.from_numpy(item[rows]),
             context=torch.from_numpy(context[rows]),
-            history=histories[starts[index] : starts[index + 1]],
+            history=histories[start : start + len(rows)],
             label=torch.from_numpy(label[rows].astype(np.float32)),
             cold=torch.from_numpy(cold[rows]),
             numeric=torch.from_numpy(numeric[rows]),
         )
 
-    train_split, valid_split, test_split = (take(index, name) for index, name in enumerate(SPLITS))
     return RankingData(
-        train=train_split,
-        valid=valid_split,
-        test=test_split,
+        **{name: take(rows, start) for name, rows, start in zip(SPLITS, parts, starts[:-1], strict=True)},
         n_users=n_users,
         context_cardinalities=cardinalities,
         store=store,
@@ -153,13 +149,12 @@ def load_tables(
 
 
 def mapped_histories(
-    user: np.ndarray, time: np.ndarray, item: np.ndarray, label: np.ndarray, length: int, parts: list[np.ndarray]
+    user: np.ndarray, time: np.ndarray, item: np.ndarray, label: np.ndarray, length: int, rows: np.ndarray
 ) -> MappedRows:
-    """``earlier_histories`` of the rows of each of ``parts`` (arrays of row numbers), one part after the other, in
-    a temporary int32 file read by positioned reads (em3.data.mapped): the (N, length) histories are the largest
-    training array (2 GB at 10 M impressions and length 50) and stay out of memory. The file is deleted as soon as
-    it is open (``TMPDIR`` chooses its disk)."""
-    rows = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    """``earlier_histories`` of ``rows`` (row numbers, in the order wanted) in a temporary int32 file read by
+    positioned reads (em3.data.mapped): the (N, length) histories are the largest training array (2 GB at 10 M
+    impressions and length 50) and stay out of memory. The file is deleted as soon as it is open (``TMPDIR``
+    chooses its disk)."""
     with tempfile.TemporaryDirectory(prefix="em3-histories-") as folder:
         path = Path(folder) / "histories.npy"
         arrays = MappedArrays()
