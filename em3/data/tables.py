@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
@@ -30,12 +31,15 @@ USER_PREFIX = "user."  # context names of user attributes in train.json
 
 
 def categorical_codes(values: pd.Series, train: np.ndarray, min_rows: int) -> tuple[np.ndarray, int]:
-    """Values → indices 1..n of the values on at least ``min_rows`` training rows (sorted), 0 for anything else
-    (missing, unseen in train, rarer); and the cardinality including 0."""
-    counts = values[train].dropna().astype(str).value_counts()
+    """Values → indices 1..n of the values on at least ``min_rows`` training rows (sorted as strings), 0 for
+    anything else (missing, unseen in train, rarer); and the cardinality including 0. Works on the distinct values,
+    so a column of ten million rows never becomes ten million strings."""
+    codes, uniques = pd.factorize(values)  # -1 where missing
+    names = pd.Index(uniques).astype(str)  # values compared as strings: 1 and "1" are one category
+    counts = pd.Series(np.bincount(codes[train & (codes >= 0)], minlength=len(uniques))).groupby(names).sum()
     vocabulary = pd.Index(sorted(counts.index[counts >= min_rows]))
-    codes = vocabulary.get_indexer(values.astype(str)) + 1  # -1 (not in the vocabulary) -> 0
-    return np.where(values.notna().to_numpy(), codes, 0).astype(np.int64), len(vocabulary) + 1
+    lookup = np.append(vocabulary.get_indexer(names) + 1, 0)  # -1 (not in the vocabulary) -> 0; index -1: missing
+    return lookup[codes].astype(np.int64), len(vocabulary) + 1
 
 
 def numeric_columns(values: pd.Series, train: np.ndarray) -> np.ndarray:
@@ -49,43 +53,74 @@ def numeric_columns(values: pd.Series, train: np.ndarray) -> np.ndarray:
     return np.stack([np.where(finite, (x - mean) / std, 0.0), (~finite).astype(np.float64)], axis=1)
 
 
-def user_attributes(tables_dir: Path, frame: pd.DataFrame, wanted: tuple[str, ...] | None) -> pd.DataFrame:
-    """The users table's attribute columns aligned with ``frame``'s rows (NaN for users without a row)."""
+def user_attributes(
+    tables_dir: Path, user_ids: np.ndarray, user_rows: np.ndarray, wanted: tuple[str, ...] | None
+) -> dict[str, pd.Series]:
+    """The users table's attribute columns for each row, whose user is ``user_ids[user_rows]`` (NaN for users without
+    a row): numbers as numbers, anything else as a categorical, so that no per-row strings are made."""
     path = tables_dir / "users.parquet"
     if not path.is_file():
         if wanted:
             raise DataError(f"{path} not found, but data.user_features names {list(wanted)}; run `em3 ingest`")
-        return pd.DataFrame(index=frame.index)
+        return {}
     users = pd.read_parquet(path)
     available = [column for column in users.columns if column != "user_id"]
     if wanted is None:
         wanted = tuple(available)
     if unknown := [column for column in wanted if column not in available]:
         raise DataError(f"{path}: data.user_features names column(s) {unknown}; the table has {available}")
-    users = users.drop_duplicates("user_id").set_index("user_id")[list(wanted)]
-    return users.reindex(frame["user_id"]).set_axis(frame.index)
+    users = users.drop_duplicates("user_id").set_index("user_id")[list(wanted)].reindex(user_ids)
+    columns = {}
+    for column in wanted:
+        values = users[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            columns[column] = pd.Series(values.to_numpy()[user_rows])
+        else:
+            codes, uniques = pd.factorize(values)
+            columns[column] = pd.Series(pd.Categorical.from_codes(codes[user_rows], uniques))
+    return columns
 
 
 def context_features(
-    frame: pd.DataFrame, users: pd.DataFrame, train: np.ndarray, min_rows: int
+    channels: dict[str, pd.Series], users: dict[str, pd.Series], train: np.ndarray, min_rows: int
 ) -> tuple[np.ndarray, tuple[int, ...], np.ndarray, dict[str, list[str]]]:
-    """Categorical codes (N, F), their cardinalities, numeric inputs (N, 2G) and the names of what is used. A
+    """Categorical codes (N, F), their cardinalities, numeric inputs (N, 2G) and the names of what is used, from the
+    interactions' context ``channels`` (categorical whatever their type) and the rows' user attributes. A
     categorical column with a single value on the training rows (missing counts as a value: "1.0 or nothing" is
     information) tells the model nothing and is left out (e.g. ``sales_channel_id`` of a log that has no such
     column: ingest writes 0 everywhere)."""
-    categorical = [(c, frame[c]) for c in CONTEXT_COLUMNS if c in frame]
-    numeric = []
-    for column in users.columns:
-        values = users[column]
+    categorical, numeric = list(channels.items()), []
+    for column, values in users.items():
         is_numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
         (numeric if is_numeric else categorical).append((USER_PREFIX + column, values))
     categorical = [(name, values) for name, values in categorical if values[train].nunique(dropna=False) > 1]
     encoded = [categorical_codes(values, train, min_rows) for _, values in categorical]
-    codes = np.stack([c for c, _ in encoded], axis=1) if encoded else np.zeros((len(frame), 0), np.int64)
+    codes = np.stack([c for c, _ in encoded], axis=1) if encoded else np.zeros((len(train), 0), np.int64)
     parts = [numeric_columns(values, train) for _, values in numeric]
-    dense = np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0))
+    dense = np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(train), 0), np.float32)
     names = {"context": [name for name, _ in categorical], "numeric": [name for name, _ in numeric]}
-    return codes, tuple(n for _, n in encoded), dense.astype(np.float32), names
+    return codes, tuple(n for _, n in encoded), dense, names
+
+
+def dictionary_codes(table: pa.Table, name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Column ``name``, read dictionary-encoded → (each row's index into the values (N,), the distinct values): ten
+    million ids cost their indices, not ten million strings."""
+    column = table.column(name)
+    if column.null_count:
+        raise DataError(f"{path}: column {name!r} has {column.null_count} empty values; run `em3 validate` first")
+    column = column.unify_dictionaries().combine_chunks()
+    indices = column.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return indices, column.dictionary.to_numpy(zero_copy_only=False)
+
+
+def sorted_codes(indices: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows' indices into ``values`` → codes 0..n-1 of the values the rows use, in sorted order, and those values
+    (``pandas.factorize(..., sort=True)`` of the rows, without making them)."""
+    used = np.flatnonzero(np.bincount(indices, minlength=len(values)))
+    order = used[np.argsort(values[used], kind="stable")]
+    code = np.full(len(values), -1, np.int64)
+    code[order] = np.arange(len(order))
+    return code[indices], values[order]
 
 
 def load_tables(
@@ -96,34 +131,44 @@ def load_tables(
     user_features: tuple[str, ...] | None = None,
     category_min_rows: int = 5,
 ) -> RankingData:
-    """The splits of ``tables_dir`` with the content of ``store_dir``; the other arguments are ``data.<name>``."""
+    """The splits of ``tables_dir`` with the content of ``store_dir``; the other arguments are ``data.<name>``.
+    Ids and split names are read dictionary-encoded and every per-row array is a number, so that memory is about
+    60 bytes a row (plus the store's per-item tables) whatever the log's ids; the histories go to a file."""
     tables_dir = Path(tables_dir)
     path = tables_dir / "interactions.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `em3 ingest` (and `em3 validate`) first")
     present = pq.read_schema(path).names
-    frame = pd.read_parquet(path, columns=[c for c in (*READ_COLUMNS, *CONTEXT_COLUMNS) if c in present])
+    columns = [c for c in (*READ_COLUMNS, *CONTEXT_COLUMNS) if c in present]
+    table = pq.read_table(path, columns=columns, read_dictionary=["user_id", "item_id", "split"])
     store = TokenStore.load(store_dir)
-    rows = store.index()
-    unknown = ~frame["item_id"].isin(rows)
-    if unknown.any():
-        examples = ", ".join(frame.loc[unknown, "item_id"].astype(str).unique()[:3])
-        raise ValueError(
-            f"{path}: {int(unknown.sum())} rows name items missing from the token store {store_dir} "
-            f"(e.g. {examples}); re-run `em3 features` on the current items table"
-        )
 
-    item = frame["item_id"].map(rows).to_numpy(np.int64)
-    user_codes, uniques = pd.factorize(frame["user_id"], sort=True)
-    user, n_users = user_codes.astype(np.int64) + 1, len(uniques) + 1
-    label = frame["label"].to_numpy(np.int64)
-    split = frame["split"].to_numpy()
-    train = split == "train"
-    users = user_attributes(tables_dir, frame, user_features)
-    context, cardinalities, numeric, names = context_features(frame, users, train, category_min_rows)
-    time, rule = history_time(frame["ts"], history)
-    cold = frame["cold"].to_numpy(bool)
-    parts = [np.flatnonzero(split == name) for name in SPLITS]
+    item_index, item_ids = dictionary_codes(table, "item_id", path)
+    rows = store.index()
+    item_rows = np.array([rows.get(item_id, -1) for item_id in item_ids], np.int64)
+    unknown = (item_rows < 0) & (np.bincount(item_index, minlength=len(item_ids)) > 0)
+    if unknown.any():
+        examples = ", ".join(map(str, item_ids[unknown][:3]))
+        raise ValueError(
+            f"{path}: {int(np.isin(item_index, np.flatnonzero(unknown)).sum())} rows name items missing from the "
+            f"token store {store_dir} (e.g. {examples}); re-run `em3 features` on the current items table"
+        )
+    item = item_rows[item_index]
+    user_codes, user_ids = sorted_codes(*dictionary_codes(table, "user_id", path))
+    user, n_users = user_codes + 1, len(user_ids) + 1
+    split_index, split_names = dictionary_codes(table, "split", path)
+    split = np.array([list(split_names).index(name) if name in split_names else -1 for name in SPLITS])
+    parts = [np.flatnonzero(split_index == code) for code in split]  # rows of each split, in log order
+    train = np.zeros(len(user), bool)
+    train[parts[0]] = True
+    label = table.column("label").to_numpy().astype(np.int64)
+    cold = table.column("cold").to_numpy().astype(bool)
+    channels = {c: pd.Series(table.column(c).to_numpy()) for c in CONTEXT_COLUMNS if c in present}
+    time, rule = history_time(table.column("ts").to_pandas(), history)
+    del table, item_index, split_index
+    users = user_attributes(tables_dir, user_ids, user_codes, user_features)
+    context, cardinalities, numeric, names = context_features(channels, users, train, category_min_rows)
+    del channels, users
     histories = mapped_histories(user, time, item, label, max_history, np.concatenate(parts))  # split after split
     starts = np.cumsum([0, *map(len, parts)])
 

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from em3.atomic import finite_or_null, write_bytes, write_json
 from em3.config import EvaluateConfig
-from em3.data.content_similarity import unit_concat
+from em3.data.content_similarity import unit_content
 from em3.data.dataset import RankingData
 from em3.data.token_store import TokenStore
 from em3.evaluation.modality import auc_by_modality, item_modalities
@@ -41,7 +41,7 @@ class SharedInputs:
 
     cold_items: np.ndarray  # (n_cold,) items of cold test rows
     popular_items: np.ndarray  # (n_popular,) top items by training interactions
-    raw_content: np.ndarray  # (n_rows, D) frozen pooled image and text features, each L2-normalised
+    raw_content: np.ndarray  # (n_rows, D) float16 frozen content as unit vectors (DESIGN §2; shared with training)
     interactions: sp.csr_array  # (n_rows, n_users) positive training counts
     bucket: np.ndarray  # (N,) item-popularity bucket of each test row
     bucket_labels: list[str]
@@ -101,7 +101,7 @@ def shared_inputs(data: RankingData, cfg: EvaluateConfig, split: Literal["test",
     return SharedInputs(
         cold_items=np.setdiff1d(test.item[test.cold].numpy(), [0]),
         popular_items=popular_items(data.item_train_interactions, cfg.popular_quantile, data.store.item_ids),
-        raw_content=unit_concat(data.store.pooled_image, data.store.pooled_text),
+        raw_content=unit_content(data.store).numpy(),
         interactions=interaction_matrix(
             train.item.numpy()[positive], train.user.numpy()[positive], data.n_items, data.n_users
         ),

@@ -187,7 +187,8 @@ class Scorer:
         target = self.unit[items]
         if cold.any():
             target[cold] = torch.stack([self.cold_unit[key] for key in cold_ids[cold.cpu().numpy()]])
-        return cosine_summary(target, self.unit[past], past)
+        cosine = torch.einsum("bd,bld->bl", target.float(), self.unit[past].float())  # (B, L)
+        return cosine_summary(cosine, past)
 
     def _histories(self, user: np.ndarray, ts: pd.Series) -> np.ndarray:
         """(N, max_history) item rows: the user's training positives before the row's time, most recent first."""

@@ -75,3 +75,36 @@ def test_training_standardises_the_similarity_and_saves_the_scaling(small_config
     assert bool((std > 0).all()) and not torch.allclose(std, torch.ones(2))
     loaded, _ = load_model_dir(tmp_path / "model")
     torch.testing.assert_close(loaded.similarity_std, model.similarity_std, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("by_user", [False, True])
+def test_chunked_products_equal_the_per_row_definition(by_user):
+    """The chunked product of targets and distinct history items, rows in user order or not, gives each row what the
+    per-row gather gives. Both multiply the same float16 table in float32 (8-d unit vectors): they differ only in
+    summation order, a few float32 roundings of terms below 1 (bound 8 · 2⁻²⁴ ≈ 5e-7)."""
+    rng = np.random.default_rng(3)
+    n_items, n_rows, length = 40, 700, 6  # 700 rows: three chunks, the last partial
+    pooled_image = rng.normal(size=(n_items + 1, 5)).astype(np.float16)
+    pooled_text = rng.normal(size=(n_items + 1, 3)).astype(np.float16)
+    pooled_text[5:9] = 0  # items without text
+    store = TokenStore(
+        item_ids=[f"i{i}" for i in range(n_items)],
+        image_tokens=pooled_image[:, None, :],
+        image_mask=np.r_[[[False]], np.ones((n_items, 1), bool)],
+        text_tokens=pooled_text[:, None, :],
+        text_mask=np.any(pooled_text, 1)[:, None] & (np.arange(n_items + 1) > 0)[:, None],
+        pooled_image=pooled_image,
+        pooled_text=pooled_text,
+    )
+    item = torch.from_numpy(rng.integers(1, n_items + 1, n_rows))
+    history = torch.from_numpy(rng.integers(0, n_items + 1, (n_rows, length)))
+    history[::7] = 0  # rows without history
+    user = torch.from_numpy(rng.integers(0, 30, n_rows)) if by_user else None
+
+    from em3.data.content_similarity import cosine_summary, unit_content
+
+    table = unit_content(store).float()
+    expected = cosine_summary(torch.einsum("bd,bld->bl", table[item], table[history]), history)
+    got = history_similarity(store, item, history, user)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    assert (got[::7] == 0).all() and got[1::7].abs().sum() > 0
