@@ -151,3 +151,28 @@ def test_histories_are_read_from_disk_and_equal_the_in_memory_definition(tables,
         got = split.history[torch.arange(len(split))]
         assert torch.equal(got, torch.from_numpy(expected[(frame["split"] == name).to_numpy()]))
     assert (expected[:, 0] > 0).mean() > 0.5  # the histories are not trivially empty
+
+
+def test_rows_of_items_missing_from_the_store_or_without_ids_are_refused_with_the_file_and_a_count(tables):
+    root, interactions = tables
+    interactions.assign(item_id=interactions["item_id"].where(interactions.index % 10 != 0, "i99")).to_parquet(
+        root / "interactions.parquet"
+    )
+    expected = int((interactions.index % 10 == 0).sum())
+    with pytest.raises(ValueError, match=rf"interactions.parquet: {expected} rows name items missing .*\(e.g. i99\)"):
+        load_tables(root, root / "store", max_history=4)
+    interactions.assign(user_id=interactions["user_id"].where(interactions.index != 3)).to_parquet(
+        root / "interactions.parquet"
+    )
+    with pytest.raises(DataError, match=r"interactions.parquet: column 'user_id' has 1 empty values"):
+        load_tables(root, root / "store", max_history=4)
+
+
+def test_user_codes_follow_the_sorted_ids_of_the_users_the_rows_name():
+    from em3.data.tables import sorted_codes
+
+    values = np.array(["u3", "u1", "never", "u2"], dtype=object)  # "never": in the dictionary, on no row
+    indices = np.array([0, 3, 1, 0, 1])
+    codes, ids = sorted_codes(indices, values)
+    assert list(ids) == ["u1", "u2", "u3"]
+    np.testing.assert_array_equal(codes, pd.factorize(values[indices], sort=True)[0])
