@@ -236,6 +236,20 @@ def best_overrides(jobs: list[Job], results: list[dict]) -> dict[str, dict[str, 
     return {key: chosen for key, (_, chosen) in best.items()}
 
 
+def earlier_choices(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The settings the search of ``settings.chosen_from`` (a benchmark's JSON) chose, for each backbone and
+    configuration this benchmark runs."""
+    path = settings.chosen_from
+    try:
+        chosen = json.loads(path.read_text())["search"]["chosen"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--chosen-from {path}: not a quality benchmark's results with a search ({exc})") from exc
+    wanted = [f"{backbone}/{config}" for backbone in settings.backbones for config in settings.configs]
+    if missing := [key for key in wanted if key not in chosen]:
+        raise ConfigError(f"--chosen-from {path}: its search chose nothing for {missing}; it has {sorted(chosen)}")
+    return {key: chosen[key] for key in wanted}
+
+
 def twins(search: list[Job], final: list[Job]) -> dict[str, Job]:
     """By job name, the run with the same backbone, configuration, seed and overrides in the other stage: a final
     run's chosen search trial of its seed (whose model the final run scores instead of training it again), and a
@@ -268,12 +282,16 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
     cfg = benchmark_config(base, settings.work_dir, synthetic=settings.synthetic_impressions > 0)
     if cfg.data.source == "tables":
         prepare_data(cfg, settings.synthetic_impressions)
-    search, final = search_jobs(settings), []
+    search, final = (search_jobs(settings) if settings.chosen_from is None else []), []
     with ProcessPoolExecutor(settings.workers, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
         search_results = run_jobs(pool, cfg, search, settings.work_dir, "search (validation)", twins(search, []))
-        chosen = best_overrides(search, search_results)
-        seeds = ", ".join(map(str, settings.search_seeds))
-        log(f"chosen settings (mean validation AUC, seeds {seeds}): {json.dumps(chosen)}")
+        if settings.chosen_from is None:
+            chosen = best_overrides(search, search_results)
+            seeds = ", ".join(map(str, settings.search_seeds))
+            log(f"chosen settings (mean validation AUC, seeds {seeds}): {json.dumps(chosen)}")
+        else:
+            chosen = earlier_choices(settings)
+            log(f"settings chosen by the search of {settings.chosen_from}: {json.dumps(chosen)}")
         final = final_jobs(settings, chosen)
         final_results = run_jobs(pool, cfg, final, settings.work_dir, "final runs (test)", twins(search, final))
     logits = {
@@ -285,6 +303,8 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
         summary["data"].update(synthetic_log_facts(cfg))
     trials = [{**asdict(job), **_curve(r)} for job, r in zip(search, search_results, strict=True)]
     search_settings = {"lr_grid": settings.lr_grid, "grid": dict(settings.grid), "seeds": settings.search_seeds}
+    if settings.chosen_from is not None:
+        search_settings = {"chosen_from": str(settings.chosen_from)}
     summary["search"] = {**search_settings, "chosen": chosen, "trials": trials}
     summary["runs"] = [{"name": job.name, **_curve(r)} for job, r in zip(final, final_results, strict=True)]
     summary["protocol"] = protocol_check(search_results + final_results)
@@ -355,6 +375,7 @@ def main(args: argparse.Namespace, base: Config, command: str) -> dict:
         workers=args.workers,
         n_boot=args.n_boot,
         synthetic_impressions=args.synthetic_impressions,
+        chosen_from=args.chosen_from,
     )
     if args.quick:
         values = base.model_dump(mode="json")

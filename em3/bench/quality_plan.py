@@ -41,6 +41,7 @@ class Settings:
     workers: int = 2
     n_boot: int = 1000
     synthetic_impressions: int = 0  # > 0: the data is the synthetic native log of this many impressions
+    chosen_from: Path | None = None  # an earlier benchmark's JSON whose search chose the settings: no search
 
     def __post_init__(self) -> None:
         if not self.search_seeds:
@@ -112,5 +113,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic-impressions", type=int, default=0, metavar="N",
                         help="benchmark on the synthetic native log of N impressions (the config's raw_synthetic, "
                              "written under --work-dir) instead of the config's ingest.source")  # fmt: skip
+    parser.add_argument("--chosen-from", type=Path, default=None, metavar="JSON",
+                        help="no search: each backbone and configuration trains with the settings an earlier "
+                             "benchmark's search chose (its JSON's search.chosen), e.g. the 300 k log's at other "
+                             "log sizes")  # fmt: skip
     parser.add_argument("--quick", action="store_true",
                         help="seconds-long smoke run on tiny synthetic data (2 seeds, din, no search)")  # fmt: skip

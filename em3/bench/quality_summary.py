@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def summarise(
             settings.n_boot,
         )
 
-    summary: dict = {"settings": {k: (str(v) if k == "work_dir" else v) for k, v in vars(settings).items()},
+    summary: dict = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()},
                      "data": {"train_rows": len(data.train), "valid_rows": len(data.valid), "test_rows": len(test),
                               "cold_test_share": float(cold.mean()) if len(cold) else math.nan,
                               "items": data.n_items - 1, "users": data.n_users - 1,

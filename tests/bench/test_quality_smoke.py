@@ -12,11 +12,13 @@ from em3.bench.quality import CONFIGS
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_quick(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_quick(
+    tmp_path: Path, *extra: str, out: str = "quality.json", check: bool = True
+) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "em3", "bench", "quality", "--quick", "--workers", "1",
-               "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "quality.json"), *extra]  # fmt: skip
+               "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / out), *extra]  # fmt: skip
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-4000:]
+    assert run.returncode == 0 or not check, run.stderr[-4000:]
     return run
 
 
@@ -78,6 +80,17 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
     for name in CONFIGS:
         trial = json.loads((runs / "search" / "din" / name / "trial0-seed1" / "quality.json").read_text())
         assert trial["trained_in"] == f"runs/final/din/{name}/seed1" and "test" not in trial
+
+    earlier = tmp_path / "earlier.json"  # no search: the settings an earlier search chose, the same final runs
+    earlier.write_text(json.dumps({"search": {"chosen": {**result["search"]["chosen"], "dcn/em3": {}}}}))
+    fourth = run_quick(tmp_path, "--chosen-from", str(earlier))
+    assert "epoch 0: valid auc" not in fourth.stdout and f"chosen by the search of {earlier}" in fourth.stdout
+    reused = json.loads((tmp_path / "quality.json").read_text())
+    assert reused["search"] == {"chosen_from": str(earlier), "chosen": result["search"]["chosen"], "trials": []}
+    assert reused["results"] == result["results"] and reused["protocol"]["runs"] == 2 * len(CONFIGS)
+    earlier.write_text(json.dumps({"search": {"chosen": {"din/em3": {"train.lr": 0.01}}}}))
+    refused = run_quick(tmp_path, "--chosen-from", str(earlier), out="other.json", check=False)
+    assert refused.returncode != 0 and "its search chose nothing for ['din/id_only'" in refused.stderr
 
 
 def test_a_workers_data_key_keeps_the_source_its_tables_are_checked_against():
