@@ -58,8 +58,9 @@ test-containers: $(INSTALLED) image  ## the container stage: the whole pipeline 
 bench-scale: $(INSTALLED)  ## scale benchmark: ingest → validate → features → train at 10k, 100k, 1M impressions (~20 min)
 	nice -n 15 $(PY) bench/scale.py
 
-lint: $(INSTALLED)
-	$(VENV)/bin/ruff check em3 tests
+lint: $(INSTALLED)  ## every Python folder linted; formatted too, but components/ (pyproject.toml says why)
+	$(VENV)/bin/ruff check em3 tests bench components pipelines
+	$(VENV)/bin/ruff format --check em3 tests bench components pipelines
 
 lock: $(INSTALLED)  ## refresh requirements.lock from the current environment
 	$(PY) -m pip freeze --exclude-editable | sed 's/^torch==\(.*\)+cpu/torch==\1/' > requirements.lock

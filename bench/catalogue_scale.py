@@ -136,8 +136,10 @@ def measure(n_items: int, label: str, settings: dict, updates: str, args: argpar
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(f"{label} at {n_items} items: loss {losses['loss'].item()}")
     seconds = time.perf_counter() - started
-    store_bytes = sum(getattr(store, name).nbytes for name in ("image_tokens", "text_tokens", "image_mask",
-                                                               "text_mask", "pooled_image", "pooled_text"))  # fmt: skip
+    store_bytes = sum(
+        getattr(store, name).nbytes
+        for name in ("image_tokens", "text_tokens", "image_mask", "text_mask", "pooled_image", "pooled_text")
+    )
     return {
         "items": n_items,
         "config": label,
@@ -187,9 +189,14 @@ def main() -> None:
         for label in labels:
             if label.startswith("em3") and label != "em3":
                 ratios[f"{label} / em3 at {small} items"] = round(rate[small, label] / rate[small, "em3"], 3)
-    result = {"command": shlex.join([sys.executable, *sys.argv]), "seconds": round(time.perf_counter() - started),
-              "machine": machine_info(), "settings": {k: str(v) for k, v in vars(args).items()},
-              "records": records, "ratios": ratios}  # fmt: skip
+    result = {
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "seconds": round(time.perf_counter() - started),
+        "machine": machine_info(),
+        "settings": {k: str(v) for k, v in vars(args).items()},
+        "records": records,
+        "ratios": ratios,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(ratios, indent=2))

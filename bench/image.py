@@ -76,11 +76,18 @@ def main() -> None:
         for name, run in measurements.items():
             runs[name].append(timed(run))
     baseline = statistics.median(runs["docker run true (baseline)"])
-    seconds = {name: {"median": statistics.median(values), "runs": values,
-                      "ratio": statistics.median(values) / baseline} for name, values in runs.items()}  # fmt: skip
-    result = {"command": shlex.join([sys.executable, *sys.argv]), "image": EM3_IMAGE,
-              "size_mb": round(image.attrs["Size"] / 1e6, 1), "layers_mb": layers, "repeats": args.repeats,
-              "seconds": seconds}  # fmt: skip
+    seconds = {
+        name: {"median": statistics.median(values), "runs": values, "ratio": statistics.median(values) / baseline}
+        for name, values in runs.items()
+    }
+    result = {
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "image": EM3_IMAGE,
+        "size_mb": round(image.attrs["Size"] / 1e6, 1),
+        "layers_mb": layers,
+        "repeats": args.repeats,
+        "seconds": seconds,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{EM3_IMAGE}: {result['size_mb']} MB (layers, MB: {layers})\n")

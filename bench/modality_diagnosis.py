@@ -45,8 +45,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def without_text(store: TokenStore) -> TokenStore:
     """The store with every item's text hidden (masks off, pooled text zero), read through its mappings."""
-    return TokenStore(store.item_ids, store.image_tokens, store.image_mask, store.text_tokens,
-                      np.zeros_like(store.text_mask), store.pooled_image, np.zeros_like(store.pooled_text))  # fmt: skip
+    return TokenStore(
+        store.item_ids,
+        store.image_tokens,
+        store.image_mask,
+        store.text_tokens,
+        np.zeros_like(store.text_mask),
+        store.pooled_image,
+        np.zeros_like(store.pooled_text),
+    )
 
 
 def hide_text_from_tower(data: RankingData, split: Split) -> RankingData:
@@ -73,8 +80,11 @@ def text_shift(model: Ranker, data: RankingData, items: np.ndarray) -> dict[str,
     with_text = model.content(data.store.gather(rows))
     no_text = model.content(without_text(data.store).gather(rows))
     cosine = torch.nn.functional.cosine_similarity(with_text, no_text, dim=1)
-    return {"cosine_with_vs_without_text": float(cosine.mean()), "norm_with_text": float(with_text.norm(dim=1).mean()),
-            "norm_without_text": float(no_text.norm(dim=1).mean())}  # fmt: skip
+    return {
+        "cosine_with_vs_without_text": float(cosine.mean()),
+        "norm_with_text": float(with_text.norm(dim=1).mean()),
+        "norm_without_text": float(no_text.norm(dim=1).mean()),
+    }
 
 
 @torch.no_grad()
@@ -117,8 +127,13 @@ def fill_fit(model: Ranker, data: RankingData) -> float:
 def diagnose(run_dir: Path, data: RankingData) -> dict:
     model, cfg = load_model_dir(run_dir / "model")
     torch.set_num_threads(1)
-    result: dict = {"run": str(run_dir), "variant": cfg.model.variant, "backbone": cfg.model.backbone,
-                    "seed": cfg.seed, "lr": cfg.train.lr}  # fmt: skip
+    result: dict = {
+        "run": str(run_dir),
+        "variant": cfg.model.variant,
+        "backbone": cfg.model.backbone,
+        "seed": cfg.seed,
+        "lr": cfg.train.lr,
+    }
     for name in ("valid", "test"):
         split = getattr(data, name)
         codes = item_modalities(data.store, split.item.numpy())
@@ -146,14 +161,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", type=Path, help="trained runs (folders holding model/)")
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "bench_extract.yaml")
-    parser.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "bench_extract",
-                        help="the benchmark's work folder (its prepared data)")  # fmt: skip
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=ROOT / "runs" / "bench_extract",
+        help="the benchmark's work folder (its prepared data)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "extract_diagnosis.json")
     args = parser.parse_args()
     cfg = benchmark_config(load_config(args.config), args.work_dir)
     data = load_data(cfg)
-    report = {"config": str(args.config), "rows_by_modality": modality_shares(data),
-              "models": [diagnose(run_dir, data) for run_dir in args.run_dirs]}  # fmt: skip
+    report = {
+        "config": str(args.config),
+        "rows_by_modality": modality_shares(data),
+        "models": [diagnose(run_dir, data) for run_dir in args.run_dirs],
+    }
     write_json(args.out, report)
     print(json.dumps(report, indent=1))
 

@@ -1,6 +1,6 @@
 """The quality benchmark (issue 5): the same as `em3 bench quality`; see em3/bench/quality.py and docs/benchmarks.md.
 
-    .venv/bin/python bench/quality.py [--quick] [--seeds 5] [--workers 2] [--out bench/results/quality.json]
+.venv/bin/python bench/quality.py [--quick] [--seeds 5] [--workers 2] [--out bench/results/quality.json]
 """
 
 import sys

@@ -65,14 +65,21 @@ def stage_config(work: Path, train_steps: int, batch_size: int) -> dict:
     data = work / "data"
     return {
         "output_dir": str(work / "run"),
-        "data": {"source": "tables", "tables_dir": str(data / "tables"), "validation_dir": str(data / "validation"),
-                 "store_dir": str(data / "features")},
-        "ingest": {"source": str(data / "raw"), "format": "native", "native_log": "impressions.parquet",
-                   "native_items": "items.parquet"},
+        "data": {
+            "source": "tables",
+            "tables_dir": str(data / "tables"),
+            "validation_dir": str(data / "validation"),
+            "store_dir": str(data / "features"),
+        },
+        "ingest": {
+            "source": str(data / "raw"),
+            "format": "native",
+            "native_log": "impressions.parquet",
+            "native_items": "items.parquet",
+        },
         "features": {**FEATURES, "progress": False},
-        "train": {"max_steps": train_steps, "epochs": 1, "batch_size": batch_size, "device": "cpu",
-                  "progress": False},
-    }  # fmt: skip
+        "train": {"max_steps": train_steps, "epochs": 1, "batch_size": batch_size, "device": "cpu", "progress": False},
+    }
 
 
 class Polled:
@@ -132,16 +139,37 @@ def run_size(impressions: int, work: Path, stages: Sequence[str], args: argparse
     users = max(1, impressions // USERS_PER)
     config = work / "scale.yaml"
     config.write_text(yaml.safe_dump(stage_config(work, args.train_steps, args.batch_size)))
-    settings = {"impressions": impressions, "items": items, "users": users, "image_size": args.image_size,
-                "out_dir": str(work / "data" / "raw")}  # fmt: skip
-    rows = {"generate": impressions, "ingest": impressions, "validate": impressions, "features": items,
-            "train": impressions, "evaluate": impressions}  # fmt: skip
+    settings = {
+        "impressions": impressions,
+        "items": items,
+        "users": users,
+        "image_size": args.image_size,
+        "out_dir": str(work / "data" / "raw"),
+    }
+    rows = {
+        "generate": impressions,
+        "ingest": impressions,
+        "validate": impressions,
+        "features": items,
+        "train": impressions,
+        "evaluate": impressions,
+    }
     for stage in stages:
         if stage == "generate":
             command = [sys.executable, "-c", GENERATE, json.dumps(settings)]
         elif stage == "evaluate":
-            command = [sys.executable, "-m", "em3", "evaluate", "--config", str(config), "--runs", str(work / "run"),
-                       "--out-dir", str(work / "evaluate")]  # fmt: skip
+            command = [
+                sys.executable,
+                "-m",
+                "em3",
+                "evaluate",
+                "--config",
+                str(config),
+                "--runs",
+                str(work / "run"),
+                "--out-dir",
+                str(work / "evaluate"),
+            ]
         else:
             command = [sys.executable, "-m", "em3", stage, "--config", str(config)]
         sizes = {"impressions": impressions, "items": items, "users": users, "stage": stage, "rows": rows[stage]}
@@ -158,8 +186,11 @@ def run_size(impressions: int, work: Path, stages: Sequence[str], args: argparse
             rate = round(steps * args.batch_size / loop, 1) if loop else None
             record |= {"steps": steps, "loop_seconds": loop, "samples_per_s": rate}
         rate, peak, anon = record["rows_per_s"], record["peak_rss_mb"], record["peak_anon_mb"]
-        print(f"  {impressions:>9,} {stage:<9} {record['seconds']:>8.1f} s {rate:>10,.0f} rows/s  "
-              f"peak RSS {peak:>7,.0f} MiB (anon {anon:,.0f})", flush=True)  # fmt: skip
+        print(
+            f"  {impressions:>9,} {stage:<9} {record['seconds']:>8.1f} s {rate:>10,.0f} rows/s  "
+            f"peak RSS {peak:>7,.0f} MiB (anon {anon:,.0f})",
+            flush=True,
+        )
         yield record
 
 
@@ -174,35 +205,72 @@ def growth(records: list[dict]) -> list[dict]:
             seconds_ratio = after["seconds"] / before["seconds"]
             added = after["seconds"] - before["seconds"]
             marginal = round((after["rows"] - before["rows"]) / added, 1) if added > 0 else None
-            result.append({"stage": stage, "from": before["impressions"], "to": after["impressions"],
-                           "rows_ratio": round(rows_ratio, 2), "seconds_ratio": round(seconds_ratio, 2),
-                           "cost_growth": round(seconds_ratio / rows_ratio, 3), "marginal_rows_per_s": marginal,
-                           "rss_ratio": round(after["peak_rss_mb"] / before["peak_rss_mb"], 2)})  # fmt: skip
+            result.append(
+                {
+                    "stage": stage,
+                    "from": before["impressions"],
+                    "to": after["impressions"],
+                    "rows_ratio": round(rows_ratio, 2),
+                    "seconds_ratio": round(seconds_ratio, 2),
+                    "cost_growth": round(seconds_ratio / rows_ratio, 3),
+                    "marginal_rows_per_s": marginal,
+                    "rss_ratio": round(after["peak_rss_mb"] / before["peak_rss_mb"], 2),
+                }
+            )
     return result
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[f"{cell:,}" if isinstance(cell, int | float) else str(cell) for cell in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
-             for row in cells]  # fmt: skip
+    lines = [
+        "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |" for row in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
     return "\n".join(lines)
 
 
 def print_report(result: dict) -> None:
     print(f"\n{result['command']}\n{json.dumps(result['machine'])}\n")
-    print(markdown_table(
-        ["impressions", "items", "stage", "rows", "seconds", "rows/s", "peak RSS MiB", "anon MiB", "file MiB"],
-        [[r["impressions"], r["items"], r["stage"], r["rows"], r["seconds"], r["rows_per_s"], r["peak_rss_mb"],
-          r["peak_anon_mb"], r["peak_file_mb"]] for r in result["records"] if "error" not in r],
-    ))  # fmt: skip
+    print(
+        markdown_table(
+            ["impressions", "items", "stage", "rows", "seconds", "rows/s", "peak RSS MiB", "anon MiB", "file MiB"],
+            [
+                [
+                    r["impressions"],
+                    r["items"],
+                    r["stage"],
+                    r["rows"],
+                    r["seconds"],
+                    r["rows_per_s"],
+                    r["peak_rss_mb"],
+                    r["peak_anon_mb"],
+                    r["peak_file_mb"],
+                ]
+                for r in result["records"]
+                if "error" not in r
+            ],
+        )
+    )
     print()
-    print(markdown_table(
-        ["stage", "from", "to", "rows ×", "seconds ×", "cost growth", "marginal rows/s", "peak RSS ×"],
-        [[g["stage"], g["from"], g["to"], g["rows_ratio"], g["seconds_ratio"], g["cost_growth"],
-          g["marginal_rows_per_s"], g["rss_ratio"]] for g in result["growth"]],
-    ))  # fmt: skip
+    print(
+        markdown_table(
+            ["stage", "from", "to", "rows ×", "seconds ×", "cost growth", "marginal rows/s", "peak RSS ×"],
+            [
+                [
+                    g["stage"],
+                    g["from"],
+                    g["to"],
+                    g["rows_ratio"],
+                    g["seconds_ratio"],
+                    g["cost_growth"],
+                    g["marginal_rows_per_s"],
+                    g["rss_ratio"],
+                ]
+                for g in result["growth"]
+            ],
+        )
+    )
     print(f"\n{result['seconds']:.0f} s")
 
 
@@ -234,22 +302,39 @@ def parse_args() -> argparse.Namespace:
         "synthetic native impression logs of growing size; rows/s and peak memory per stage. Writes JSON.",
         epilog="example: nice -n 15 .venv/bin/python bench/scale.py --sizes 10000 100000",
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES,
-                        help=f"impressions per size (items = ÷{ITEMS_PER}, users = ÷{USERS_PER}; "
-                             f"default: {DEFAULT_SIZES})")  # fmt: skip
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=DEFAULT_SIZES,
+        help=f"impressions per size (items = ÷{ITEMS_PER}, users = ÷{USERS_PER}; default: {DEFAULT_SIZES})",
+    )
     parser.add_argument("--train-steps", type=int, default=100, help="train.max_steps at every size (default: 100)")
     parser.add_argument("--batch-size", type=int, default=256, help="train.batch_size (default: 256)")
     parser.add_argument("--image-size", type=int, default=64, help="side of the rendered photos (default: 64)")
-    parser.add_argument("--max-items", type=int,
-                        help=f"at most this many items whatever the size (default: impressions ÷ {ITEMS_PER})")
-    parser.add_argument("--first-stage", choices=STAGES, default=STAGES[0],
-                        help="resume: keep each size's folder and start at this stage (default: generate, afresh)")
-    parser.add_argument("--last-stage", choices=STAGES[1:], default=STAGES[-1],
-                        help=f"run the stages up to this one (default: {STAGES[-1]})")  # fmt: skip
+    parser.add_argument(
+        "--max-items", type=int, help=f"at most this many items whatever the size (default: impressions ÷ {ITEMS_PER})"
+    )
+    parser.add_argument(
+        "--first-stage",
+        choices=STAGES,
+        default=STAGES[0],
+        help="resume: keep each size's folder and start at this stage (default: generate, afresh)",
+    )
+    parser.add_argument(
+        "--last-stage",
+        choices=STAGES[1:],
+        default=STAGES[-1],
+        help=f"run the stages up to this one (default: {STAGES[-1]})",
+    )
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the stage processes (default: 1)")
     parser.add_argument("--work-dir", type=Path, help="where data and runs go (default: a temporary folder, removed)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/scale.json"),
-                        help="the JSON written (default: bench/results/scale.json)")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench/results/scale.json"),
+        help="the JSON written (default: bench/results/scale.json)",
+    )
     args = parser.parse_args()
     if min(args.sizes) < USERS_PER:
         parser.error(f"--sizes: at least {USERS_PER} impressions per size")
@@ -268,14 +353,22 @@ def main() -> None:
         "command": command,
         "seconds": 0.0,
         "machine": machine,
-        "settings": {"sizes": sorted(args.sizes), "stages": [s for s in stages if s != "generate"],
-                     "items_per": ITEMS_PER, "max_items": args.max_items,
-                     "users_per": USERS_PER, "threads": args.threads, "train_steps": args.train_steps,
-                     "batch_size": args.batch_size, "image_size": args.image_size, "features": FEATURES,
-                     "model": "em3 (lora history, DIN), defaults"},
+        "settings": {
+            "sizes": sorted(args.sizes),
+            "stages": [s for s in stages if s != "generate"],
+            "items_per": ITEMS_PER,
+            "max_items": args.max_items,
+            "users_per": USERS_PER,
+            "threads": args.threads,
+            "train_steps": args.train_steps,
+            "batch_size": args.batch_size,
+            "image_size": args.image_size,
+            "features": FEATURES,
+            "model": "em3 (lora history, DIN), defaults",
+        },
         "records": [],
         "growth": [],
-    }  # fmt: skip
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         for impressions in sorted(args.sizes):

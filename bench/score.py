@@ -47,23 +47,37 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 def setup(work: Path, args: argparse.Namespace):
     values = {
-        "name": "em3_din", "output_dir": str(work / "run"), "ingest": {"source": str(work / "raw")},
-        "raw_synthetic": {"n_users": args.users, "n_items": args.items, "n_purchases": args.purchases,
-                          "image_size": 64},
+        "name": "em3_din",
+        "output_dir": str(work / "run"),
+        "ingest": {"source": str(work / "raw")},
+        "raw_synthetic": {
+            "n_users": args.users,
+            "n_items": args.items,
+            "n_purchases": args.purchases,
+            "image_size": 64,
+        },
         "features": {"image_size": 64, "progress": False},
-        "data": {"source": "tables", "tables_dir": str(work / "tables"), "store_dir": str(work / "store"),
-                 "validation_dir": str(work / "validation")},
+        "data": {
+            "source": "tables",
+            "tables_dir": str(work / "tables"),
+            "store_dir": str(work / "store"),
+            "validation_dir": str(work / "validation"),
+        },
         "train": {"epochs": 1, "progress": False},
-        "registry": {"tracking_uri": f"sqlite:///{work / 'mlflow.db'}", "artifact_location": str(work / "artifacts"),
-                     "min_auc": 0.0},
+        "registry": {
+            "tracking_uri": f"sqlite:///{work / 'mlflow.db'}",
+            "artifact_location": str(work / "artifacts"),
+            "min_auc": 0.0,
+        },
         "score": {"progress": False, "batch_size": args.batch_size},
-    }  # fmt: skip
+    }
     cfg = parse_config(values, "bench/score.py")
     generate_raw_synthetic(cfg.raw_synthetic, work / "raw")
     run_ingest(cfg.ingest, cfg.data.tables_dir)
     run_validate(cfg.validation, cfg.data.tables_dir, cfg.data.validation_dir)
-    run_features(cfg.features, pd.read_parquet(cfg.data.tables_dir / "items.parquet"), cfg.data.tables_dir,
-                 cfg.data.store_dir)  # fmt: skip
+    run_features(
+        cfg.features, pd.read_parquet(cfg.data.tables_dir / "items.parquet"), cfg.data.tables_dir, cfg.data.store_dir
+    )
     data = load_data(cfg)
     model = train(cfg, data).model.eval()
     register(cfg, log_run(cfg, cfg.output_dir, data_hash="bench"))
@@ -75,12 +89,21 @@ def same_rows(cfg, data, n_rows: int) -> tuple[pd.DataFrame, Split]:
     table = pd.read_parquet(cfg.data.tables_dir / "interactions.parquet")
     table = pd.concat([table[table["split"] == name] for name in SPLITS], ignore_index=True)
     repeat = np.resize(np.arange(len(table)), n_rows)
-    log = pd.DataFrame({"user_id": table["user_id"], "item_id": table["item_id"],
-                        "ts": pd.to_datetime(table["ts"]).dt.strftime("%Y-%m-%dT%H:%M:%S"),
-                        "sales_channel_id": table["sales_channel_id"]}).iloc[repeat]  # fmt: skip
+    log = pd.DataFrame(
+        {
+            "user_id": table["user_id"],
+            "item_id": table["item_id"],
+            "ts": pd.to_datetime(table["ts"]).dt.strftime("%Y-%m-%dT%H:%M:%S"),
+            "sales_channel_id": table["sales_channel_id"],
+        }
+    ).iloc[repeat]
     encoded = [getattr(data, name) for name in SPLITS]
-    split = Split(*(torch.cat([getattr(part, field) for part in encoded])[torch.from_numpy(repeat)]
-                    for field in ("user", "item", "context", "history", "label", "cold", "numeric")))  # fmt: skip
+    split = Split(
+        *(
+            torch.cat([getattr(part, field) for part in encoded])[torch.from_numpy(repeat)]
+            for field in ("user", "item", "context", "history", "label", "cold", "numeric")
+        )
+    )
     return log.reset_index(drop=True), split
 
 

@@ -184,19 +184,23 @@ def bench_training(settings: Settings, lengths: Sequence[int], repeats: int, min
         for name in CONFIGS:
             speeds = [speed for speed, _ in runs[name]]
             paired = [speed / base for speed, (base, _) in zip(speeds, runs[BASELINE], strict=True)]
-            records.append({
-                "history_length": length,
-                "config": name,
-                "unique_history_items": round(unique, 1),
-                "samples_per_s": round(statistics.median(speeds), 2),
-                "samples_per_s_repeats": [round(speed, 2) for speed in speeds],
-                "speed_ratio": round(statistics.median(paired), 4),
-                "batch_share": round(statistics.median(share for _, share in runs[name]), 3),
-                "peak_mb": round(peaks[name], 1),
-                "peak_ratio": round(peaks[name] / peaks[FULL], 4),
-            })  # fmt: skip
-            print(f"  L={length:<4} {name:<11} {records[-1]['samples_per_s']:>9.1f} samples/s  "
-                  f"{peaks[name]:>8.1f} MiB", flush=True)  # fmt: skip
+            records.append(
+                {
+                    "history_length": length,
+                    "config": name,
+                    "unique_history_items": round(unique, 1),
+                    "samples_per_s": round(statistics.median(speeds), 2),
+                    "samples_per_s_repeats": [round(speed, 2) for speed in speeds],
+                    "speed_ratio": round(statistics.median(paired), 4),
+                    "batch_share": round(statistics.median(share for _, share in runs[name]), 3),
+                    "peak_mb": round(peaks[name], 1),
+                    "peak_ratio": round(peaks[name] / peaks[FULL], 4),
+                }
+            )
+            print(
+                f"  L={length:<4} {name:<11} {records[-1]['samples_per_s']:>9.1f} samples/s  {peaks[name]:>8.1f} MiB",
+                flush=True,
+            )
         del trainees
     return records
 
@@ -205,8 +209,18 @@ def bench_training(settings: Settings, lengths: Sequence[int], repeats: int, min
 
 COLOURS = ["black", "white", "navy", "red", "beige", "green", "pink", "grey", "yellow", "brown"]
 GARMENTS = ["T-shirt", "dress", "jacket", "skirt", "jumper", "trousers", "shirt", "coat", "top", "shorts"]
-DETAILS = ["short sleeves", "a round neckline", "a zip at the back", "side pockets", "a tie belt", "a relaxed fit",
-           "buttons down the front", "a ribbed hem", "a high waist", "a printed pattern"]  # fmt: skip
+DETAILS = [
+    "short sleeves",
+    "a round neckline",
+    "a zip at the back",
+    "side pockets",
+    "a tie belt",
+    "a relaxed fit",
+    "buttons down the front",
+    "a ribbed hem",
+    "a high waist",
+    "a printed pattern",
+]
 
 
 def feature_items(n: int, images: Path | None, workdir: Path) -> tuple[pd.DataFrame, Path]:
@@ -232,7 +246,7 @@ def feature_items(n: int, images: Path | None, workdir: Path) -> tuple[pd.DataFr
         f"{rng.choice(COLOURS).capitalize()} {rng.choice(GARMENTS)} with {rng.choice(DETAILS)} "
         f"and {rng.choice(DETAILS)}. " * int(rng.integers(1, 4))
         for _ in range(n)
-    ]  # fmt: skip
+    ]
     ids = [f"item-{i:05d}" for i in range(n)]
     return pd.DataFrame({"item_id": ids, "text": texts, "image_path": relative}), root
 
@@ -303,8 +317,9 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
     """A Markdown table, columns padded to their widest cell."""
     cells = [[str(cell) for cell in row] for row in [headers, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
-             for row in cells]  # fmt: skip
+    lines = [
+        "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |" for row in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
     return "\n".join(lines)
 
@@ -315,39 +330,86 @@ def targets(train: list[dict], features: dict) -> dict:
     longest = max(r["history_length"] for r in train)
     lora = next(r for r in train if r["config"] == SHIPPED and r["history_length"] == longest)
     return {
-        "speed_ratio": {"value": shipped["speed_ratio"], "target": round(TARGETS["speed_ratio"], 4),
-                        "met": shipped["speed_ratio"] >= TARGETS["speed_ratio"],
-                        "at": f"{SHIPPED} ÷ {BASELINE} samples/s, worst length L={shipped['history_length']}"},
-        "lora_peak_ratio": {"value": lora["peak_ratio"], "target": TARGETS["lora_peak_ratio"],
-                            "met": lora["peak_ratio"] <= TARGETS["lora_peak_ratio"],
-                            "at": f"{SHIPPED} ÷ {FULL} step peak memory, L={longest}"},
-        "feature_overhead": {"value": features["pipeline_overhead"], "target": TARGETS["feature_overhead"],
-                             "met": features["pipeline_overhead"] <= TARGETS["feature_overhead"],
-                             "at": "run_features per-item stages ÷ bare encoder loop − 1"},
-    }  # fmt: skip
+        "speed_ratio": {
+            "value": shipped["speed_ratio"],
+            "target": round(TARGETS["speed_ratio"], 4),
+            "met": shipped["speed_ratio"] >= TARGETS["speed_ratio"],
+            "at": f"{SHIPPED} ÷ {BASELINE} samples/s, worst length L={shipped['history_length']}",
+        },
+        "lora_peak_ratio": {
+            "value": lora["peak_ratio"],
+            "target": TARGETS["lora_peak_ratio"],
+            "met": lora["peak_ratio"] <= TARGETS["lora_peak_ratio"],
+            "at": f"{SHIPPED} ÷ {FULL} step peak memory, L={longest}",
+        },
+        "feature_overhead": {
+            "value": features["pipeline_overhead"],
+            "target": TARGETS["feature_overhead"],
+            "met": features["pipeline_overhead"] <= TARGETS["feature_overhead"],
+            "at": "run_features per-item stages ÷ bare encoder loop − 1",
+        },
+    }
 
 
 def print_report(result: dict) -> None:
     """The command, the machine and three Markdown tables: training, feature stage, targets."""
     train, features = result["train"], result["features"]
     print(f"\n{result['command']}\n{json.dumps(result['machine'])}\n")
-    print(markdown_table(
-        ["L", "config", "unique hist. items", "samples/s", "÷ two_stage", "batch share", "peak MiB", "÷ em3_full"],
-        [[r["history_length"], r["config"], r["unique_history_items"], r["samples_per_s"], r["speed_ratio"],
-          r["batch_share"], r["peak_mb"], r["peak_ratio"]] for r in train],
-    ))  # fmt: skip
+    print(
+        markdown_table(
+            ["L", "config", "unique hist. items", "samples/s", "÷ two_stage", "batch share", "peak MiB", "÷ em3_full"],
+            [
+                [
+                    r["history_length"],
+                    r["config"],
+                    r["unique_history_items"],
+                    r["samples_per_s"],
+                    r["speed_ratio"],
+                    r["batch_share"],
+                    r["peak_mb"],
+                    r["peak_ratio"],
+                ]
+                for r in train
+            ],
+        )
+    )
     print()
-    print(markdown_table(
-        ["items", "batch", "bare items/s", "pipeline items/s", "end-to-end items/s", "pipeline overhead",
-         "end-to-end overhead", "encoder load s"],
-        [[features[key] for key in ("items", "batch_size", "bare_items_per_s", "pipeline_items_per_s",
-          "end_to_end_items_per_s", "pipeline_overhead", "end_to_end_overhead", "encoder_load_s")]],
-    ))  # fmt: skip
+    print(
+        markdown_table(
+            [
+                "items",
+                "batch",
+                "bare items/s",
+                "pipeline items/s",
+                "end-to-end items/s",
+                "pipeline overhead",
+                "end-to-end overhead",
+                "encoder load s",
+            ],
+            [
+                [
+                    features[key]
+                    for key in (
+                        "items",
+                        "batch_size",
+                        "bare_items_per_s",
+                        "pipeline_items_per_s",
+                        "end_to_end_items_per_s",
+                        "pipeline_overhead",
+                        "end_to_end_overhead",
+                        "encoder_load_s",
+                    )
+                ]
+            ],
+        )
+    )
     print()
-    print(markdown_table(
-        ["target", "value", "bound", "met", "read at"],
-        [[name, t["value"], t["target"], t["met"], t["at"]] for name, t in result["targets"].items()],
-    ))  # fmt: skip
+    print(
+        markdown_table(
+            ["target", "value", "bound", "met", "read at"],
+            [[name, t["value"], t["target"], t["met"], t["at"]] for name, t in result["targets"].items()],
+        )
+    )
     print(f"\n{result['seconds']:.0f} s")
 
 
@@ -416,13 +478,18 @@ def main() -> None:
         "command": command,
         "seconds": round(time.perf_counter() - started, 1),
         "machine": machine,
-        "settings": {**asdict(settings), "lengths": args.lengths, "repeats": args.repeats,
-                     "min_seconds": args.min_seconds, "feature_items": args.feature_items,
-                     "images": str(args.images) if args.images else "rendered"},
+        "settings": {
+            **asdict(settings),
+            "lengths": args.lengths,
+            "repeats": args.repeats,
+            "min_seconds": args.min_seconds,
+            "feature_items": args.feature_items,
+            "images": str(args.images) if args.images else "rendered",
+        },
         "train": train,
         "features": features,
         "targets": targets(train, features),
-    }  # fmt: skip
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print_report(result)

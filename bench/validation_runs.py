@@ -39,11 +39,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", help="the run's name in the results file")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
-    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "bench_quality.yaml",
-                        help="the benchmark config whose data and protocol the run uses")  # fmt: skip
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="the quality benchmark's work folder, whose prepared data is reused (default: the "
-                             "config's output_dir)")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=ROOT / "configs" / "bench_quality.yaml",
+        help="the benchmark config whose data and protocol the run uses",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="the quality benchmark's work folder, whose prepared data is reused (default: the config's output_dir)",
+    )
     args = parser.parse_args()
     done = {json.loads(line)["name"] for line in RESULTS.read_text().splitlines()} if RESULTS.exists() else set()
     if args.name in done:
@@ -65,12 +72,20 @@ def main() -> None:
     valid = data.valid
     logits = predict(result.model, valid, data, cfg.evaluate.batch_size)
     by_modality = auc_by_modality(valid.label.numpy(), logits, item_modalities(data.store, valid.item.numpy()))
-    record = {"name": args.name, "config": args.config.name, "overrides": overrides,
-              "best_valid_auc": max(curve, default=None), "valid_auc": round(metrics["valid"]["auc"], 4),
-              "valid_auc_by_modality": {name: round(part["auc"], 4) for name, part in by_modality.items()},
-              "best_epoch": metrics["best_epoch"], "stopped_by": metrics["stopped_by"], "steps": metrics["steps"],
-              "seconds": round(time.perf_counter() - started), "curve": curve,
-              **{name: round(value, 4) for name, value in similarity.items()}}  # fmt: skip
+    record = {
+        "name": args.name,
+        "config": args.config.name,
+        "overrides": overrides,
+        "best_valid_auc": max(curve, default=None),
+        "valid_auc": round(metrics["valid"]["auc"], 4),
+        "valid_auc_by_modality": {name: round(part["auc"], 4) for name, part in by_modality.items()},
+        "best_epoch": metrics["best_epoch"],
+        "stopped_by": metrics["stopped_by"],
+        "steps": metrics["steps"],
+        "seconds": round(time.perf_counter() - started),
+        "curve": curve,
+        **{name: round(value, 4) for name, value in similarity.items()},
+    }
     print(json.dumps(record))
     with RESULTS.open("a") as out:
         out.write(json.dumps(record) + "\n")

@@ -148,8 +148,10 @@ def cmd_score(args: argparse.Namespace) -> None:
     store = args.store if args.store and (Path(args.store) / "index.json").is_file() else None
     manifest = score_log(cfg, args.model, args.input, args.output, store)
     model, quarantine = manifest["model"], manifest["quarantine"]
-    print(f"scored {manifest['output']['rows']:,} of {manifest['input']['rows']:,} rows with {model['uri']} (run "
-          f"{model['run_id']}) at {manifest['rows_per_s']:,.0f} rows/s → {manifest['output']['uri']}")
+    print(
+        f"scored {manifest['output']['rows']:,} of {manifest['input']['rows']:,} rows with {model['uri']} (run "
+        f"{model['run_id']}) at {manifest['rows_per_s']:,.0f} rows/s → {manifest['output']['uri']}"
+    )
     print(f"refused {quarantine['rows']:,} → {quarantine['uri']} {quarantine['reasons'] or ''}".rstrip())
 
 
@@ -194,8 +196,9 @@ def cmd_pipeline_run(args: argparse.Namespace) -> None:
         return
     from pipelines.em3_run import run_local, summary_table
 
-    summary = run_local(_config(args), args.pipeline_root, args.variants, args.synthetic, cache=not args.no_cache,
-                        runner=args.runner)  # fmt: skip
+    summary = run_local(
+        _config(args), args.pipeline_root, args.variants, args.synthetic, cache=not args.no_cache, runner=args.runner
+    )
     print(summary_table(summary))
 
 
@@ -204,10 +207,20 @@ def _run_score_pipeline(args: argparse.Namespace) -> None:
 
     if not args.input:
         raise ConfigError("--pipeline score needs --input: the impression log to score")
-    manifest = run_score_local(_config(args), args.pipeline_root, args.input, args.output or "", args.items or "",
-                               args.model, cache=not args.no_cache, runner=args.runner)  # fmt: skip
-    print(f"scored {manifest['output']['rows']:,} of {manifest['input']['rows']:,} rows with {manifest['model']['uri']}"
-          f"; refused {manifest['quarantine']['rows']:,} {manifest['quarantine']['reasons'] or ''}".rstrip())
+    manifest = run_score_local(
+        _config(args),
+        args.pipeline_root,
+        args.input,
+        args.output or "",
+        args.items or "",
+        args.model,
+        cache=not args.no_cache,
+        runner=args.runner,
+    )
+    print(
+        f"scored {manifest['output']['rows']:,} of {manifest['input']['rows']:,} rows with {manifest['model']['uri']}"
+        f"; refused {manifest['quarantine']['rows']:,} {manifest['quarantine']['reasons'] or ''}".rstrip()
+    )
     print(f"written to {args.output or 'the pipeline root ' + str(args.pipeline_root)}")
 
 
@@ -234,8 +247,9 @@ def cmd_bench_quality(args: argparse.Namespace) -> None:
 def cmd_pytorchjob(args: argparse.Namespace) -> None:
     from em3.train.pytorchjob import manifest_yaml, pytorchjob_manifest
 
-    documents = pytorchjob_manifest(_config(args), args.image, args.nodes, args.gpus_per_node, args.name,
-                                    args.namespace, args.volume_claim)  # fmt: skip
+    documents = pytorchjob_manifest(
+        _config(args), args.image, args.nodes, args.gpus_per_node, args.name, args.namespace, args.volume_claim
+    )
     if not args.volume_claim:
         print("note: no --volume-claim: /workspace is an emptyDir, outputs vanish with the pods", file=sys.stderr)
     if args.out is None:
@@ -263,8 +277,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
 
     def allow_unvalidated(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--allow-unvalidated", action="store_true", help="run on tables whose validation failed, "
-                         "is missing or stale, or from another source than ingest.source (warns loudly)")  # fmt: skip
+        sub.add_argument(
+            "--allow-unvalidated",
+            action="store_true",
+            help="run on tables whose validation failed, "
+            "is missing or stale, or from another source than ingest.source (warns loudly)",
+        )
 
     for name, run, help_text in (
         ("generate", cmd_generate, "write the synthetic raw data (H&M layout, rendered images) to data.raw_dir"),
@@ -313,24 +331,40 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(models_p, required=False)
     models_p.set_defaults(handler=cmd_models)
 
-    score_p = commands.add_parser("score", epilog=EPILOG, help="score an impression log with a registered model → "
-                                  "Parquet, quarantine and manifest (README: Serving)")  # fmt: skip
+    score_p = commands.add_parser(
+        "score",
+        epilog=EPILOG,
+        help="score an impression log with a registered model → Parquet, quarantine and manifest (README: Serving)",
+    )
     with_config(score_p, required=False)
     score_p.add_argument("--model", required=True, help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID")
-    score_p.add_argument("--input", required=True, help="impression log: user_id, item_id, ts[, sales_channel_id] "
-                         "(.csv or .parquet, a path or s3://bucket/key)")  # fmt: skip
-    score_p.add_argument("--output", required=True, help="scores .parquet (a path or s3://bucket/key); the "
-                         "quarantine and manifest go beside it")  # fmt: skip
+    score_p.add_argument(
+        "--input",
+        required=True,
+        help="impression log: user_id, item_id, ts[, sales_channel_id] (.csv or .parquet, a path or s3://bucket/key)",
+    )
+    score_p.add_argument(
+        "--output",
+        required=True,
+        help="scores .parquet (a path or s3://bucket/key); the quarantine and manifest go beside it",
+    )
     score_p.add_argument("--store", help="token store of items new to the model, scored from their content")
-    score_p.add_argument("--items", help="items file (item_id, text, image_path; a path or s3://): encode the log's "
-                         "new items from it into --store first")  # fmt: skip
+    score_p.add_argument(
+        "--items",
+        help="items file (item_id, text, image_path; a path or s3://): encode the log's "
+        "new items from it into --store first",
+    )
     score_p.set_defaults(handler=cmd_score)
 
     def with_variants(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="models to train")
 
-    demo_p = commands.add_parser("demo", epilog=EPILOG, help="synthetic data → the whole pipeline locally (kfp.local) "
-                                 "→ metrics per model, the gate's decision, the registered version")  # fmt: skip
+    demo_p = commands.add_parser(
+        "demo",
+        epilog=EPILOG,
+        help="synthetic data → the whole pipeline locally (kfp.local) "
+        "→ metrics per model, the gate's decision, the registered version",
+    )
     with_config(demo_p, required=False)
     with_variants(demo_p)
     demo_p.add_argument("--output-dir", default="runs/demo", help="pipeline outputs and MLflow (default runs/demo)")
@@ -340,8 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     actions = pipeline_p.add_subparsers(dest="action", required=True, metavar="ACTION")
     compile_p = actions.add_parser("compile", help="compile the pipeline to YAML for the Kubeflow UI")
     compile_p.add_argument("--out", type=Path, help="output file (default pipelines/<pipeline>.yaml)")
-    compile_p.add_argument("--pipeline", choices=("em3", "score"), default="em3", help="em3 (train and register, "
-                           "default) or score (pipelines/em3_score_pipeline.py)")  # fmt: skip
+    compile_p.add_argument(
+        "--pipeline",
+        choices=("em3", "score"),
+        default="em3",
+        help="em3 (train and register, default) or score (pipelines/em3_score_pipeline.py)",
+    )
     compile_p.set_defaults(handler=cmd_pipeline_compile)
     run_p = actions.add_parser("run", epilog=EPILOG, help="run the whole pipeline on this machine (kfp.local)")
     with_config(run_p, required=False)
@@ -350,10 +388,20 @@ def build_parser() -> argparse.ArgumentParser:
     run_p.add_argument("--pipeline-root", type=Path, default=Path("runs/pipeline"), help="task outputs go here")
     run_p.add_argument("--synthetic", action="store_true", help="generate raw_synthetic data instead of ingest.source")
     run_p.add_argument("--no-cache", action="store_true", help="rerun tasks whose inputs are unchanged")
-    run_p.add_argument("--runner", choices=RUNNERS, default="subprocess", help="each task a subprocess of this "
-                       "environment (default), or a container of the image EM3_IMAGE (`make image`)")  # fmt: skip
-    run_p.add_argument("--pipeline", choices=("em3", "score"), default="em3", help="em3 (train and register, "
-                       "default) or score: --input scored by --model, new items from --items, to --output")  # fmt: skip
+    run_p.add_argument(
+        "--runner",
+        choices=RUNNERS,
+        default="subprocess",
+        help="each task a subprocess of this "
+        "environment (default), or a container of the image EM3_IMAGE (`make image`)",
+    )
+    run_p.add_argument(
+        "--pipeline",
+        choices=("em3", "score"),
+        default="em3",
+        help="em3 (train and register, "
+        "default) or score: --input scored by --model, new items from --items, to --output",
+    )
     run_p.add_argument("--model", default="models:/em3@champion", help="score: the model (default the champion)")
     run_p.add_argument("--input", help="score: the impression log (.csv or .parquet, a path or s3://)")
     run_p.add_argument("--items", help="score: items file for new items (item_id, text, image_path)")
@@ -372,20 +420,25 @@ def build_parser() -> argparse.ArgumentParser:
     bench_p = commands.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
     benches = bench_p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     quality_p = benches.add_parser(
-        "quality", epilog=EPILOG, help="EM3 vs the baselines and its ablations: seeds, paired intervals, targets",
+        "quality",
+        epilog=EPILOG,
+        help="EM3 vs the baselines and its ablations: seeds, paired intervals, targets",
         description="Quality benchmark (docs/benchmarks.md): data prepared once, a budgeted search on the validation "
         "split, then every backbone x configuration x seed scored once on test. Its time grows with the data, the "
         "configurations and the seeds: on 2 cores, the H&M sample's 9 configurations x 2 backbones x 5 seeds took "
         "about 85 min (plus 13 to prepare the data once), two_stage and em3 x 2 backbones x 3 seeds on the H&M "
         "extract (1.6x the purchases) about 50 min.",
-    )  # fmt: skip
+    )
     quality_p.add_argument("--config", type=Path, help="base config (default configs/bench_quality.yaml)")
     quality_p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     add_quality_arguments(quality_p)
     quality_p.set_defaults(handler=cmd_bench_quality)
 
-    job_p = commands.add_parser("pytorchjob", epilog=EPILOG, help="write a Kubeflow PyTorchJob manifest that trains "
-                                "the config on several GPU nodes (docs/distributed.md)")  # fmt: skip
+    job_p = commands.add_parser(
+        "pytorchjob",
+        epilog=EPILOG,
+        help="write a Kubeflow PyTorchJob manifest that trains the config on several GPU nodes (docs/distributed.md)",
+    )
     with_config(job_p, required=False)
     job_p.add_argument("--image", required=True, help="em3 GPU image (Dockerfile.cuda), e.g. REGISTRY/em3:0.1.0-cuda")
     job_p.add_argument("--nodes", type=int, required=True, help="pods (one Master, the rest Workers)")

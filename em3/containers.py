@@ -41,9 +41,11 @@ def container_config(cfg: Config, pipeline_root: Path, synthetic: bool) -> Confi
     tracking_uri = cfg.registry.tracking_uri
     if tracking_uri == RegistryConfig().tracking_uri:  # the embedded default: mlflow.db in the current directory
         tracking_uri = f"{SQLITE}{pipeline_root / 'mlflow.db'}"
-    values = {"registry.tracking_uri": tracking_uri,
-              "registry.artifact_location": cfg.registry.artifact_location or str(pipeline_root / "mlartifacts"),
-              "ingest.source": cfg.ingest.source}  # fmt: skip
+    values = {
+        "registry.tracking_uri": tracking_uri,
+        "registry.artifact_location": cfg.registry.artifact_location or str(pipeline_root / "mlartifacts"),
+        "ingest.source": cfg.ingest.source,
+    }
     for key, value in values.items():
         path = None if synthetic and key == "ingest.source" else local_path(value)
         if path is None:
@@ -54,8 +56,12 @@ def container_config(cfg: Config, pipeline_root: Path, synthetic: bool) -> Confi
                 "the containers see: move it under the pipeline root or choose a pipeline root above it"
             )
         values[key] = f"{SQLITE}{path}" if value.startswith(SQLITE) else str(path)
-    registry = cfg.registry.model_copy(update={"tracking_uri": values["registry.tracking_uri"],
-                                               "artifact_location": values["registry.artifact_location"]})  # fmt: skip
+    registry = cfg.registry.model_copy(
+        update={
+            "tracking_uri": values["registry.tracking_uri"],
+            "artifact_location": values["registry.artifact_location"],
+        }
+    )
     ingest = cfg.ingest.model_copy(update={"source": values["ingest.source"]})
     return cfg.model_copy(update={"registry": registry, "ingest": ingest})
 

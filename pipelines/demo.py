@@ -25,8 +25,10 @@ DEMO: dict[str, Any] = {
 def demo_config(output_dir: Path, overrides: Mapping[str, Any] | None = None) -> Config:
     """The demo's config: DEMO sizes, MLflow on SQLite under ``output_dir``, then dotted ``overrides``."""
     values = copy.deepcopy(DEMO)
-    values["registry"] = {"tracking_uri": f"sqlite:///{output_dir / 'mlflow.db'}",
-                          "artifact_location": str((output_dir / "mlartifacts").resolve())}  # fmt: skip
+    values["registry"] = {
+        "tracking_uri": f"sqlite:///{output_dir / 'mlflow.db'}",
+        "artifact_location": str((output_dir / "mlartifacts").resolve()),
+    }
     for dotted, value in (overrides or {}).items():
         set_dotted(values, dotted, value)
     return parse_config(values, "em3 demo")

@@ -52,8 +52,9 @@ class Outputs(NamedTuple):
 
 def secret_env(task: dsl.PipelineTask, secret: str, keys: tuple[str, ...], optional: bool = False) -> None:
     """Give ``task`` the ``keys`` of the Kubernetes secret ``secret`` as environment variables of the same names."""
-    kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env={key: key for key in keys},
-                                 optional=optional)  # fmt: skip
+    kubernetes.use_secret_as_env(
+        task, secret_name=secret, secret_key_to_env={key: key for key in keys}, optional=optional
+    )
 
 
 @dsl.pipeline(name="em3", description="EM3 multimodal ranking: data → features → train on GPUs → evaluate → gate")
@@ -106,8 +107,15 @@ def em3_pipeline(
         secret_env(stage, S3_SECRET, S3_ENV)
 
     with dsl.ParallelFor(variants) as variant:
-        trained = train(config=config, variant=variant, backbone=backbone, data_uri=data_uri, tables=tables,
-                        validation=checked.outputs["validation"], store=store)
+        trained = train(
+            config=config,
+            variant=variant,
+            backbone=backbone,
+            data_uri=data_uri,
+            tables=tables,
+            validation=checked.outputs["validation"],
+            store=store,
+        )
         trained.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(TRAIN_GPUS)
         trained.set_cpu_request(str(CPU_PER_GPU * TRAIN_GPUS))
         trained.set_memory_request(f"{MEMORY_GIB_PER_GPU * TRAIN_GPUS}Gi")
@@ -116,10 +124,18 @@ def em3_pipeline(
         secret_env(trained, S3_SECRET, S3_ENV)
 
     evaluated = evaluate(config=config, tables=tables, store=store, models=dsl.Collected(trained.outputs["model"]))
-    registered = register(config=config, data_hash=ingested.outputs["Output"], min_auc=min_auc, min_delta=min_delta,
-                          cold_tolerance=cold_tolerance, tables=tables, validation=checked.outputs["validation"],
-                          store=store, models=dsl.Collected(trained.outputs["model"]),
-                          evaluation=evaluated.outputs["evaluation"]).set_caching_options(False)  # fmt: skip
+    registered = register(
+        config=config,
+        data_hash=ingested.outputs["Output"],
+        min_auc=min_auc,
+        min_delta=min_delta,
+        cold_tolerance=cold_tolerance,
+        tables=tables,
+        validation=checked.outputs["validation"],
+        store=store,
+        models=dsl.Collected(trained.outputs["model"]),
+        evaluation=evaluated.outputs["evaluation"],
+    ).set_caching_options(False)
     secret_env(registered, S3_SECRET, S3_ENV)
     secret_env(registered, MLFLOW_SECRET, MLFLOW_ENV, optional=True)
     return Outputs(evaluated.outputs["evaluation"], *(registered.outputs[name] for name in Outputs._fields[1:]))

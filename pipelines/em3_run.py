@@ -16,8 +16,13 @@ from em3.report import fmt_metric, markdown_table
 from pipelines import run
 from pipelines.em3_pipeline import PIPELINE_YAML, em3_pipeline, synthetic_data
 
-PARAMETERS = {"data_uri": "ingest.source", "backbone": "model.backbone", "min_auc": "registry.min_auc",
-              "min_delta": "registry.min_delta", "cold_tolerance": "registry.cold_tolerance"}  # fmt: skip
+PARAMETERS = {
+    "data_uri": "ingest.source",
+    "backbone": "model.backbone",
+    "min_auc": "registry.min_auc",
+    "min_delta": "registry.min_delta",
+    "cold_tolerance": "registry.cold_tolerance",
+}
 SUMMARY_METRICS = ("auc", "gauc", "logloss", "cold_auc", "material_similarity", "behaviour_similarity")
 
 
@@ -37,8 +42,14 @@ def compile_em3(path: str | Path = PIPELINE_YAML) -> Path:
     return run.compile_pipeline(em3_pipeline, path)
 
 
-def run_local(cfg: Config, pipeline_root: str | Path, variants: Sequence[str] = VARIANTS, synthetic: bool = False,
-              cache: bool = True, runner: str = "subprocess") -> dict:  # fmt: skip
+def run_local(
+    cfg: Config,
+    pipeline_root: str | Path,
+    variants: Sequence[str] = VARIANTS,
+    synthetic: bool = False,
+    cache: bool = True,
+    runner: str = "subprocess",
+) -> dict:
     """Run the whole pipeline on this machine with ``kfp.local`` (see pipelines.run.local_runs; with the docker
     runner the MLflow store of the embedded defaults goes under ``pipeline_root``, the one folder the containers
     see).
@@ -61,8 +72,12 @@ def run_local(cfg: Config, pipeline_root: str | Path, variants: Sequence[str] = 
         outputs = run_here(em3_pipeline, **arguments).outputs
     evaluation = json.loads((Path(outputs["evaluation"].path) / "evaluate.json").read_text())
     registered = {key: outputs[key] for key in ("model", "version", "alias", "reason", "candidate")}
-    return {"models": evaluation["models"], "registered": {**registered, "version": int(registered["version"])},
-            "tracking_uri": cfg.registry.tracking_uri, "pipeline_root": str(pipeline_root)}  # fmt: skip
+    return {
+        "models": evaluation["models"],
+        "registered": {**registered, "version": int(registered["version"])},
+        "tracking_uri": cfg.registry.tracking_uri,
+        "pipeline_root": str(pipeline_root),
+    }
 
 
 def submit(
@@ -90,15 +105,19 @@ def summary_table(summary: dict) -> str:
     command."""
     from em3.registry.tracking import redact
 
-    rows = [{"model": name, **{key: fmt_metric(values.get(key)) for key in SUMMARY_METRICS}}
-            for name, values in summary["models"].items()]  # fmt: skip
+    rows = [
+        {"model": name, **{key: fmt_metric(values.get(key)) for key in SUMMARY_METRICS}}
+        for name, values in summary["models"].items()
+    ]
     registered = summary["registered"]
-    return "\n".join([
-        markdown_table(rows, ("model", *SUMMARY_METRICS)),
-        "",
-        f"Registered: {registered['candidate']} (best validation AUC) as {registered['model']} version "
-        f"{registered['version']} → {registered['alias']}",
-        f"Gate: {registered['reason']}",
-        f"Artifacts of every task: {summary['pipeline_root']}",
-        f"MLflow UI: mlflow ui --backend-store-uri {redact(summary['tracking_uri'])}",  # no password from the URL
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            markdown_table(rows, ("model", *SUMMARY_METRICS)),
+            "",
+            f"Registered: {registered['candidate']} (best validation AUC) as {registered['model']} version "
+            f"{registered['version']} → {registered['alias']}",
+            f"Gate: {registered['reason']}",
+            f"Artifacts of every task: {summary['pipeline_root']}",
+            f"MLflow UI: mlflow ui --backend-store-uri {redact(summary['tracking_uri'])}",  # no password from the URL
+        ]
+    )

@@ -45,8 +45,9 @@ def em3_score_pipeline(
     """
     found = candidates(config=config, model_uri=model_uri, log_uri=log_uri).set_caching_options(False)
     encoded = new_item_features(config=config, items_uri=items_uri, candidates=found.outputs["log"])
-    scored = score(config=config, model_uri=model_uri, candidates=found.outputs["log"],
-                   store=encoded.outputs["store"]).set_caching_options(False)  # fmt: skip
+    scored = score(
+        config=config, model_uri=model_uri, candidates=found.outputs["log"], store=encoded.outputs["store"]
+    ).set_caching_options(False)
     written = write(scores=scored.outputs["scores"], output_uri=output_uri).set_caching_options(False)
     for task in (found, encoded, written):
         secret_env(task, S3_SECRET, S3_ENV)
@@ -62,9 +63,16 @@ def compile_score(path: str | Path = SCORE_YAML) -> Path:
     return run.compile_pipeline(em3_score_pipeline, path)
 
 
-def run_score_local(cfg: Config, pipeline_root: str | Path, log_uri: str, output_uri: str = "", items_uri: str = "",
-                    model_uri: str = "models:/em3@champion", cache: bool = True,
-                    runner: str = "subprocess") -> dict:  # fmt: skip
+def run_score_local(
+    cfg: Config,
+    pipeline_root: str | Path,
+    log_uri: str,
+    output_uri: str = "",
+    items_uri: str = "",
+    model_uri: str = "models:/em3@champion",
+    cache: bool = True,
+    runner: str = "subprocess",
+) -> dict:
     """Run the scoring pipeline on this machine with ``kfp.local`` (pipelines.run.local_runs); returns the manifest."""
     import json
 
@@ -76,8 +84,14 @@ def run_score_local(cfg: Config, pipeline_root: str | Path, log_uri: str, output
 
     config = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
     with run.local_runs(pipeline_root, cache, runner) as run_here:
-        scores = run_here(em3_score_pipeline, log_uri=log_uri, output_uri=output_uri, items_uri=items_uri,
-                          model_uri=model_uri, config=config).output  # fmt: skip
+        scores = run_here(
+            em3_score_pipeline,
+            log_uri=log_uri,
+            output_uri=output_uri,
+            items_uri=items_uri,
+            model_uri=model_uri,
+            config=config,
+        ).output
     return json.loads((Path(scores.path) / (SCORES.removesuffix(".parquet") + MANIFEST_SUFFIX)).read_text())
 
 

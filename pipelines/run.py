@@ -35,8 +35,15 @@ def compile_pipeline(pipeline: Callable, path: str | Path) -> Path:
     return path
 
 
-def submit(host: str, pipeline: Callable, arguments: Mapping[str, Any], experiment: str, run_name: str | None = None,
-           namespace: str | None = None, enable_caching: bool | None = None) -> str:  # fmt: skip
+def submit(
+    host: str,
+    pipeline: Callable,
+    arguments: Mapping[str, Any],
+    experiment: str,
+    run_name: str | None = None,
+    namespace: str | None = None,
+    enable_caching: bool | None = None,
+) -> str:
     """Compile ``pipeline`` and create a run of it with ``arguments`` on the Kubeflow Pipelines endpoint ``host``;
     returns the run id. Authentication is kfp.Client's (e.g. a service-account token in the cluster)."""
     import kfp
@@ -45,15 +52,20 @@ def submit(host: str, pipeline: Callable, arguments: Mapping[str, Any], experime
     with tempfile.TemporaryDirectory(prefix="em3-pipeline-") as tmp:
         package = compile_pipeline(pipeline, Path(tmp) / "pipeline.yaml")
         result = client.create_run_from_pipeline_package(
-            str(package), arguments=dict(arguments), run_name=run_name, experiment_name=experiment,
-            namespace=namespace, enable_caching=enable_caching,
-        )  # fmt: skip
+            str(package),
+            arguments=dict(arguments),
+            run_name=run_name,
+            experiment_name=experiment,
+            namespace=namespace,
+            enable_caching=enable_caching,
+        )
     return result.run_id
 
 
 @contextlib.contextmanager
-def local_runs(pipeline_root: str | Path, cache: bool = True, runner: str = "subprocess",
-               out: TextIO | None = None) -> Iterator[Callable[..., Any]]:  # fmt: skip
+def local_runs(
+    pipeline_root: str | Path, cache: bool = True, runner: str = "subprocess", out: TextIO | None = None
+) -> Iterator[Callable[..., Any]]:
     """kfp.local set up for runs under ``pipeline_root``; yields ``run(pipeline, **arguments)``, which runs the
     pipeline here and returns its task (``.output`` or ``.outputs``).
 
@@ -85,16 +97,21 @@ def local_runs(pipeline_root: str | Path, cache: bool = True, runner: str = "sub
     log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"kfp.local, pipeline root {pipeline_root}; full log: {log_path}", file=out, flush=True)
     print_function = builtins.print  # kfp.local indents print() per task and restores it only on success
-    with log_path.open("a", buffering=1) as log, _task_lines(task_executor, log, out) as tasks, in_runner, \
-            _logging_kept():  # fmt: skip
+    with (
+        log_path.open("a", buffering=1) as log,
+        _task_lines(task_executor, log, out) as tasks,
+        in_runner,
+        _logging_kept(),
+    ):
 
         def run(pipeline: Any, **arguments: Any) -> Any:
             try:
                 with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                     return adapt(pipeline)(**arguments)
             except RuntimeError as exc:  # kfp.local: "... finished with status FAILURE. Inner task failed: ..."
-                raise PipelineError(f"{exc}\nThe failed task's log ends with:\n{tasks.failed_tail(log_path)}\n"
-                                    f"Full log: {log_path}") from None  # fmt: skip
+                raise PipelineError(
+                    f"{exc}\nThe failed task's log ends with:\n{tasks.failed_tail(log_path)}\nFull log: {log_path}"
+                ) from None
             finally:
                 builtins.print = print_function
 
@@ -152,7 +169,9 @@ def _task_lines(task_executor: Any, log: TextIO, out: TextIO) -> Iterator[_TaskL
         return outputs, task_status
 
     task_executor.execute_single_task, task_dispatcher.run_single_task_implementation = (
-        execute_with_a_line, dispatch_noted)  # fmt: skip
+        execute_with_a_line,
+        dispatch_noted,
+    )
     try:
         yield tasks
     finally:

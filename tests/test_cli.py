@@ -25,10 +25,22 @@ def test_train_writes_the_metrics_that_compare_prints_and_says_which_data_it_tra
     tables.mkdir()
     (tables / "manifest.json").write_text("{}")
     done = subprocess.run(
-        [sys.executable, "-m", "em3", "train", "--config", str(config), "--set", "train.max_steps=5",
-         "--set", f"data.tables_dir={tables}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "em3",
+            "train",
+            "--config",
+            str(config),
+            "--set",
+            "train.max_steps=5",
+            "--set",
+            f"data.tables_dir={tables}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(
         "tiny trains on the SYNTHETIC token-level log (data.source: synthetic; 400 users, 800 items, 20 days), "
@@ -37,17 +49,24 @@ def test_train_writes_the_metrics_that_compare_prints_and_says_which_data_it_tra
     metrics = json.loads((tmp_path / "run" / "metrics" / "train.json").read_text())
     assert metrics["steps"] == 5 and metrics["name"] == "tiny"
     assert metrics["data"] == {"source": "synthetic", "users": 400, "items": 800, "days": 20}
-    table = subprocess.run([sys.executable, "-m", "em3", "compare", str(tmp_path / "run" / "metrics" / "train.json")],
-                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    table = subprocess.run(
+        [sys.executable, "-m", "em3", "compare", str(tmp_path / "run" / "metrics" / "train.json")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert f"{metrics['test']['auc']:.4f}" in table
 
 
 def test_help_imports_no_heavy_library():
     """`em3 --help` stays fast: building every command's options imports none of the heavy libraries (each costs
     seconds); commands import what they need when they run."""
-    script = "import json, sys\nfrom em3.cli import build_parser\nbuild_parser().format_help()\n" \
-             "print(json.dumps(sorted(sys.modules)))"  # fmt: skip
-    loaded = set(json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                                           check=True).stdout))  # fmt: skip
+    script = (
+        "import json, sys\nfrom em3.cli import build_parser\nbuild_parser().format_help()\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    loaded = set(
+        json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout)
+    )
     heavy = {"torch", "mlflow", "great_expectations", "kfp", "transformers", "peft", "pandas", "numpy", "dvc"}
     assert "em3.cli" in loaded and not heavy & loaded, sorted(heavy & loaded)

@@ -61,8 +61,11 @@ def tables(tmp_path):
 
 def test_user_attributes_become_context_features(tables):
     root, interactions = tables
-    interactions = interactions.assign(user_id=interactions["user_id"].where(
-        ~((interactions["user_id"] == "u11") & (interactions["split"] == "train")), "u3"))  # fmt: skip
+    interactions = interactions.assign(
+        user_id=interactions["user_id"].where(
+            ~((interactions["user_id"] == "u11") & (interactions["split"] == "train")), "u3"
+        )
+    )
     interactions.to_parquet(root / "interactions.parquet")  # u11 (club "platinum") now appears after train only
     data = load_tables(root, root / "store", max_history=4, category_min_rows=3)
     assert data.inputs["context"] == ["sales_channel_id", "user.club"]
@@ -107,8 +110,12 @@ def test_timestamped_logs_get_earlier_event_histories_and_train_json_records_the
     assert data.inputs["history"] == "earlier_events"  # the fixture's events carry a time of day
     by_day = load_tables(root, root / "store", max_history=4, history="earlier_days")
     assert by_day.inputs["history"] == "earlier_days"
-    cfg = with_updates(small_config, model={"variant": "two_stage"}, output_dir=root / "run",
-                       train={"max_steps": 3, "batch_size": 32, "epochs": 1})  # fmt: skip
+    cfg = with_updates(
+        small_config,
+        model={"variant": "two_stage"},
+        output_dir=root / "run",
+        train={"max_steps": 3, "batch_size": 32, "epochs": 1},
+    )
     result = train(cfg, data)
     recorded = json.loads((root / "run" / "metrics" / "train.json").read_text())["inputs"]
     assert recorded == {**data.inputs, "modalities": {"image": True, "text": True}}

@@ -27,13 +27,19 @@ def prepared(tmp_path_factory):
     articles.iloc[::2].to_csv(raw / "articles.csv", index=False)  # the odd articles keep only their photo
     for article in articles["article_id"].iloc[0::4]:  # some articles with a row lose their photo: text only
         (raw / "images" / article[:3] / f"{article}.jpg").unlink()
-    cfg = parse_config({
-        "ingest": {"source": str(raw), "negatives_per_positive": 2, **HM_SPLIT},
-        "data": {"source": "tables", "tables_dir": str(root / "tables"), "validation_dir": str(root / "validation"),
-                 "store_dir": str(root / "store")},
-        "features": {"progress": False, "device": "cpu", "batch_size": 8},
-        "train": {"max_steps": 4, "batch_size": 16, "progress": False, "device": "cpu"},
-    })  # fmt: skip
+    cfg = parse_config(
+        {
+            "ingest": {"source": str(raw), "negatives_per_positive": 2, **HM_SPLIT},
+            "data": {
+                "source": "tables",
+                "tables_dir": str(root / "tables"),
+                "validation_dir": str(root / "validation"),
+                "store_dir": str(root / "store"),
+            },
+            "features": {"progress": False, "device": "cpu", "batch_size": 8},
+            "train": {"max_steps": 4, "batch_size": 16, "progress": False, "device": "cpu"},
+        }
+    )
     manifest = run_ingest(cfg.ingest, cfg.data.tables_dir)
     run_validate(cfg.validation, cfg.data.tables_dir, cfg.data.validation_dir, cfg.ingest.source)
     return root, cfg, manifest, features_from_tables(cfg)

@@ -5,8 +5,15 @@ from em3.report import comparison_rows
 
 def run(name: str, variant: str, seed: int, auc: float, backbone: str = "din") -> dict:
     test = {"auc": auc, "gauc": auc, "logloss": 0.6, "cold_auc": auc}
-    return {"name": name, "variant": variant, "backbone": backbone, "seed": seed, "test": test,
-            "parameters": {"trainable": 10}, "train_seconds": 1.0}  # fmt: skip
+    return {
+        "name": name,
+        "variant": variant,
+        "backbone": backbone,
+        "seed": seed,
+        "test": test,
+        "parameters": {"trainable": 10},
+        "train_seconds": 1.0,
+    }
 
 
 def test_each_run_is_compared_with_the_baseline_of_its_seed_and_backbone():

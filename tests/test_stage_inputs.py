@@ -92,9 +92,16 @@ def test_the_override_runs_the_stage_and_says_so_loudly_once(tmp_path, capsys):
 
 
 def cli_args(root: Path, tables_dir: Path, validation_dir: Path, *extra: str) -> list[str]:
-    settings = {"data.tables_dir": tables_dir, "data.validation_dir": validation_dir, "data.store_dir": root / "store",
-                "ingest.source": SOURCE, "features.progress": "false", "data.source": "tables",
-                "output_dir": root / "run", "train.progress": "false"}  # fmt: skip
+    settings = {
+        "data.tables_dir": tables_dir,
+        "data.validation_dir": validation_dir,
+        "data.store_dir": root / "store",
+        "ingest.source": SOURCE,
+        "features.progress": "false",
+        "data.source": "tables",
+        "output_dir": root / "run",
+        "train.progress": "false",
+    }
     return [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")] + list(extra)
 
 

@@ -52,12 +52,21 @@ def benchmark_config(base: Config, work_dir: Path, synthetic: bool = False) -> C
     """``base`` with its data folders under ``work_dir`` (the benchmark never writes into the project's data/);
     ``synthetic``: ingest reads the synthetic native log that ``prepare_data`` writes to ``work_dir/data/raw``."""
     data = work_dir / "data"
-    folders = {"data.tables_dir": data / "tables", "data.validation_dir": data / "validation",
-               "data.store_dir": data / "features", "data.raw_dir": data / "raw"}  # fmt: skip
+    folders = {
+        "data.tables_dir": data / "tables",
+        "data.validation_dir": data / "validation",
+        "data.store_dir": data / "features",
+        "data.raw_dir": data / "raw",
+    }
     overrides: dict[str, Any] = {key: str(path) for key, path in folders.items()}
     if synthetic:
-        overrides |= {"data.source": "tables", "ingest.source": str(data / "raw"), "ingest.format": "native",
-                      "ingest.native_log": "impressions.parquet", "ingest.native_items": "items.parquet"}  # fmt: skip
+        overrides |= {
+            "data.source": "tables",
+            "ingest.source": str(data / "raw"),
+            "ingest.format": "native",
+            "ingest.native_log": "impressions.parquet",
+            "ingest.native_items": "items.parquet",
+        }
     return with_overrides(base, overrides)
 
 
@@ -78,8 +87,11 @@ def prepare_data(cfg: Config, synthetic_impressions: int = 0) -> None:
     from em3.validation import run_validate
 
     stamp_path = cfg.data.tables_dir.parent / PREPARED
-    stamp = {"ingest": cfg.ingest.model_dump(mode="json"), "features": cfg.features.model_dump(mode="json"),
-             "validation": cfg.validation.model_dump(mode="json")}  # fmt: skip
+    stamp = {
+        "ingest": cfg.ingest.model_dump(mode="json"),
+        "features": cfg.features.model_dump(mode="json"),
+        "validation": cfg.validation.model_dump(mode="json"),
+    }
     if synthetic_impressions:
         stamp["synthetic"] = {"impressions": synthetic_impressions, **cfg.raw_synthetic.model_dump(mode="json")}
     if stamp_path.is_file() and json.loads(stamp_path.read_text()) == stamp:
@@ -144,9 +156,14 @@ def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> 
         trained_in = work_dir / trained["trained_in"] if "trained_in" in trained else twin_cfg.output_dir
     if trained is None:
         metrics = train(cfg, data, test=job.stage == "final").metrics
-        trained = {"valid_auc": metrics["valid"]["auc"], "best_epoch": metrics["best_epoch"],
-                   "valid_curve": [h["auc"] for h in metrics["valid_history"]], "stopped_by": metrics["stopped_by"],
-                   "steps": metrics["steps"], "train_seconds": metrics["train_seconds"]}  # fmt: skip
+        trained = {
+            "valid_auc": metrics["valid"]["auc"],
+            "best_epoch": metrics["best_epoch"],
+            "valid_curve": [h["auc"] for h in metrics["valid_history"]],
+            "stopped_by": metrics["stopped_by"],
+            "steps": metrics["steps"],
+            "train_seconds": metrics["train_seconds"],
+        }
     record = {**asdict(job), **{key: trained[key] for key in TRAINED}, "config": cfg.model_dump(mode="json")}
     if trained_in != cfg.output_dir:
         record["trained_in"] = str(trained_in.relative_to(work_dir))
@@ -210,8 +227,10 @@ def search_jobs(settings: Settings) -> list[Job]:
     """Every configuration on every backbone, each point of the grid (the learning rates crossed with
     ``settings.grid``), on every search seed: one budget for all."""
     keys = ["train.lr", *(key for key, _ in settings.grid)]
-    points = [dict(zip(keys, values, strict=True))
-              for values in product(settings.lr_grid, *(values for _, values in settings.grid))]  # fmt: skip
+    points = [
+        dict(zip(keys, values, strict=True))
+        for values in product(settings.lr_grid, *(values for _, values in settings.grid))
+    ]
     return [
         Job("search", backbone, name, seed, overrides, trial)
         for seed in settings.search_seeds
@@ -350,12 +369,22 @@ def protocol_check(results: list[dict]) -> dict:
 
 
 QUICK = {  # --quick: the in-memory synthetic log, tiny models, a few steps: checks the machinery, not quality
-    "data": {"source": "synthetic", "max_history": 8, "valid_days": 3, "test_days": 4,
-             "synthetic": {"n_users": 150, "n_items": 300, "impressions_per_user": 30, "n_days": 20}},
-    "model": {"embed_dim": 16, "mlp_hidden": [16], "attention_hidden": [8], "cic_dim": 8,
-              "fqformer": {"d_model": 16, "n_heads": 2}},
+    "data": {
+        "source": "synthetic",
+        "max_history": 8,
+        "valid_days": 3,
+        "test_days": 4,
+        "synthetic": {"n_users": 150, "n_items": 300, "impressions_per_user": 30, "n_days": 20},
+    },
+    "model": {
+        "embed_dim": 16,
+        "mlp_hidden": [16],
+        "attention_hidden": [8],
+        "cic_dim": 8,
+        "fqformer": {"d_model": 16, "n_heads": 2},
+    },
     "train": {"epochs": 1, "batch_size": 128, "progress": False},
-}  # fmt: skip
+}
 
 
 def main(args: argparse.Namespace, base: Config, command: str) -> dict:

@@ -47,8 +47,10 @@ class Settings:
         if not self.search_seeds:
             raise ConfigError("--search-seeds must be at least 1 (the search needs a seed to train on)")
         if self.synthetic_impressions < 0:
-            raise ConfigError(f"--synthetic-impressions must be a positive count (0: the config's own data), "
-                             f"got {self.synthetic_impressions}")  # fmt: skip
+            raise ConfigError(
+                f"--synthetic-impressions must be a positive count (0: the config's own data), "
+                f"got {self.synthetic_impressions}"
+            )
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=list(LR_GRID),
         help="learning rates searched on validation, alike for every configuration and backbone",
     )
-    parser.add_argument("--grid", nargs="+", default=[], type=grid_entry, metavar="KEY=V1,V2",
-                        help="another setting searched alike for every configuration and backbone, crossed with the "
-                             "learning rates (e.g. model.modality_dropout=0,0.3)")  # fmt: skip
+    parser.add_argument(
+        "--grid",
+        nargs="+",
+        default=[],
+        type=grid_entry,
+        metavar="KEY=V1,V2",
+        help="another setting searched alike for every configuration and backbone, crossed with the "
+        "learning rates (e.g. model.modality_dropout=0,0.3)",
+    )
     parser.add_argument(
         "--search-seeds",
         type=int,
@@ -110,12 +118,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--workers", type=int, default=2, help="training processes at once (one thread each)")
     parser.add_argument("--n-boot", type=int, default=1000, help="user-bootstrap replicates")
-    parser.add_argument("--synthetic-impressions", type=int, default=0, metavar="N",
-                        help="benchmark on the synthetic native log of N impressions (the config's raw_synthetic, "
-                             "written under --work-dir) instead of the config's ingest.source")  # fmt: skip
-    parser.add_argument("--chosen-from", type=Path, default=None, metavar="JSON",
-                        help="no search: each backbone and configuration trains with the settings an earlier "
-                             "benchmark's search chose (its JSON's search.chosen), e.g. the 300 k log's at other "
-                             "log sizes")  # fmt: skip
-    parser.add_argument("--quick", action="store_true",
-                        help="seconds-long smoke run on tiny synthetic data (2 seeds, din, no search)")  # fmt: skip
+    parser.add_argument(
+        "--synthetic-impressions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="benchmark on the synthetic native log of N impressions (the config's raw_synthetic, "
+        "written under --work-dir) instead of the config's ingest.source",
+    )
+    parser.add_argument(
+        "--chosen-from",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="no search: each backbone and configuration trains with the settings an earlier "
+        "benchmark's search chose (its JSON's search.chosen), e.g. the 300 k log's at other "
+        "log sizes",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="seconds-long smoke run on tiny synthetic data (2 seeds, din, no search)"
+    )

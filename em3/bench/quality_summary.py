@@ -35,10 +35,15 @@ INTERVALS = (  # which of the JSON's intervals to quote (written into it)
     "too narrow for AUC (user noise is as large as seed noise here); they serve the other metrics (logloss, the "
     "similarities), for which no bootstrap is computed."
 )
-ABLATIONS = {"em3_mean_fusion": "FQ-Former", "em3_frozen_history": "LoRA (vs frozen history)",
-             "em3_full_history": "LoRA (vs full history)", "em3_no_cic": "CIC",
-             "em3_fine_tokens": "summary tokens", "em3_summary_tokens": "fine tokens",
-             "two_stage_mlp": "token fusion trained end to end (vs an MLP on pooled vectors)"}  # fmt: skip
+ABLATIONS = {
+    "em3_mean_fusion": "FQ-Former",
+    "em3_frozen_history": "LoRA (vs frozen history)",
+    "em3_full_history": "LoRA (vs full history)",
+    "em3_no_cic": "CIC",
+    "em3_fine_tokens": "summary tokens",
+    "em3_summary_tokens": "fine tokens",
+    "two_stage_mlp": "token fusion trained end to end (vs an MLP on pooled vectors)",
+}
 
 
 def summarise(
@@ -69,12 +74,21 @@ def summarise(
             settings.n_boot,
         )
 
-    summary: dict = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()},
-                     "data": {"train_rows": len(data.train), "valid_rows": len(data.valid), "test_rows": len(test),
-                              "cold_test_share": float(cold.mean()) if len(cold) else math.nan,
-                              "items": data.n_items - 1, "users": data.n_users - 1,
-                              "test_rows_by_modality": {name: int(rows.sum()) for name, rows in slices.items()}},
-                     "metrics": list(METRICS), "intervals": INTERVALS, "results": {}}  # fmt: skip
+    summary: dict = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()},
+        "data": {
+            "train_rows": len(data.train),
+            "valid_rows": len(data.valid),
+            "test_rows": len(test),
+            "cold_test_share": float(cold.mean()) if len(cold) else math.nan,
+            "items": data.n_items - 1,
+            "users": data.n_users - 1,
+            "test_rows_by_modality": {name: int(rows.sum()) for name, rows in slices.items()},
+        },
+        "metrics": list(METRICS),
+        "intervals": INTERVALS,
+        "results": {},
+    }
     for backbone, configs in runs.items():
         per_config = {}
         for config, pairs in configs.items():
@@ -86,9 +100,11 @@ def summarise(
                 "train_seconds": float(np.mean([result["train_seconds"] for _, result in pairs])),
                 "mean": {m: _nanmean(v) for m, v in values.items()},
                 "std": {m: _nanstd(v) for m, v in values.items()},
-                "auc_by_modality": {name: _nanmean(np.array([auc(labels[rows], logits[job.name][rows])
-                                                             for job, _ in pairs])) for name, rows in slices.items()},
-            }  # fmt: skip
+                "auc_by_modality": {
+                    name: _nanmean(np.array([auc(labels[rows], logits[job.name][rows]) for job, _ in pairs]))
+                    for name, rows in slices.items()
+                },
+            }
             if BASELINE in configs and config != BASELINE:
                 base = {job.seed: result["test"] for job, result in configs[BASELINE]}
                 entry["vs_two_stage"] = {
@@ -99,8 +115,9 @@ def summarise(
                 }
                 entry["auc_bootstrap"] = bootstrap(backbone, config, BASELINE)
                 entry["cold_auc_bootstrap"] = bootstrap(backbone, config, BASELINE, cold)
-                entry["auc_by_modality_bootstrap"] = {name: bootstrap(backbone, config, BASELINE, rows)
-                                                      for name, rows in slices.items()}  # fmt: skip
+                entry["auc_by_modality_bootstrap"] = {
+                    name: bootstrap(backbone, config, BASELINE, rows) for name, rows in slices.items()
+                }
             if config in ABLATIONS and "em3" in configs:
                 entry["auc_vs_em3_bootstrap"] = bootstrap(backbone, config, "em3")
             per_config[config] = entry
@@ -119,40 +136,85 @@ def targets(results: dict, bench: BenchConfig) -> list[dict]:
         if em3 is None or "auc_bootstrap" not in em3:
             continue
         boot = em3["auc_bootstrap"]
-        rows.append(_target(backbone, "em3 AUC vs two_stage (relative)", boot["relative"], TARGETS["auc_relative"],
-                            boot["relative_low"], boot["relative_high"],
-                            _at_least(boot["relative"], TARGETS["auc_relative"])))  # fmt: skip
+        rows.append(
+            _target(
+                backbone,
+                "em3 AUC vs two_stage (relative)",
+                boot["relative"],
+                TARGETS["auc_relative"],
+                boot["relative_low"],
+                boot["relative_high"],
+                _at_least(boot["relative"], TARGETS["auc_relative"]),
+            )
+        )
         name, low = "em3 − two_stage AUC: lower end of the 95 % interval (absolute)", bench.auc_low
         rows.append(_target(backbone, name, boot["low"], low, math.nan, math.nan, boot["low"] > low, comparison=">"))
         for config, goal in bench.auc_levels.items():
             if config in configs:
                 level = configs[config]["mean"]["auc"]
-                rows.append(_target(backbone, f"{config} mean test AUC", level, goal, math.nan, math.nan,
-                                    _at_least(level, goal)))  # fmt: skip
+                rows.append(
+                    _target(
+                        backbone, f"{config} mean test AUC", level, goal, math.nan, math.nan, _at_least(level, goal)
+                    )
+                )
         for metric in ("material_similarity", "behaviour_similarity"):
             change = em3["relative_to_two_stage"][metric]  # mean of per-seed relative changes, t interval
-            rows.append(_target(backbone, f"em3 {metric.replace('_', ' ')} vs two_stage (relative)", change["diff"],
-                                TARGETS[f"{metric}_relative"], change["low"], change["high"],
-                                _at_least(change["diff"], TARGETS[f"{metric}_relative"])))  # fmt: skip
+            rows.append(
+                _target(
+                    backbone,
+                    f"em3 {metric.replace('_', ' ')} vs two_stage (relative)",
+                    change["diff"],
+                    TARGETS[f"{metric}_relative"],
+                    change["low"],
+                    change["high"],
+                    _at_least(change["diff"], TARGETS[f"{metric}_relative"]),
+                )
+            )
         for config, part in ABLATIONS.items():
             if config in configs and "auc_vs_em3_bootstrap" in configs[config]:
                 boot = configs[config]["auc_vs_em3_bootstrap"]
                 verdict = interval_verdict(boot["low"], boot["high"])
-                row = _target(backbone, f"{part} earns its place: AUC of {config} minus em3", boot["diff"], 0.0,
-                              boot["low"], boot["high"], verdict == EARNS, comparison="<")  # fmt: skip
+                row = _target(
+                    backbone,
+                    f"{part} earns its place: AUC of {config} minus em3",
+                    boot["diff"],
+                    0.0,
+                    boot["low"],
+                    boot["high"],
+                    verdict == EARNS,
+                    comparison="<",
+                )
                 rows.append({**row, "verdict": verdict})
         if "em3_full_history" in configs:
             lora_vs_full = _relative(em3["mean"]["auc"], configs["em3_full_history"]["mean"]["auc"])
-            rows.append(_target(backbone, "lora history AUC within 0.1 % of full history (relative)", lora_vs_full,
-                                TARGETS["lora_vs_full_auc_relative"], math.nan, math.nan,
-                                lora_vs_full >= TARGETS["lora_vs_full_auc_relative"]))  # fmt: skip
+            rows.append(
+                _target(
+                    backbone,
+                    "lora history AUC within 0.1 % of full history (relative)",
+                    lora_vs_full,
+                    TARGETS["lora_vs_full_auc_relative"],
+                    math.nan,
+                    math.nan,
+                    lora_vs_full >= TARGETS["lora_vs_full_auc_relative"],
+                )
+            )
     return rows
 
 
 def tables(summary: dict) -> str:
     """Markdown: one results table per backbone, then the targets."""
-    columns = ["config", "test AUC", "GAUC", "logloss", "cold AUC", "material sim.", "behaviour sim.",
-               "ΔAUC vs two_stage (95 % CI)", "ΔAUC absolute (95 % CI)", "s / run"]  # fmt: skip
+    columns = [
+        "config",
+        "test AUC",
+        "GAUC",
+        "logloss",
+        "cold AUC",
+        "material sim.",
+        "behaviour sim.",
+        "ΔAUC vs two_stage (95 % CI)",
+        "ΔAUC absolute (95 % CI)",
+        "s / run",
+    ]
     parts = []
     for backbone, configs in summary["results"].items():
         rows = []
@@ -167,28 +229,38 @@ def tables(summary: dict) -> str:
                     f"[{100 * boot['relative_low']:+.2f}, {100 * boot['relative_high']:+.2f}]"
                 )
             )
-            rows.append({
-                "config": config,
-                "test AUC": _pm(mean["auc"], std["auc"]),
-                "GAUC": _pm(mean["gauc"], std["gauc"]),
-                "logloss": _pm(mean["logloss"], std["logloss"]),
-                "cold AUC": _pm(mean["cold_auc"], std["cold_auc"]),
-                "material sim.": _pm(mean["material_similarity"], std["material_similarity"]),
-                "behaviour sim.": _pm(mean["behaviour_similarity"], std["behaviour_similarity"]),
-                "ΔAUC vs two_stage (95 % CI)": delta,
-                "ΔAUC absolute (95 % CI)": "—" if boot is None else _with_interval(*(boot[k] for k in BOUNDS)),
-                "s / run": fmt_metric(entry["train_seconds"], 0),
-            })  # fmt: skip
-        parts.append(f"**{backbone}** (mean ± std over {len(next(iter(configs.values()))['seeds'])} seeds)\n\n"
-                     + markdown_table(rows, columns))  # fmt: skip
-        parts.append(f"**{backbone}**: test AUC by the modalities of the row's item (mean over seeds; "
-                     "ΔAUC vs two_stage with its 95 % interval)\n\n" + _modality_table(configs))  # fmt: skip
+            rows.append(
+                {
+                    "config": config,
+                    "test AUC": _pm(mean["auc"], std["auc"]),
+                    "GAUC": _pm(mean["gauc"], std["gauc"]),
+                    "logloss": _pm(mean["logloss"], std["logloss"]),
+                    "cold AUC": _pm(mean["cold_auc"], std["cold_auc"]),
+                    "material sim.": _pm(mean["material_similarity"], std["material_similarity"]),
+                    "behaviour sim.": _pm(mean["behaviour_similarity"], std["behaviour_similarity"]),
+                    "ΔAUC vs two_stage (95 % CI)": delta,
+                    "ΔAUC absolute (95 % CI)": "—" if boot is None else _with_interval(*(boot[k] for k in BOUNDS)),
+                    "s / run": fmt_metric(entry["train_seconds"], 0),
+                }
+            )
+        parts.append(
+            f"**{backbone}** (mean ± std over {len(next(iter(configs.values()))['seeds'])} seeds)\n\n"
+            + markdown_table(rows, columns)
+        )
+        parts.append(
+            f"**{backbone}**: test AUC by the modalities of the row's item (mean over seeds; "
+            "ΔAUC vs two_stage with its 95 % interval)\n\n" + _modality_table(configs)
+        )
     target_rows = [
-        {"backbone": t["backbone"], "target": t["name"], "value": _fmt_target(t),
-         "goal": f"{t['comparison']} {t['target']:+.4g}" + (" (whole interval)" if "verdict" in t else ""),
-         "met": t.get("verdict") or ("yes" if t["met"] else "no")}
+        {
+            "backbone": t["backbone"],
+            "target": t["name"],
+            "value": _fmt_target(t),
+            "goal": f"{t['comparison']} {t['target']:+.4g}" + (" (whole interval)" if "verdict" in t else ""),
+            "met": t.get("verdict") or ("yes" if t["met"] else "no"),
+        }
         for t in summary["targets"]
-    ]  # fmt: skip
+    ]
     parts.append(markdown_table(target_rows, ["backbone", "target", "value", "goal", "met"]))
     return "\n\n".join(parts)
 
@@ -219,10 +291,19 @@ def interval_verdict(low: float, high: float) -> str:
     return COSTS if low > 0 else NOISE
 
 
-def _target(backbone: str, name: str, value: float, target: float, low: float, high: float, met: bool,
-            comparison: str = ">=") -> dict:  # fmt: skip
-    return {"backbone": backbone, "name": name, "value": value, "target": target, "low": low, "high": high,
-            "met": bool(met), "comparison": comparison}  # fmt: skip
+def _target(
+    backbone: str, name: str, value: float, target: float, low: float, high: float, met: bool, comparison: str = ">="
+) -> dict:
+    return {
+        "backbone": backbone,
+        "name": name,
+        "value": value,
+        "target": target,
+        "low": low,
+        "high": high,
+        "met": bool(met),
+        "comparison": comparison,
+    }
 
 
 def _with_interval(value: float, low: float, high: float) -> str:

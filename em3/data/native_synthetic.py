@@ -67,14 +67,17 @@ def items_table(catalogue: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "item_id": ids,
-            "text": catalogue["prod_name"] + " " + catalogue["product_code"].astype(str) + ". "
+            "text": catalogue["prod_name"]
+            + " "
+            + catalogue["product_code"].astype(str)
+            + ". "
             + catalogue["detail_desc"],
             "image_path": "images/" + ids.str[:3] + "/" + ids + ".jpg",
             "product_code": catalogue["product_code"].astype(str),
             "product_type_name": [SHAPES[i].name for i in catalogue["shape"]],
             "colour_group_name": [COLOURS[i].name for i in catalogue["colour"]],
         }
-    )  # fmt: skip
+    )
 
 
 def write_images(cfg: RawSyntheticConfig, catalogue: pd.DataFrame, out_dir: Path, rng: np.random.Generator) -> None:
@@ -199,8 +202,11 @@ def generate_native_synthetic(cfg: RawSyntheticConfig, n_impressions: int, out_d
             truth = {"ts": chunk["ts"], "label": chunk["label"], "logit": logit.astype(np.float32)}
             truth_writer.write_table(pa.table(truth, schema=TRUTH))
     label, liking, pop = (np.concatenate(parts) for parts in (labels, tastes, pops))
-    click_model = {"oracle_auc": auc(label, liking + pop), "taste_auc": auc(label, liking),
-                   "popularity_auc": auc(label, pop)}  # fmt: skip
+    click_model = {
+        "oracle_auc": auc(label, liking + pop),
+        "taste_auc": auc(label, liking),
+        "popularity_auc": auc(label, pop),
+    }
     (out_dir / "click_model.json").write_text(json.dumps(click_model, indent=1))
     return {
         "out_dir": str(out_dir),

@@ -76,8 +76,10 @@ class TokenStore:
         for name in ("image", "text"):
             tokens, pooled = getattr(self, f"{name}_tokens"), getattr(self, f"pooled_{name}")
             if tokens.shape[-1] != pooled.shape[-1]:
-                raise ValueError(f"token store: {name} tokens are {tokens.shape[-1]}-d but pooled_{name} is "
-                                 f"{pooled.shape[-1]}-d; both come from the same encoder")  # fmt: skip
+                raise ValueError(
+                    f"token store: {name} tokens are {tokens.shape[-1]}-d but pooled_{name} is "
+                    f"{pooled.shape[-1]}-d; both come from the same encoder"
+                )
         if self.image_mask[0].any() or self.text_mask[0].any():
             raise ValueError("token store row 0 is the padding item and must have no content (masks all False)")
 

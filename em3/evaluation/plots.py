@@ -60,8 +60,10 @@ def similarity_plot(material: Mapping[str, np.ndarray], behaviour: Mapping[str, 
     Both map every model (in the same order) to its per-item scores; behaviour is None without a content embedding.
     """
     fig, axes = _figure(ncols=2, size=(12, 4.5))
-    panels = ((axes[0], material, "material similarity of cold items"),
-              (axes[1], behaviour, "behaviour similarity of popular items"))  # fmt: skip
+    panels = (
+        (axes[0], material, "material similarity of cold items"),
+        (axes[1], behaviour, "behaviour similarity of popular items"),
+    )
     for ax, values, title in panels:
         for colour, (name, per_item) in enumerate(values.items()):  # the same colour per model in both panels
             finite = per_item[np.isfinite(per_item)] if per_item is not None else []

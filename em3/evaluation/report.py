@@ -76,8 +76,10 @@ def _modality_table(by_model: Mapping[str, Mapping[str, Mapping]]) -> str:
     first = next(iter(by_model.values()), {})  # every model is scored on the same rows
     slices = list(first)
     header = [f"{name} ({first[name]['rows']:,} rows)" for name in slices]  # _table escapes the header
-    return _table(["model", *header], [[escape(model), *(_number(per[name]["auc"]) for name in slices)]
-                                       for model, per in by_model.items()])  # fmt: skip
+    return _table(
+        ["model", *header],
+        [[escape(model), *(_number(per[name]["auc"]) for name in slices)] for model, per in by_model.items()],
+    )
 
 
 def _relative_table(relative: Mapping[str, Mapping[str, float | None]], metrics: list[str], baselines: Mapping) -> str:

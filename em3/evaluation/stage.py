@@ -31,8 +31,16 @@ from em3.models.io import load_model_dir
 from em3.models.item_tables import item_embedding_tables
 from em3.train.trainer import predict, resolve_device
 
-METRICS = ("auc", "gauc", "logloss", "cold_auc", "cold_gauc", "cold_logloss",
-           "material_similarity", "behaviour_similarity")  # fmt: skip
+METRICS = (
+    "auc",
+    "gauc",
+    "logloss",
+    "cold_auc",
+    "cold_gauc",
+    "cold_logloss",
+    "material_similarity",
+    "behaviour_similarity",
+)
 
 
 @dataclass
@@ -172,8 +180,10 @@ def summarise(named: dict[str, ModelResult], shared: SharedInputs, cfg: Evaluate
         for name, r in named.items()
         if r.variant != cfg.baseline and len(candidates[r.backbone, r.seed]) == 1
     }
-    buckets = [{"train_interactions": text, "rows": int((shared.bucket == b).sum())}
-               for b, text in enumerate(shared.bucket_labels)]  # fmt: skip
+    buckets = [
+        {"train_interactions": text, "rows": int((shared.bucket == b).sum())}
+        for b, text in enumerate(shared.bucket_labels)
+    ]
     return {
         "models": {
             name: {"variant": r.variant, "backbone": r.backbone, "seed": r.seed, "run_dir": str(r.run_dir), **r.metrics}

@@ -32,8 +32,10 @@ def drop_modalities(
     text_goes = torch.rand(both.shape, generator=generator).to(both.device) < text_share
     lose = torch.stack([dropped & ~text_goes, dropped & text_goes], dim=-1)  # (N, 2): modality m hidden
     keep_pooled = (~lose).repeat_interleave(torch.tensor(dims, device=lose.device), dim=-1)  # (N, d_img + d_txt)
-    masks = {f"{name}_mask": None if (mask := getattr(content, f"{name}_mask")) is None else mask & ~lose[..., m, None]
-             for m, name in enumerate(MODALITIES)}  # fmt: skip
+    masks = {
+        f"{name}_mask": None if (mask := getattr(content, f"{name}_mask")) is None else mask & ~lose[..., m, None]
+        for m, name in enumerate(MODALITIES)
+    }
     pooled = content.pooled.masked_fill(~keep_pooled, 0.0)
     return replace(content, pooled=pooled, present=content.present & ~lose, **masks)
 
@@ -115,8 +117,11 @@ class TokenContent(nn.Module):
             m = MODALITIES.index(name)
             summary, present = pooled[m].unsqueeze(-2), content.present[..., m : m + 1]  # (N, 1, d), (N, 1)
             fine, fine_mask = getattr(content, f"{name}_tokens"), getattr(content, f"{name}_mask")
-            parts = {"summary": ([summary], [present]), "fine": ([fine], [fine_mask]),
-                     "both": ([summary, fine], [present, fine_mask])}[self.tokens]  # fmt: skip
+            parts = {
+                "summary": ([summary], [present]),
+                "fine": ([fine], [fine_mask]),
+                "both": ([summary, fine], [present, fine_mask]),
+            }[self.tokens]
             tokens.append(torch.cat(parts[0], dim=-2))  # (N, T_m, d_m)
             masks.append(torch.cat(parts[1], dim=-1))
         return self.fusion(tokens, masks)

@@ -61,6 +61,8 @@ def load_model_dir(directory: str | Path, device: str = "cpu") -> tuple[Ranker, 
     # models saved before an optional weight existed keep it at zero, which is what they did (OPTIONAL_WEIGHTS)
     missing = [name for name in missing if not name.startswith(OPTIONAL_WEIGHTS)]
     if missing or unexpected:
-        raise ValueError(f"{directory / WEIGHTS}: does not fit the model its config describes "
-                         f"(missing {missing}, unexpected {unexpected})")  # fmt: skip
+        raise ValueError(
+            f"{directory / WEIGHTS}: does not fit the model its config describes "
+            f"(missing {missing}, unexpected {unexpected})"
+        )
     return model.to(device).eval(), cfg

@@ -50,8 +50,10 @@ class Ranker(nn.Module):
         self.content: nn.Module | None = None
         self.history_content: nn.Module | None = None
         if cfg.variant != "id_only" and not (shapes.image_dim or shapes.text_dim):
-            raise DataError(f"model.variant {cfg.variant} needs item content; the token store has neither images nor "
-                            "texts (use model.variant: id_only)")  # fmt: skip
+            raise DataError(
+                f"model.variant {cfg.variant} needs item content; the token store has neither images nor "
+                "texts (use model.variant: id_only)"
+            )
         if cfg.variant == "two_stage":
             mlp = cfg.pooled_projection == "mlp"
             self.content = PooledContent(shapes.image_dim, shapes.text_dim, dim, mlp)
@@ -147,8 +149,10 @@ class Ranker(nn.Module):
             target = torch.cat([target_id, target_content], dim=-1)  # (B, 2E)
             history = torch.cat([history, history_content], dim=-1)  # (B, L, 2E)
         if self.use_similarity and batch.similarity is None:
-            raise ValueError("this model reads the history's content similarity: build its batches with "
-                             "the model's content_inputs (em3.data.dataset.make_batch)")  # fmt: skip
+            raise ValueError(
+                "this model reads the history's content similarity: build its batches with "
+                "the model's content_inputs (em3.data.dataset.make_batch)"
+            )
         logits = self.score(batch.user, target, history, batch.history, batch.context, batch.numeric, batch.similarity)
         losses = {"bce": F.binary_cross_entropy_with_logits(logits.float(), batch.label)}
         loss = losses["bce"]

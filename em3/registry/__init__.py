@@ -5,5 +5,16 @@ from em3.registry.gate import CHALLENGER, CHAMPION, Decision, decide
 from em3.registry.registry import RegistryError, history, load, promote, register, rollback
 from em3.registry.tracking import log_run
 
-__all__ = ["CHALLENGER", "CHAMPION", "Decision", "RegistryError", "decide", "history", "load", "log_run", "promote",
-           "register", "rollback"]  # fmt: skip
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "Decision",
+    "RegistryError",
+    "decide",
+    "history",
+    "load",
+    "log_run",
+    "promote",
+    "register",
+    "rollback",
+]

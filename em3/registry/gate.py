@@ -22,8 +22,11 @@ def decide(candidate: Metrics, champion: Metrics | None, cfg: RegistryConfig) ->
     champion's AUC + ``min_delta``, and its cold_auc is at most ``cold_tolerance`` below the champion's; otherwise
     ``challenger``. The reason lists the failed checks (for a champion: all checks). A comparison with a champion
     metric that is missing or not finite is skipped, and the reason says so."""
-    unusable = [f"{name} is {_describe(candidate.get(name))}" for name in cfg.required_metrics
-                if not _finite(candidate.get(name))]  # fmt: skip
+    unusable = [
+        f"{name} is {_describe(candidate.get(name))}"
+        for name in cfg.required_metrics
+        if not _finite(candidate.get(name))
+    ]
     if unusable:
         return Decision(CHALLENGER, "refused: " + "; ".join(unusable))
     auc = candidate["auc"]

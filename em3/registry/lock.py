@@ -36,8 +36,11 @@ def model_lock(mlflow: MlflowClient, name: str, user: str, wait_s: float = WAIT_
     from mlflow.exceptions import MlflowException
 
     lock = name + LOCK_SUFFIX
-    holder = {"em3_lock_for": name, "holder": f"{user}@{socket.gethostname()} pid {os.getpid()}",
-              "since": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+    holder = {
+        "em3_lock_for": name,
+        "holder": f"{user}@{socket.gethostname()} pid {os.getpid()}",
+        "since": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     deadline = time.monotonic() + wait_s
     while True:
         try:

@@ -53,11 +53,15 @@ def register(cfg: Config, run_id: str) -> dict:
     rc, mlflow = cfg.registry, client(cfg.registry)
     run = mlflow.get_run(run_id)
     logged = [f"{MODEL_ARTIFACTS}/{WEIGHTS}", f"{MODEL_ARTIFACTS}/{PYFUNC_WEIGHTS}/{WEIGHTS}"]
-    if not any(item.path in logged for folder in (MODEL_ARTIFACTS, f"{MODEL_ARTIFACTS}/{PYFUNC_WEIGHTS}")
-               for item in mlflow.list_artifacts(run_id, folder)):  # fmt: skip
+    if not any(
+        item.path in logged
+        for folder in (MODEL_ARTIFACTS, f"{MODEL_ARTIFACTS}/{PYFUNC_WEIGHTS}")
+        for item in mlflow.list_artifacts(run_id, folder)
+    ):
         raise RegistryError(f"run {run_id} has no {MODEL_ARTIFACTS}/ artifacts: log it with em3.registry.log_run")
-    candidate = {key.removeprefix(TEST_PREFIX): value for key, value in run.data.metrics.items()
-                 if key.startswith(TEST_PREFIX)}  # fmt: skip
+    candidate = {
+        key.removeprefix(TEST_PREFIX): value for key, value in run.data.metrics.items() if key.startswith(TEST_PREFIX)
+    }
     with model_lock(mlflow, rc.model_name, _user()):  # decide against the champion of the moment, alone
         _ensure_model(mlflow, rc.model_name)
         champion = _alias_version(mlflow, rc, CHAMPION)
@@ -75,8 +79,13 @@ def register(cfg: Config, run_id: str) -> dict:
             _make_champion(mlflow, rc, version, f"gate: {decision.reason}", record_previous=True)
         else:
             _set_alias(mlflow, rc.model_name, CHALLENGER, version, f"gate: {decision.reason}")
-    return {"model": rc.model_name, "version": version, "alias": decision.alias, "reason": decision.reason,
-            "run_id": run_id}  # fmt: skip
+    return {
+        "model": rc.model_name,
+        "version": version,
+        "alias": decision.alias,
+        "reason": decision.reason,
+        "run_id": run_id,
+    }
 
 
 @mlflow_errors_as_registry_errors
@@ -91,8 +100,13 @@ def promote(cfg: Config, version: int, reason: str) -> dict:
         if current is not None and int(current.version) == int(target.version):
             raise RegistryError(f"version {version} of model {rc.model_name!r} is already the champion")
         _make_champion(mlflow, rc, target.version, f"promote: {reason}", record_previous=True)
-    return {"model": rc.model_name, "version": int(target.version), "alias": CHAMPION, "reason": reason,
-            "previous_champion": int(current.version) if current else None}  # fmt: skip
+    return {
+        "model": rc.model_name,
+        "version": int(target.version),
+        "alias": CHAMPION,
+        "reason": reason,
+        "previous_champion": int(current.version) if current else None,
+    }
 
 
 @mlflow_errors_as_registry_errors
@@ -110,11 +124,17 @@ def rollback(cfg: Config, reason: str) -> dict:
                 "back to; make another version champion with `em3 promote --version N --reason ...`"
             )
         target = _version(mlflow, rc, previous)
-        _make_champion(mlflow, rc, target.version, f"rollback from version {current.version}: {reason}",
-                       record_previous=False)  # fmt: skip
+        _make_champion(
+            mlflow, rc, target.version, f"rollback from version {current.version}: {reason}", record_previous=False
+        )
         _audit(mlflow, rc.model_name, current.version, "rolled_back", reason)
-    return {"model": rc.model_name, "version": int(target.version), "alias": CHAMPION, "reason": reason,
-            "rolled_back": int(current.version)}  # fmt: skip
+    return {
+        "model": rc.model_name,
+        "version": int(target.version),
+        "alias": CHAMPION,
+        "reason": reason,
+        "rolled_back": int(current.version),
+    }
 
 
 @mlflow_errors_as_registry_errors
@@ -125,9 +145,16 @@ def history(cfg: Config) -> list[dict]:
     for alias, version in _model(mlflow, rc).aliases.items():
         aliases.setdefault(int(version), []).append(alias)
     versions = sorted(mlflow.search_model_versions(f"name = '{rc.model_name}'"), key=lambda v: int(v.version))
-    return [{"version": int(v.version), "aliases": sorted(aliases.get(int(v.version), [])),
-             "created_at": _iso(datetime.fromtimestamp(v.creation_timestamp / 1000, UTC)), "run_id": v.run_id,
-             "tags": dict(v.tags)} for v in versions]  # fmt: skip
+    return [
+        {
+            "version": int(v.version),
+            "aliases": sorted(aliases.get(int(v.version), [])),
+            "created_at": _iso(datetime.fromtimestamp(v.creation_timestamp / 1000, UTC)),
+            "run_id": v.run_id,
+            "tags": dict(v.tags),
+        }
+        for v in versions
+    ]
 
 
 @mlflow_errors_as_registry_errors
@@ -241,8 +268,11 @@ def _alias_version(mlflow: MlflowClient, rc: RegistryConfig, alias: str) -> Mode
 
 
 def _test_metrics(version: ModelVersion) -> dict[str, float]:
-    return {key.removeprefix(TEST_PREFIX): float(value) for key, value in version.tags.items()
-            if key.startswith(TEST_PREFIX)}  # fmt: skip
+    return {
+        key.removeprefix(TEST_PREFIX): float(value)
+        for key, value in version.tags.items()
+        if key.startswith(TEST_PREFIX)
+    }
 
 
 def _user() -> str:

@@ -72,8 +72,14 @@ def redact(text: str) -> str:
 def git_commit() -> str:
     """The commit of the em3 checkout this code runs from, or ``unknown`` outside a git checkout."""
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                              text=True, timeout=10, check=True)  # fmt: skip
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return UNKNOWN
     return done.stdout.strip() or UNKNOWN
@@ -118,13 +124,22 @@ def log_run(
         values = {**flatten(public), **flatten(result.get("parameters", {}), "parameters.")}
         params = [Param(key, value) for key, value in values.items()]
         now = int(time.time() * 1000)
-        metrics = [Metric(f"{VALID_PREFIX}{key}", float(value), now, row["epoch"])
-                   for row in result["valid_history"] for key, value in row.items()
-                   if key not in ("epoch", "step") and value is not None]  # fmt: skip
-        metrics += [Metric(f"{TEST_PREFIX}{key}", float(value), now, 0)
-                    for key, value in result["test"].items() if value is not None]  # fmt: skip
-        metrics += [Metric(key, float(result[key]), now, 0) for key in ("steps", "best_epoch", "train_seconds")
-                    if result.get(key) is not None]  # fmt: skip
+        metrics = [
+            Metric(f"{VALID_PREFIX}{key}", float(value), now, row["epoch"])
+            for row in result["valid_history"]
+            for key, value in row.items()
+            if key not in ("epoch", "step") and value is not None
+        ]
+        metrics += [
+            Metric(f"{TEST_PREFIX}{key}", float(value), now, 0)
+            for key, value in result["test"].items()
+            if value is not None
+        ]
+        metrics += [
+            Metric(key, float(result[key]), now, 0)
+            for key in ("steps", "best_epoch", "train_seconds")
+            if result.get(key) is not None
+        ]
         for start in range(0, max(len(params), len(metrics)), _BATCH):
             mlflow.log_batch(run_id, metrics=metrics[start : start + _BATCH], params=params[start : start + _BATCH])
         mlflow.log_text(run_id, yaml.safe_dump(public, sort_keys=False), "config.yaml")

@@ -60,8 +60,10 @@ def fetch_model(uri: str, cfg: Config, dst: Path) -> ModelRef:
     download = mlflow_errors_as_registry_errors(download_artifacts)
     path = Path(download(artifact_uri=source, dst_path=str(dst), tracking_uri=cfg.registry.tracking_uri))
     if not (path / "MLmodel").is_file():
-        raise RegistryError(f"{uri} (run {run_id}) has no MLflow Model to serve: logged before serving existed "
-                            "or trained on synthetic data; log and register a run trained on tables")  # fmt: skip
+        raise RegistryError(
+            f"{uri} (run {run_id}) has no MLflow Model to serve: logged before serving existed "
+            "or trained on synthetic data; log and register a run trained on tables"
+        )
     return ModelRef(uri, name, version, run_id, path)
 
 
@@ -105,24 +107,32 @@ def score_log(cfg: Config, model_uri: str, input_uri: str, output_uri: str, stor
         columns, chunks = read_chunks(log, input_uri, cfg.score.chunk_rows)
         text = [pa.field(column, pa.string()) for column in columns]
         writers = {
-            "scores": pq.ParquetWriter(outputs["scores"], pa.schema(
-                [*text, ("score", pa.float64()), ("cold_item", pa.bool_()), ("known_user", pa.bool_())])),
-            "quarantine": pq.ParquetWriter(outputs["quarantine"], pa.schema(
-                [("row", pa.int64()), *text, ("reason", pa.string())])),
-        }  # fmt: skip
+            "scores": pq.ParquetWriter(
+                outputs["scores"],
+                pa.schema([*text, ("score", pa.float64()), ("cold_item", pa.bool_()), ("known_user", pa.bool_())]),
+            ),
+            "quarantine": pq.ParquetWriter(
+                outputs["quarantine"], pa.schema([("row", pa.int64()), *text, ("reason", pa.string())])
+            ),
+        }
         with progress_bar(desc=f"scoring {input_uri}", unit="row", disable=not cfg.score.progress) as bar:
             for first_row, chunk in chunks:
                 scores = scorer.score(chunk)
                 ok = scores.reason == ""
-                scored = chunk[ok].assign(score=scores.score[ok], cold_item=scores.cold_item[ok],
-                                          known_user=scores.known_user[ok])  # fmt: skip
+                scored = chunk[ok].assign(
+                    score=scores.score[ok], cold_item=scores.cold_item[ok], known_user=scores.known_user[ok]
+                )
                 refused = chunk[~ok].assign(reason=scores.reason[~ok].astype(str))
                 refused.insert(0, "row", refused.index + first_row)
                 for name, part in (("scores", scored), ("quarantine", refused)):
                     writers[name].write_table(pa.Table.from_pandas(part, writers[name].schema, preserve_index=False))
                 reasons.update(refused["reason"])
-                counts.update(rows=len(chunk), scored=int(ok.sum()), cold=int(scores.cold_item.sum()),
-                              unknown_users=int((ok & ~scores.known_user).sum()))  # fmt: skip
+                counts.update(
+                    rows=len(chunk),
+                    scored=int(ok.sum()),
+                    cold=int(scores.cold_item.sum()),
+                    unknown_users=int((ok & ~scores.known_user).sum()),
+                )
                 bar.update(len(chunk))
         for writer in writers.values():
             writer.close()
@@ -175,10 +185,13 @@ def read_chunks(path: Path, name: str, chunk_rows: int) -> tuple[list[str], Iter
         except (ValueError, UnicodeDecodeError) as exc:
             raise DataError(f"{name}: not a readable CSV header ({exc})") from None
         try:
-            batches = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK),
-                                     convert_options=pacsv.ConvertOptions(
-                                         column_types={column: pa.string() for column in columns},
-                                         strings_can_be_null=False))  # fmt: skip
+            batches = pacsv.open_csv(
+                path,
+                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={column: pa.string() for column in columns}, strings_can_be_null=False
+                ),
+            )
         except pa.ArrowException as exc:
             raise DataError(f"{name}: not a readable CSV ({exc})") from None
     else:
@@ -191,8 +204,10 @@ def read_chunks(path: Path, name: str, chunk_rows: int) -> tuple[list[str], Iter
         first = 1
         try:
             for batch in batches:
-                text = pa.table([pc.fill_null(pc.cast(column, pa.string()), "") for column in batch.columns],
-                                names=batch.schema.names).to_pandas()  # fmt: skip
+                text = pa.table(
+                    [pc.fill_null(pc.cast(column, pa.string()), "") for column in batch.columns],
+                    names=batch.schema.names,
+                ).to_pandas()
                 for start in range(0, len(text), chunk_rows):
                     part = text.iloc[start : start + chunk_rows].reset_index(drop=True)
                     yield first, part

@@ -57,8 +57,10 @@ class Catalogue:
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         save_file({name: value.contiguous() for name, value in self.tensors.items()}, str(directory / ARRAYS))
-        index = {name: getattr(self, name) for name in ("item_ids", "user_ids", "context", "row_codes",
-                                                         "history_rule", "max_history", "features")}  # fmt: skip
+        index = {
+            name: getattr(self, name)
+            for name in ("item_ids", "user_ids", "context", "row_codes", "history_rule", "max_history", "features")
+        }
         (directory / INDEX).write_text(json.dumps(index))
         return directory
 
@@ -83,8 +85,11 @@ def store_features(store: TokenStore, store_dir: Path) -> dict:
 
 def feature_mismatch(expected: dict, found: dict) -> list[str]:
     """The settings where a token store (``found``) differs from the model's (``expected``), as text."""
-    return [f"{key} {found.get(key)} (the model's: {expected[key]})" for key in sorted(expected)
-            if key in found and found[key] != expected[key]]  # fmt: skip
+    return [
+        f"{key} {found.get(key)} (the model's: {expected[key]})"
+        for key in sorted(expected)
+        if key in found and found[key] != expected[key]
+    ]
 
 
 @torch.no_grad()
@@ -112,8 +117,10 @@ def build_catalogue(model: Ranker, cfg: Config) -> Catalogue:
     from em3.data.loading import load_data
 
     if cfg.data.source != "tables":
-        raise ServingError(f"{cfg.name} trained on data.source {cfg.data.source!r}: only models trained on tables "
-                           "(ingest + features) have item and user ids to serve")  # fmt: skip
+        raise ServingError(
+            f"{cfg.name} trained on data.source {cfg.data.source!r}: only models trained on tables "
+            "(ingest + features) have item and user ids to serve"
+        )
     data = load_data(cfg)
     if data.store.n_rows != model.shapes.n_items:
         raise ServingError(
@@ -138,8 +145,11 @@ def build_catalogue(model: Ranker, cfg: Config) -> Catalogue:
     user_context[user[first]] = context[first][:, user_fields]
     user_numeric = np.zeros((data.n_users, numeric.shape[1]), np.float32)
     user_numeric[user[first]] = numeric[first]
-    row_codes = {name: dict(zip(frame[name].astype(str), context[:, f].tolist(), strict=True))
-                 for f, name in enumerate(names) if not name.startswith(USER_PREFIX)}  # fmt: skip
+    row_codes = {
+        name: dict(zip(frame[name].astype(str), context[:, f].tolist(), strict=True))
+        for f, name in enumerate(names)
+        if not name.startswith(USER_PREFIX)
+    }
 
     rule = data.inputs.get("history", "earlier_days")
     positives = table[table["label"] == 1]  # in the table's order, as training meets them (ties keep it)

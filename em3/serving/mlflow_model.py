@@ -22,8 +22,19 @@ WEIGHTS_ARTIFACT, CATALOGUE_ARTIFACT = "weights", "catalogue"
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 # What loading and scoring import (em3 itself travels as code with the model), pinned to the running versions:
 # the environment installed from requirements.lock (tests/serving checks them against it).
-SERVING_PACKAGES = ("mlflow", "torch", "peft", "transformers", "safetensors", "numpy", "pandas", "pyarrow",
-                    "pydantic", "PyYAML", "tqdm")  # fmt: skip
+SERVING_PACKAGES = (
+    "mlflow",
+    "torch",
+    "peft",
+    "transformers",
+    "safetensors",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "pydantic",
+    "PyYAML",
+    "tqdm",
+)
 TOKEN_STORE = "token_store"
 
 

@@ -160,8 +160,9 @@ class Scorer:
         return torch.stack([self.cold[key] for key in kept]) if len(kept) else torch.zeros(0, width, device=self.device)
 
     @torch.no_grad()
-    def _forward(self, user, item, ts: pd.Series, context, cold_vectors: torch.Tensor, cold: np.ndarray,
-                 cold_ids: np.ndarray) -> np.ndarray:  # fmt: skip
+    def _forward(
+        self, user, item, ts: pd.Series, context, cold_vectors: torch.Tensor, cold: np.ndarray, cold_ids: np.ndarray
+    ) -> np.ndarray:
         history = self._histories(user, ts)
         model, device = self.model, self.device
         cold_position = np.cumsum(cold) - 1  # row -> its vector in cold_vectors
@@ -176,9 +177,11 @@ class Scorer:
             past = torch.from_numpy(history[part]).to(device)
             similarity = self._similarity(items, rows_cold, cold_ids[part], past) if self.unit is not None else None
             contexts = torch.from_numpy(context[part]).to(device)
-            logits.append(model.score(
-                users, target, self.histories[past], past, contexts, self.user_numeric[users], similarity
-            ).float().cpu())  # fmt: skip
+            logits.append(
+                model.score(users, target, self.histories[past], past, contexts, self.user_numeric[users], similarity)
+                .float()
+                .cpu()
+            )
         return torch.sigmoid(torch.cat(logits)).double().numpy()
 
     def _similarity(self, items: torch.Tensor, cold: torch.Tensor, cold_ids: np.ndarray, past: torch.Tensor):

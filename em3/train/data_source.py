@@ -25,19 +25,28 @@ def training_data(cfg: Config) -> dict:
         ingested_from, digest = read_manifest(data.tables_dir).get("source"), data_hash(data.tables_dir)
     except (DataError, KeyError):
         ingested_from, digest = None, None
-    return {"source": "tables", "tables_dir": str(data.tables_dir), "store_dir": str(data.store_dir),
-            "ingested_from": ingested_from, "data_hash": digest}  # fmt: skip
+    return {
+        "source": "tables",
+        "tables_dir": str(data.tables_dir),
+        "store_dir": str(data.store_dir),
+        "ingested_from": ingested_from,
+        "data_hash": digest,
+    }
 
 
 def data_line(cfg: Config, described: dict) -> str:
     """The line a run prints when it starts: which data it trains on."""
     if described["source"] == "synthetic":
-        line = (f"{cfg.name} trains on the SYNTHETIC token-level log (data.source: synthetic; {described['users']} "
-                f"users, {described['items']} items, {described['days']} days)")  # fmt: skip
+        line = (
+            f"{cfg.name} trains on the SYNTHETIC token-level log (data.source: synthetic; {described['users']} "
+            f"users, {described['items']} items, {described['days']} days)"
+        )
         manifest = cfg.data.tables_dir / "manifest.json"
         if manifest.is_file():
             line += f", NOT on the ingested tables in {cfg.data.tables_dir}: set data.source: tables to use them"
         return line
     digest = (described["data_hash"] or "unknown")[:12]
-    return (f"{cfg.name} trains on the tables in {described['tables_dir']} (ingested from "
-            f"{described['ingested_from']}, data hash {digest}), token store {described['store_dir']}")  # fmt: skip
+    return (
+        f"{cfg.name} trains on the tables in {described['tables_dir']} (ingested from "
+        f"{described['ingested_from']}, data hash {digest}), token store {described['store_dir']}"
+    )

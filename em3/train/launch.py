@@ -32,8 +32,19 @@ def train_here(cfg: Config, nproc: int | None = None, resume: bool = False) -> d
     with tempfile.TemporaryDirectory(prefix="em3-train-") as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                   "-m", "em3", "train", "--config", str(config), *(["--resume"] if resume else [])]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+            "-m",
+            "em3",
+            "train",
+            "--config",
+            str(config),
+            *(["--resume"] if resume else []),
+        ]
         code = subprocess.run(command).returncode
     if code:
         raise RuntimeError(f"{cfg.name}: torchrun with {nproc} processes failed (exit {code}); see its log above")

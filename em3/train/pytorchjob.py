@@ -93,15 +93,29 @@ def manifest_yaml(documents: list[dict]) -> str:
 
 def train_command(nodes: int, gpus_per_node: int) -> list[str]:
     """torchrun in every pod; Kubernetes fills in ``$(VAR)`` from the variables the operator sets."""
-    return ["python", "-m", "torch.distributed.run", f"--nnodes={nodes}", f"--nproc_per_node={gpus_per_node}",
-            "--node_rank=$(RANK)", "--master_addr=$(MASTER_ADDR)", "--master_port=$(MASTER_PORT)",
-            "-m", "em3", "train", "--config", f"{CONFIG_DIR}/{CONFIG_FILE}"]  # fmt: skip
+    return [
+        "python",
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nodes}",
+        f"--nproc_per_node={gpus_per_node}",
+        "--node_rank=$(RANK)",
+        "--master_addr=$(MASTER_ADDR)",
+        "--master_port=$(MASTER_PORT)",
+        "-m",
+        "em3",
+        "train",
+        "--config",
+        f"{CONFIG_DIR}/{CONFIG_FILE}",
+    ]
 
 
 def _secret_env() -> list[dict]:
     refs = [(S3_SECRET, key) for key in S3_ENV] + [(MLFLOW_SECRET, key) for key in MLFLOW_ENV]
-    return [{"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
-            for secret, key in refs]  # fmt: skip
+    return [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
+        for secret, key in refs
+    ]
 
 
 def _pod_template(image: str, nodes: int, gpus: int, config_map: str, volume_claim: str | None) -> dict:

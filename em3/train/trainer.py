@@ -131,8 +131,16 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
     if model.use_similarity:
         model.set_similarity_scaling(*similarity_scaling(split_similarity(data.store, data.train)))
     optimizer = make_optimizer(model, cfg.train)
-    loop = {"step": 0, "epoch": 0, "batch": 0, "best_auc": -math.inf, "best_epoch": -1, "bad_epochs": 0,
-            "history": [], "stopped_by": None}  # fmt: skip
+    loop = {
+        "step": 0,
+        "epoch": 0,
+        "batch": 0,
+        "best_auc": -math.inf,
+        "best_epoch": -1,
+        "bad_epochs": 0,
+        "history": [],
+        "stopped_by": None,
+    }
     if resume:
         if not checkpoint.exists():
             raise FileNotFoundError(f"cannot resume: no checkpoint at {checkpoint}; run without --resume first")

@@ -17,8 +17,14 @@ IO_WORKERS = 8
 DRAFT_SIZE = (64, 64)
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")  # names taken for photos when listing a folder
 JPEG = ("JPEG", "MPO")  # MPO: a JPEG with extra frames (some cameras), read as its first frame
-FORMATS_OF_SUFFIX = {".jpg": JPEG, ".jpeg": JPEG, ".png": ("PNG",), ".webp": ("WEBP",), ".gif": ("GIF",),
-                     ".bmp": ("BMP",)}  # fmt: skip
+FORMATS_OF_SUFFIX = {
+    ".jpg": JPEG,
+    ".jpeg": JPEG,
+    ".png": ("PNG",),
+    ".webp": ("WEBP",),
+    ".gif": ("GIF",),
+    ".bmp": ("BMP",),
+}
 
 
 @dataclass(frozen=True)

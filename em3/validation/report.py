@@ -34,8 +34,9 @@ def build_report(
                 limit = cfg.max_bad_fraction
             bad = summary["rows_quarantined"] / summary["rows_in"] if summary["rows_in"] else 0.0
             passed = limit is None or bad <= limit
-            tables.append({"stage": stage, **summary, "kind": kind, "bad_fraction": bad, "limit": limit,
-                           "passed": passed})  # fmt: skip
+            tables.append(
+                {"stage": stage, **summary, "kind": kind, "bad_fraction": bad, "limit": limit, "passed": passed}
+            )
     limits = cfg.max_missing_fraction.model_dump()
     missing = {
         modality: {

@@ -112,8 +112,10 @@ def _rules(
         message = " ".join(str(exc).split())
         raise ConfigError(f"{where}: not a valid Great Expectations expectation ({message})") from None
     if not isinstance(expectation, ColumnMapExpectation):
-        raise ConfigError(f"{where}: {entry['type']} is not a column-map expectation (expect_column_values_...); "
-                          "only those name the failing rows that em3 quarantines")  # fmt: skip
+        raise ConfigError(
+            f"{where}: {entry['type']} is not a column-map expectation (expect_column_values_...); "
+            "only those name the failing rows that em3 quarantines"
+        )
     kwargs = {key: value for key, value in entry["kwargs"].items() if key != "column"}
     if unknown := [v[PARAMETER] for v in kwargs.values() if _is_parameter(v) and v[PARAMETER] not in parameters]:
         raise ConfigError(f"{where}: unknown suite parameter(s) {unknown}; expected one of {sorted(parameters)}")

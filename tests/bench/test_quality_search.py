@@ -12,8 +12,13 @@ from em3.config import load_config
 
 
 def test_the_search_crosses_the_learning_rates_with_every_grid_setting_alike():
-    settings = Settings(Path("w"), backbones=("din", "dcn"), configs=("two_stage", "em3"), lr_grid=(3e-4, 1e-3),
-                        grid=(("model.modality_dropout", (0.0, 0.3)),))  # fmt: skip
+    settings = Settings(
+        Path("w"),
+        backbones=("din", "dcn"),
+        configs=("two_stage", "em3"),
+        lr_grid=(3e-4, 1e-3),
+        grid=(("model.modality_dropout", (0.0, 0.3)),),
+    )
     jobs = search_jobs(settings)
     assert len(jobs) == 2 * 2 * 4 and len({job.name for job in jobs}) == len(jobs)
     for backbone in ("din", "dcn"):
@@ -21,12 +26,15 @@ def test_the_search_crosses_the_learning_rates_with_every_grid_setting_alike():
             points = [job.overrides for job in jobs if (job.backbone, job.config) == (backbone, config)]
             assert sorted(tuple(p.values()) for p in points) == [(3e-4, 0.0), (3e-4, 0.3), (1e-3, 0.0), (1e-3, 0.3)]
     assert {job.seed for job in jobs} == {0}
-    aucs = {job.name: 0.6 + (0.01 if job.overrides == {"train.lr": 1e-3, "model.modality_dropout": 0.3} else 0)
-            for job in jobs}  # fmt: skip
+    aucs = {
+        job.name: 0.6 + (0.01 if job.overrides == {"train.lr": 1e-3, "model.modality_dropout": 0.3} else 0)
+        for job in jobs
+    }
     chosen = best_overrides(jobs, [{"valid_auc": aucs[job.name]} for job in jobs])
     assert chosen["dcn/em3"] == {"train.lr": 1e-3, "model.modality_dropout": 0.3}
-    final = final_jobs(Settings(Path("w"), backbones=("din", "dcn"), configs=("two_stage", "em3"), seeds=(0, 1)),
-                       chosen)  # fmt: skip
+    final = final_jobs(
+        Settings(Path("w"), backbones=("din", "dcn"), configs=("two_stage", "em3"), seeds=(0, 1)), chosen
+    )
     reused = {name: twin for name, twin in twins(jobs, final).items() if name.startswith("final/")}
     assert len(reused) == 4, "seed 0 of each final configuration reuses its chosen trial"
     assert all(twin.seed == 0 and twin.stage == "search" for twin in reused.values())
@@ -34,13 +42,13 @@ def test_the_search_crosses_the_learning_rates_with_every_grid_setting_alike():
 
 def test_the_search_chooses_by_the_mean_over_its_seeds_and_final_runs_reuse_every_searched_seed():
     """Seed 0 alone favours lr 3e-4 (by 0.001); seeds 0-2 together favour 1e-3 (by 0.005 on average)."""
-    settings = Settings(Path("w"), backbones=("dcn",), configs=("em3",), seeds=(0, 1, 2), search_seeds=(0, 1, 2),
-                        lr_grid=(3e-4, 1e-3))  # fmt: skip
+    settings = Settings(
+        Path("w"), backbones=("dcn",), configs=("em3",), seeds=(0, 1, 2), search_seeds=(0, 1, 2), lr_grid=(3e-4, 1e-3)
+    )
     jobs = search_jobs(settings)
     assert len(jobs) == 2 * 3 and len({job.name for job in jobs}) == len(jobs)
     assert "search/dcn/em3/trial1" in {job.name for job in jobs}, "seed 0 keeps the names of earlier benchmarks"
-    valid = {(3e-4, 0): 0.609, (1e-3, 0): 0.608, (3e-4, 1): 0.603, (1e-3, 1): 0.619, (3e-4, 2): 0.604,
-             (1e-3, 2): 0.610}  # fmt: skip
+    valid = {(3e-4, 0): 0.609, (1e-3, 0): 0.608, (3e-4, 1): 0.603, (1e-3, 1): 0.619, (3e-4, 2): 0.604, (1e-3, 2): 0.610}
     results = [{"valid_auc": valid[job.overrides["train.lr"], job.seed]} for job in jobs]
     assert best_overrides(jobs[:2], results[:2]) == {"dcn/em3": {"train.lr": 3e-4}}, "seed 0 alone"
     chosen = best_overrides(jobs, results)
@@ -56,8 +64,10 @@ def test_the_search_chooses_by_the_mean_over_its_seeds_and_final_runs_reuse_ever
 
 def test_a_grid_entry_reads_its_values_as_yaml_and_refuses_other_text():
     assert grid_entry("model.modality_dropout=0,0.3") == ("model.modality_dropout", (0, 0.3))
-    assert grid_entry("model.fqformer.modality_queries=true,false") == ("model.fqformer.modality_queries",
-                                                                         (True, False))  # fmt: skip
+    assert grid_entry("model.fqformer.modality_queries=true,false") == (
+        "model.fqformer.modality_queries",
+        (True, False),
+    )
     with pytest.raises(argparse.ArgumentTypeError, match="KEY=V1,V2"):
         grid_entry("model.modality_dropout")
 

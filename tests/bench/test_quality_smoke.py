@@ -15,8 +15,21 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_quick(
     tmp_path: Path, *extra: str, out: str = "quality.json", check: bool = True
 ) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "em3", "bench", "quality", "--quick", "--workers", "1",
-               "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / out), *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "em3",
+        "bench",
+        "quality",
+        "--quick",
+        "--workers",
+        "1",
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--out",
+        str(tmp_path / out),
+        *extra,
+    ]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 or not check, run.stderr[-4000:]
     return run
@@ -54,8 +67,10 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
     assert result["protocol"]["runs"] == len(trials) + len(result["runs"]) == len(CONFIGS) * 3  # 1 lr + 2 seeds
     runs = tmp_path / "work" / "runs"
     for name in CONFIGS:  # seed 0's final run is the chosen search trial's model, scored, not trained twice
-        final = {seed: json.loads((runs / "final" / "din" / name / f"seed{seed}" / "quality.json").read_text())
-                 for seed in (0, 1)}  # fmt: skip
+        final = {
+            seed: json.loads((runs / "final" / "din" / name / f"seed{seed}" / "quality.json").read_text())
+            for seed in (0, 1)
+        }
         assert final[0]["trained_in"] == f"runs/search/din/{name}/trial0" and "trained_in" not in final[1]
         assert not (runs / "final" / "din" / name / "seed0" / "model").exists()
         assert (runs / "final" / "din" / name / "seed1" / "model").is_dir()

@@ -21,9 +21,17 @@ IMPRESSIONS = 1500
 
 
 def test_synthetic_native_log_is_written_prepared_once_and_loads(tmp_path):
-    base = with_overrides(load_config(ROOT / "configs" / "bench_synthetic.yaml"), {
-        "raw_synthetic.n_users": 30, "raw_synthetic.n_items": 24, "raw_synthetic.image_size": 32,
-        "features.image_grid": 1, "features.max_text_tokens": 8, "features.batch_size": 8})  # fmt: skip
+    base = with_overrides(
+        load_config(ROOT / "configs" / "bench_synthetic.yaml"),
+        {
+            "raw_synthetic.n_users": 30,
+            "raw_synthetic.n_items": 24,
+            "raw_synthetic.image_size": 32,
+            "features.image_grid": 1,
+            "features.max_text_tokens": 8,
+            "features.batch_size": 8,
+        },
+    )
     cfg = benchmark_config(base, tmp_path, synthetic=True)
     assert (cfg.ingest.format, Path(cfg.ingest.source)) == ("native", tmp_path / "data" / "raw")
 

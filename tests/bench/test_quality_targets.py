@@ -13,14 +13,25 @@ SYNTHETIC = load_config(CONFIGS / "bench_synthetic.yaml").bench
 
 
 def results(two_stage: float, em3: float, low: float) -> dict:
-    boot = {"diff": em3 - two_stage, "low": low, "high": em3 - two_stage + 0.01, "relative": em3 / two_stage - 1,
-            "relative_low": low / two_stage, "relative_high": 0.02}  # fmt: skip
+    boot = {
+        "diff": em3 - two_stage,
+        "low": low,
+        "high": em3 - two_stage + 0.01,
+        "relative": em3 / two_stage - 1,
+        "relative_low": low / two_stage,
+        "relative_high": 0.02,
+    }
     similarity = {"diff": 0.06, "low": 0.01, "high": 0.1}
-    return {"din": {
-        "two_stage": {"mean": {"auc": two_stage}},
-        "em3": {"mean": {"auc": em3}, "auc_bootstrap": boot,
-                "relative_to_two_stage": {"material_similarity": similarity, "behaviour_similarity": similarity}},
-    }}  # fmt: skip
+    return {
+        "din": {
+            "two_stage": {"mean": {"auc": two_stage}},
+            "em3": {
+                "mean": {"auc": em3},
+                "auc_bootstrap": boot,
+                "relative_to_two_stage": {"material_similarity": similarity, "behaviour_similarity": similarity},
+            },
+        }
+    }
 
 
 def met(rows: list[dict]) -> dict[str, bool]:

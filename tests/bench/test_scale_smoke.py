@@ -31,8 +31,19 @@ def run_scale(*args: str) -> subprocess.CompletedProcess:
 
 def test_two_tiny_sizes_write_rows_per_second_peak_memory_and_growth(tmp_path):
     out, work = tmp_path / "scale.json", tmp_path / "work"
-    command = [sys.executable, "bench/scale.py", "--sizes", "200", "100", "--last-stage", "ingest",
-               "--work-dir", str(work), "--out", str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        "bench/scale.py",
+        "--sizes",
+        "200",
+        "100",
+        "--last-stage",
+        "ingest",
+        "--work-dir",
+        str(work),
+        "--out",
+        str(out),
+    ]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(out.read_text())
@@ -40,8 +51,11 @@ def test_two_tiny_sizes_write_rows_per_second_peak_memory_and_growth(tmp_path):
     assert result.keys() == {"command", "seconds", "machine", "settings", "records", "growth"}
     assert result["settings"]["sizes"] == [100, 200] and result["settings"]["stages"] == ["ingest"]
     assert [(r["impressions"], r["stage"]) for r in result["records"]] == [
-        (100, "generate"), (100, "ingest"), (200, "generate"), (200, "ingest")
-    ]  # fmt: skip
+        (100, "generate"),
+        (100, "ingest"),
+        (200, "generate"),
+        (200, "ingest"),
+    ]
     for record in result["records"]:
         assert record.keys() == RECORD_KEYS, record
         assert all(math.isfinite(record[key]) and record[key] > 0 for key in MEASURED), record
@@ -91,8 +105,13 @@ def test_peak_memory_of_a_stage_process_is_its_own_and_failures_show_the_log(tmp
 
 def test_growth_compares_each_size_with_the_one_before_and_skips_failed_stages():
     def record(impressions: int, seconds: float, rss: float) -> dict:
-        return {"stage": "ingest", "impressions": impressions, "rows": impressions, "seconds": seconds,
-                "peak_rss_mb": rss}  # fmt: skip
+        return {
+            "stage": "ingest",
+            "impressions": impressions,
+            "rows": impressions,
+            "seconds": seconds,
+            "peak_rss_mb": rss,
+        }
 
     records = [record(1000, 10.0, 300.0), record(10_000, 20.0, 330.0), record(100_000, 220.0, 660.0)]
     failed = {"stage": "ingest", "impressions": 1_000_000, "rows": 1_000_000, "error": "killed"}

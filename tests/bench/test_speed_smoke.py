@@ -11,8 +11,17 @@ import torch
 from em3.profiling import PeakMemory
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAIN_KEYS = {"history_length", "config", "unique_history_items", "samples_per_s", "samples_per_s_repeats",
-              "speed_ratio", "batch_share", "peak_mb", "peak_ratio"}  # fmt: skip
+TRAIN_KEYS = {
+    "history_length",
+    "config",
+    "unique_history_items",
+    "samples_per_s",
+    "samples_per_s_repeats",
+    "speed_ratio",
+    "batch_share",
+    "peak_mb",
+    "peak_ratio",
+}
 FEATURE_RATES = {"bare_items_per_s", "pipeline_items_per_s", "end_to_end_items_per_s", "encoder_load_s"}
 OVERHEADS = {"pipeline_overhead", "end_to_end_overhead"}  # ours ÷ bare − 1: noise can make it negative
 

@@ -48,8 +48,10 @@ def test_a_day_with_a_time_is_that_day(hm_dir: Path, tmp_path: Path):
     reference = purchases(tmp_path / "ref") if ingest(hm_dir, tmp_path / "ref") else None
     path = hm_dir / "transactions_train.csv"
     header, *rows = path.read_text().splitlines()
-    timed = [row.replace(",", " 00:00:00,", 1) if n % 2 else row.replace(",", "T23:59:59+02:00,", 1)
-             for n, row in enumerate(rows[:10])]  # fmt: skip
+    timed = [
+        row.replace(",", " 00:00:00,", 1) if n % 2 else row.replace(",", "T23:59:59+02:00,", 1)
+        for n, row in enumerate(rows[:10])
+    ]
     path.write_text("\n".join([header, *timed, *rows[10:]]) + "\n")
     manifest = ingest(hm_dir, tmp_path / "out")
     assert manifest["dates_with_time"] == {"transactions_train.csv": 10}
@@ -61,8 +63,10 @@ def test_a_bad_date_says_what_it_was(hm_dir: Path, tmp_path: Path):
     append(hm_dir / "transactions_train.csv", ["20.09.2020", CUSTOMERS[0], ARTICLES[0], "0.01", "1"])
     ingest(hm_dir, tmp_path / "out")
     (reason,) = quarantined(tmp_path / "out", "transactions")["reason"]
-    assert reason == ("expect_column_values_to_not_be_null(t_dat): a date YYYY-MM-DD (a time of day after it is "
-                      "ignored), got '20.09.2020'")  # fmt: skip
+    assert reason == (
+        "expect_column_values_to_not_be_null(t_dat): a date YYYY-MM-DD (a time of day after it is "
+        "ignored), got '20.09.2020'"
+    )
 
 
 def test_an_unknown_price_keeps_the_purchase_and_a_bad_one_does_not(hm_dir: Path, tmp_path: Path):

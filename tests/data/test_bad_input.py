@@ -76,10 +76,22 @@ def test_image_key_traversal_on_s3_is_quarantined(s3, tmp_path: Path) -> None:
     bucket = f"raw-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="private/secret.jpg", Body=b"outside the source prefix")
-    items = csv_text([["item_id", "text", "image_path"], ["a", "A dress", "../private/secret.jpg"],
-                      ["b", "A shirt", "pics/../../private/secret.jpg"], ["c", "A hat", ""]])  # fmt: skip
-    log = csv_text([["user_id", "item_id", "ts", "label"], ["u1", "c", "2020-01-02", "1"],
-                    ["u1", "a", "2020-01-02", "0"], ["u2", "b", "2020-07-02", "1"]])  # fmt: skip
+    items = csv_text(
+        [
+            ["item_id", "text", "image_path"],
+            ["a", "A dress", "../private/secret.jpg"],
+            ["b", "A shirt", "pics/../../private/secret.jpg"],
+            ["c", "A hat", ""],
+        ]
+    )
+    log = csv_text(
+        [
+            ["user_id", "item_id", "ts", "label"],
+            ["u1", "c", "2020-01-02", "1"],
+            ["u1", "a", "2020-01-02", "0"],
+            ["u2", "b", "2020-07-02", "1"],
+        ]
+    )
     s3.put_object(Bucket=bucket, Key="native/items.csv", Body=items.encode())
     s3.put_object(Bucket=bucket, Key="native/impressions.csv", Body=log.encode())
     manifest = ingest(f"s3://{bucket}/native", tmp_path / "out", format="native")
@@ -122,7 +134,9 @@ def test_cli_quarantines_bad_rows_and_reports_the_counts(hm_dir: Path, tmp_path:
 
 def write_config(tmp_path: Path, source: Path, **ingest_values) -> Path:
     config = tmp_path / "ingest.yaml"
-    values = {"ingest": {"source": str(source), **HM_SPLIT, **ingest_values},
-              "data": {"tables_dir": str(tmp_path / "tables")}}  # fmt: skip
+    values = {
+        "ingest": {"source": str(source), **HM_SPLIT, **ingest_values},
+        "data": {"tables_dir": str(tmp_path / "tables")},
+    }
     config.write_text(yaml.safe_dump(values))
     return config

@@ -21,11 +21,16 @@ TINY = {
     "raw_synthetic": {"n_users": 40, "n_items": 60, "n_purchases": 600, "image_size": 48},
     "features": {"image_size": 64, "batch_size": 16, "progress": False},
     "data": {"source": "tables", "max_history": 10},
-    "model": {"embed_dim": 8, "mlp_hidden": [16], "attention_hidden": [8], "cic_dim": 8,
-              "fqformer": {"d_model": 16, "n_heads": 2}},
+    "model": {
+        "embed_dim": 8,
+        "mlp_hidden": [16],
+        "attention_hidden": [8],
+        "cic_dim": 8,
+        "fqformer": {"d_model": 16, "n_heads": 2},
+    },
     "train": {"epochs": 2, "batch_size": 128, "progress": False},
     "evaluate": {"k_neighbours": 3},
-}  # fmt: skip
+}
 
 
 def dvc(repo: Path, *args: str, env: dict[str, str] | None = None) -> str:
@@ -59,8 +64,11 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         params[section] = {**params.get(section, {}), **values}
     parse_config(params, "params.yaml")
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    for command in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
-                    ["git", "config", "user.name", "t"]):  # fmt: skip
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.com"],
+        ["git", "config", "user.name", "t"],
+    ):
         subprocess.run(command, cwd=repo, check=True)
     dvc(repo, "init", "-q")
     dvc(repo, "config", "core.analytics", "false")
@@ -73,8 +81,14 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_a_parameter_touches(
     first = stages_run(dvc(repo, "repro"))
     variants = {"train@id_only", "train@two_stage", "train@em3"}
     assert first == {"generate", "ingest", "validate", "features", "evaluate"} | variants
-    for output in ("data/tables/interactions.parquet", "data/features/index.json", "data/validation/report.json",
-                   "runs/em3/model/model.safetensors", "metrics/evaluate.json", "metrics/plots/roc.png"):  # fmt: skip
+    for output in (
+        "data/tables/interactions.parquet",
+        "data/features/index.json",
+        "data/validation/report.json",
+        "runs/em3/model/model.safetensors",
+        "metrics/evaluate.json",
+        "metrics/plots/roc.png",
+    ):
         assert (repo / output).is_file(), output
     metrics = yaml.safe_load((repo / "metrics" / "evaluate.json").read_text())
     assert set(metrics["models"]) == {"id_only_din", "two_stage_din", "em3_din"}

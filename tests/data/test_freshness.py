@@ -73,8 +73,11 @@ def test_an_s3_object_replaced_after_ingest_is_named_by_its_etag(s3, hm_dir: Pat
     out = tmp_path / "tables"
     stamps = ingest(uri, out)["source_stamps"]
     head = s3.head_object(Bucket=bucket, Key="hm/customers.csv")
-    assert stamps["customers.csv"] == {"etag": head["ETag"], "size": head["ContentLength"],
-                                       "last_modified": head["LastModified"].isoformat()}  # fmt: skip
+    assert stamps["customers.csv"] == {
+        "etag": head["ETag"],
+        "size": head["ContentLength"],
+        "last_modified": head["LastModified"].isoformat(),
+    }
     run_validate(ValidateConfig(), out)
     changed = (hm_dir / "customers.csv").read_text().replace("ACTIVE", "PRE-CREATE", 1)
     s3.put_object(Bucket=bucket, Key="hm/customers.csv", Body=changed.encode())
@@ -127,8 +130,13 @@ def test_links_out_of_a_native_source_are_refused(tmp_path: Path):
     (source / "pics").mkdir()
     Image.new("RGB", (8, 8), (9, 9, 9)).save(source / "pics" / "c.jpg", format="JPEG")
     items = [["item_id", "text", "image_path"], ["a", "A dress", "images/b.jpg"], ["c", "A hat", "pics/c.jpg"]]
-    log = [["user_id", "item_id", "ts", "label"], ["u1", "a", "2020-01-02", "1"], ["u1", "c", "2020-01-02", "0"],
-           ["u2", "c", "2020-07-02", "1"], ["u2", "a", "2020-07-02", "0"]]  # fmt: skip
+    log = [
+        ["user_id", "item_id", "ts", "label"],
+        ["u1", "a", "2020-01-02", "1"],
+        ["u1", "c", "2020-01-02", "0"],
+        ["u2", "c", "2020-07-02", "1"],
+        ["u2", "a", "2020-07-02", "0"],
+    ]
     (source / "items.csv").write_text(csv_text(items))
     (source / "impressions.csv").write_text(csv_text(log))
     manifest = ingest(source, tmp_path / "out", format="native")

@@ -81,8 +81,15 @@ def test_outputs_follow_the_contract(hm_dir: Path, tmp_path: Path) -> None:
     assert users["age"].dtype == float and users["age"].isna().sum() == 1
     assert (interactions["ts"] == interactions["ts"].dt.normalize()).all()  # a day-stamped log: midnight
     # the customers' other columns are kept as strings (null when empty) for the model's context features
-    assert users.columns.tolist() == ["user_id", "age", "FN", "Active", "club_member_status",
-                                      "fashion_news_frequency", "postal_code"]  # fmt: skip
+    assert users.columns.tolist() == [
+        "user_id",
+        "age",
+        "FN",
+        "Active",
+        "club_member_status",
+        "fashion_news_frequency",
+        "postal_code",
+    ]
     assert users["FN"].fillna("<missing>").tolist() == ["<missing>", "1.0"] * 3 and users["postal_code"][5] == "p5"
     assert set(users["user_id"]) == set(CUSTOMERS)
     raw = (hm_dir / "transactions_train.csv").read_bytes()
@@ -353,8 +360,10 @@ def test_duplicate_article_rows_keep_the_first_and_conflicts_are_told_apart(hm_d
     assert bad["article_id"].tolist() == ARTICLES[:2] and bad["source_line"].tolist() == [14, 15]
     exact, conflict = bad["reason"]
     assert exact.startswith("expect_column_values_to_be_in_set(article_id): not a repeat of an earlier row")
-    assert conflict.startswith("expect_column_values_to_be_in_set(article_id): unique: an earlier row has this id "
-                               "with other values (the first row is kept")  # fmt: skip
+    assert conflict.startswith(
+        "expect_column_values_to_be_in_set(article_id): unique: an earlier row has this id "
+        "with other values (the first row is kept"
+    )
     assert {(f["expect"][:8], f["count"]) for f in counts["failures"]} == {("not a re", 1), ("unique: ", 1)}
     assert read(tmp_path / "out", "items").set_index("item_id").loc[ARTICLES[1], "text"].startswith("Item 1.")
 

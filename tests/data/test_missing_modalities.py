@@ -66,8 +66,10 @@ def test_item_with_neither_row_nor_photo_loses_its_purchases_with_a_reason(hm_di
     assert summary(manifest, "transactions")["rows_quarantined"] == sold > 0
     bad = quarantined(tmp_path / "out", "transactions")
     assert set(bad["article_id"]) == {ARTICLES[2]}
-    assert (bad["reason"] == "expect_column_values_to_be_in_set(article_id): an item: a valid row of articles.csv or "
-            f"a photo images/NNN/<article_id>.jpg, got '{ARTICLES[2]}'").all()  # fmt: skip
+    assert (
+        bad["reason"] == "expect_column_values_to_be_in_set(article_id): an item: a valid row of articles.csv or "
+        f"a photo images/NNN/<article_id>.jpg, got '{ARTICLES[2]}'"
+    ).all()
     assert ARTICLES[2] not in set(read(tmp_path / "out", "items")["item_id"])
 
 
@@ -106,10 +108,16 @@ def test_catalogue_without_images_is_valid_unless_a_limit_says_otherwise(hm_dir:
     assert content(manifest, "text_only") == 12 and manifest["images"]["copied"] == 0
     assert summary(manifest, "transactions")["rows_quarantined"] == 0
     report = run_validate(ValidateConfig(), tmp_path / "out")
-    assert report["passed"] and report["catalogue"]["missing"]["image"] == {"fraction": 1.0, "limit": 1.0,
-                                                                            "passed": True}  # fmt: skip
-    with pytest.raises(DataError, match=r"^data validation failed: 100.00% of the items have no usable image "
-                                        r"\(limit 50.00%\)"):  # fmt: skip
+    assert report["passed"] and report["catalogue"]["missing"]["image"] == {
+        "fraction": 1.0,
+        "limit": 1.0,
+        "passed": True,
+    }
+    with pytest.raises(
+        DataError,
+        match=r"^data validation failed: 100.00% of the items have no usable image "
+        r"\(limit 50.00%\)",
+    ):
         run_validate(ValidateConfig(max_missing_fraction={"image": 0.5}), tmp_path / "out")
 
 

@@ -41,8 +41,12 @@ def nineties_log(days: int = 20) -> list[list[str]]:
     ]
 
 
-TEXT_ONLY = [["item_id", "text", "genre"], ["i0", "Toy Story (1995)", "Animation"], ["i1", "GoldenEye", "Action"],
-             ["i2", "Four Rooms", "Thriller"]]  # fmt: skip
+TEXT_ONLY = [
+    ["item_id", "text", "genre"],
+    ["i0", "Toy Story (1995)", "Animation"],
+    ["i1", "GoldenEye", "Action"],
+    ["i2", "Four Rooms", "Thriller"],
+]
 
 
 def test_items_file_without_image_path_and_a_log_from_1997_ingest_with_the_defaults(tmp_path: Path) -> None:
@@ -73,8 +77,12 @@ def test_item_without_any_content_keeps_its_impressions_with_an_id_only(tmp_path
 
 
 def test_photos_named_by_item_id_fill_in_and_add_image_only_items(tmp_path: Path) -> None:
-    items = [["item_id", "text", "image_path"], ["i0", "Toy Story", ""], ["i1", "GoldenEye", "posters/i1.jpg"],
-             ["i3", "Heat", "images/cover3.jpg"]]  # fmt: skip
+    items = [
+        ["item_id", "text", "image_path"],
+        ["i0", "Toy Story", ""],
+        ["i1", "GoldenEye", "posters/i1.jpg"],
+        ["i3", "Heat", "images/cover3.jpg"],
+    ]
     root = write_native(tmp_path / "raw", items, nineties_log())
     for rel in ("images/i0.png", "images/i2.jpg", "posters/i1.jpg", "images/cover3.jpg", "images/sub/i9.jpg"):
         (root / rel).parent.mkdir(exist_ok=True)
@@ -135,13 +143,21 @@ def test_log_emptied_by_the_checks_is_one_error_line_with_the_quarantine_written
         ingest(root, tmp_path / "out", **NATIVE, min_date="2000-01-01")  # before: a TypeError traceback
     message = str(failure.value)
     assert "\n" not in message
-    assert message.startswith(f"{root}: no impressions left after the checks: all 40 rows of impressions.csv were "
-                              "quarantined (40 rows fail expect_column_values_to_be_between(ts): from 2000-01-01 to "
-                              "2099-12-31)")  # fmt: skip
+    assert message.startswith(
+        f"{root}: no impressions left after the checks: all 40 rows of impressions.csv were "
+        "quarantined (40 rows fail expect_column_values_to_be_between(ts): from 2000-01-01 to "
+        "2099-12-31)"
+    )
     assert len(quarantined(tmp_path / "out.rejected", "impressions")) == 40 and not (tmp_path / "out").exists()
     config = tmp_path / "ingest.yaml"
-    config.write_text(yaml.safe_dump({"ingest": {"source": str(root), "format": "native", "min_date": "2000-01-01"},
-                                      "data": {"tables_dir": str(tmp_path / "tables")}}))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "ingest": {"source": str(root), "format": "native", "min_date": "2000-01-01"},
+                "data": {"tables_dir": str(tmp_path / "tables")},
+            }
+        )
+    )
     assert main(["ingest", "--config", str(config)]) == 2
     error = capsys.readouterr().err
     assert error.startswith("em3 ingest: error: ") and "no impressions left" in error and error.count("\n") == 1
@@ -150,9 +166,13 @@ def test_log_emptied_by_the_checks_is_one_error_line_with_the_quarantine_written
 
 
 def test_times_are_kept_in_utc_and_only_identical_events_collapse(tmp_path: Path) -> None:
-    log = [["u1", "i0", "1997-09-20T10:00:00+02:00", "0"], ["u1", "i0", "1997-09-20T08:00:00Z", "1"],
-           ["u1", "i0", "1997-09-20T09:15:00", "0"], ["u1", "i1", "1997-09-21", "1"],
-           ["u2", "i2", "1997-09-30", "1"]]  # fmt: skip
+    log = [
+        ["u1", "i0", "1997-09-20T10:00:00+02:00", "0"],
+        ["u1", "i0", "1997-09-20T08:00:00Z", "1"],
+        ["u1", "i0", "1997-09-20T09:15:00", "0"],
+        ["u1", "i1", "1997-09-21", "1"],
+        ["u2", "i2", "1997-09-30", "1"],
+    ]
     root = write_native(tmp_path / "raw", TEXT_ONLY, log)
     ingest(root, tmp_path / "out", **NATIVE)
     rows = read(tmp_path / "out", "interactions")

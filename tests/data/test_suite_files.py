@@ -115,7 +115,7 @@ def test_the_stages_run_the_shipped_suites(hm_dir: Path, tmp_path: Path, monkeyp
         "ts",
         "ts",
         "label",
-    ]  # optional columns absent: not run; fmt: skip
+    ]  # optional columns absent: not run
 
 
 def test_an_edited_raw_suite_changes_what_ingest_quarantines(hm_dir: Path, tmp_path: Path, suites_copy: Path) -> None:
@@ -151,8 +151,9 @@ def test_an_edited_canonical_suite_changes_what_validate_quarantines(
     assert users["rows_quarantined"] == 2 and users["failures"][0]["sample"] == ["24.0", "25.0"]
     bad = read(tmp_path / "data" / "validation" / "quarantine", "users")
     assert bad["age"].tolist() == [24.0, 25.0]
-    assert bad["reason"].tolist() == [f"expect_column_values_to_be_between(age): empty or between 0 and 22, got {age}"
-                                      for age in (24.0, 25.0)]  # fmt: skip
+    assert bad["reason"].tolist() == [
+        f"expect_column_values_to_be_between(age): empty or between 0 and 22, got {age}" for age in (24.0, 25.0)
+    ]
 
 
 BROKEN = {
@@ -183,7 +184,7 @@ BROKEN_EXPECTATION = {
             "kwargs": {"column": "article_id", "max_value": {"$PARAMETER": "max_id"}},
         },
         r"expectation 4: unknown suite parameter\(s\) \['max_id'\]; expected one of \['date_range', ",
-    ),  # fmt: skip
+    ),
     "absent column": (
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "colour"}},
         r"expectation 4: column 'colour' is not in the table \(columns: article_id, prod_name, .*optional",
@@ -256,7 +257,13 @@ def test_the_wheel_built_from_the_image_context_carries_the_suites(tmp_path: Pat
         "['article_id', 'article_id_repeated', 'article_id_conflicting']).rules))"
     )
     path = f"{tmp_path / 'site'}:{sysconfig.get_paths()['purelib']}"  # -S: no .pth files, so not the editable em3
-    done = subprocess.run([sys.executable, "-S", "-c", probe], env={"PYTHONPATH": path, "PATH": ""}, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", probe],
+        env={"PYTHONPATH": path, "PATH": ""},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(tmp_path / "site" / "em3" / "__init__.py"), "3"]

@@ -26,8 +26,14 @@ def store_with(image: list[bool], text: list[bool]) -> TokenStore:
 def test_each_row_gets_the_slice_of_its_items_modalities():
     store = store_with(image=[True, True, False, False], text=[True, False, True, False])
     codes = item_modalities(store, np.array([2, 1, 1, 4, 3, 0]))
-    assert [MODALITY_SLICES[c] for c in codes] == ["image only", "image+text", "image+text", "neither",
-                                                   "text only", "neither"]  # fmt: skip
+    assert [MODALITY_SLICES[c] for c in codes] == [
+        "image only",
+        "image+text",
+        "image+text",
+        "neither",
+        "text only",
+        "neither",
+    ]
 
 
 def test_slice_auc_is_the_auc_of_its_rows_and_empty_slices_are_left_out():

@@ -26,8 +26,7 @@ def evaluated(small_config, small_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("evaluate")
     run_dirs = []
     for variant in ("id_only", "em3"):
-        cfg = with_updates(small_config, output_dir=root / variant, model={"variant": variant},
-                           train={"max_steps": 20})  # fmt: skip
+        cfg = with_updates(small_config, output_dir=root / variant, model={"variant": variant}, train={"max_steps": 20})
         train(cfg, small_data)
         run_dirs.append(cfg.output_dir)
     out = root / "evaluation"
@@ -108,8 +107,12 @@ def test_each_model_is_compared_with_the_baseline_run_of_its_seed():
         run = Path(f"{variant}{seed}")
         return ModelResult(run, variant, "din", seed, metrics, np.zeros(3), np.zeros(1), None, [], {})
 
-    named = {"base0": result("two_stage", 0, 0.50), "base1": result("two_stage", 1, 0.60),
-             "em3_0": result("em3", 0, 0.55), "em3_1": result("em3", 1, 0.66)}  # fmt: skip
+    named = {
+        "base0": result("two_stage", 0, 0.50),
+        "base1": result("two_stage", 1, 0.60),
+        "em3_0": result("em3", 0, 0.55),
+        "em3_1": result("em3", 1, 0.66),
+    }
     summary = summarise(named, shared, EvaluateConfig())
     assert summary["baseline"]["models"] == {"em3_0": "base0", "em3_1": "base1"}
     assert summary["relative_to_baseline"]["em3_0"]["auc"] == pytest.approx(0.1)

@@ -88,7 +88,7 @@ def test_query_outputs_equal_those_of_the_blocks_run_over_every_position(fq):
         + [
             proj(t).masked_fill(~m.unsqueeze(-1), 0) + fq.type_embed.weight[i + 1]
             for i, (proj, t, m) in enumerate(zip(fq.modality_proj, tokens, masks, strict=True))
-        ],  # fmt: skip
+        ],
         dim=1,
     )
     keep = torch.cat([torch.ones(n, q, dtype=torch.bool), *masks], dim=1)

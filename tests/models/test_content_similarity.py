@@ -66,8 +66,12 @@ def test_training_standardises_the_similarity_and_saves_the_scaling(small_config
     from em3.models.io import load_model_dir
     from em3.train import train
 
-    cfg = with_updates(small_config, output_dir=tmp_path, model={"variant": "two_stage", "history_similarity": True},
-                       train={"max_steps": 3})  # fmt: skip
+    cfg = with_updates(
+        small_config,
+        output_dir=tmp_path,
+        model={"variant": "two_stage", "history_similarity": True},
+        train={"max_steps": 3},
+    )
     model = train(cfg, small_data).model
     train_rows = small_data.train
     mean, std = similarity_scaling(history_similarity(small_data.store, train_rows.item, train_rows.history))

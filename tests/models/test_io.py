@@ -55,9 +55,17 @@ def test_a_model_saved_before_the_similarity_inputs_summary_tokens_and_modality_
     import yaml
 
     shared_queries_only = small_config.model.fqformer.model_copy(update={"modality_queries": False})
-    cfg = with_updates(small_config, output_dir=tmp_path, train={"max_steps": 3},
-                       model={"history_similarity": False, "content_tokens": "fine", "modality_dropout": 0.0,
-                              "fqformer": shared_queries_only})  # fmt: skip
+    cfg = with_updates(
+        small_config,
+        output_dir=tmp_path,
+        train={"max_steps": 3},
+        model={
+            "history_similarity": False,
+            "content_tokens": "fine",
+            "modality_dropout": 0.0,
+            "fqformer": shared_queries_only,
+        },
+    )
     trained = train(cfg, small_data).model.eval()
     config = tmp_path / "model" / "config.yaml"
     values = yaml.safe_load(config.read_text())

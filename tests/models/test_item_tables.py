@@ -62,8 +62,12 @@ def test_training_fills_unseen_ids_only_when_asked(small_config, small_data, tmp
     assert len(unseen), "the small log has items that only validation or test show"
     models = {}
     for fill in (False, True):
-        cfg = with_updates(small_config, output_dir=tmp_path / str(fill), train={"max_steps": 10},
-                           model={"variant": "em3", "unseen_ids_from_content": fill})  # fmt: skip
+        cfg = with_updates(
+            small_config,
+            output_dir=tmp_path / str(fill),
+            train={"max_steps": 10},
+            model={"variant": "em3", "unseen_ids_from_content": fill},
+        )
         models[fill] = train(cfg, small_data, test=False).model
     kept, filled = (models[fill].item_embed.weight.detach()[unseen] for fill in (False, True))
     content = item_embedding_tables(models[True], small_data.store, 64)

@@ -68,29 +68,59 @@ def test_data_components_write_their_artifacts(data):
 
 def test_model_components_train_evaluate_and_register(data):
     model, train_metrics = artifact(dsl.Model, data.root, "model"), artifact(dsl.Metrics, data.root, "train_metrics")
-    train.python_func(config=data.config, variant="em3", backbone="dcn", data_uri=data.raw.path, tables=data.tables,
-                      validation=data.validation, store=data.store, model=model, metrics=train_metrics)  # fmt: skip
+    train.python_func(
+        config=data.config,
+        variant="em3",
+        backbone="dcn",
+        data_uri=data.raw.path,
+        tables=data.tables,
+        validation=data.validation,
+        store=data.store,
+        model=model,
+        metrics=train_metrics,
+    )
     result = json.loads((Path(model.path) / "metrics" / "train.json").read_text())
     assert (Path(model.path) / "model" / "model.safetensors").is_file()
     assert (result["name"], result["variant"], result["backbone"]) == ("em3_dcn", "em3", "dcn")
     assert train_metrics.metadata["test_auc"] == pytest.approx(result["test"]["auc"])
     assert train_metrics.metadata["valid_auc"] == pytest.approx(result["valid"]["auc"])
     assert model.metadata["variant"] == "em3"
-    assert result["data"] == {"source": "tables", "tables_dir": data.tables.path, "store_dir": data.store.path,
-                              "ingested_from": data.raw.path, "data_hash": data.digest}, "train.json names its data"
+    assert result["data"] == {
+        "source": "tables",
+        "tables_dir": data.tables.path,
+        "store_dir": data.store.path,
+        "ingested_from": data.raw.path,
+        "data_hash": data.digest,
+    }, "train.json names its data"
 
     evaluation, report = artifact(dsl.Dataset, data.root, "evaluation"), artifact(dsl.HTML, data.root, "report.html")
     metrics = artifact(dsl.Metrics, data.root, "evaluate_metrics")
-    evaluate.python_func(config=data.config, tables=data.tables, store=data.store, models=[model],
-                         evaluation=evaluation, report=report, metrics=metrics)  # fmt: skip
+    evaluate.python_func(
+        config=data.config,
+        tables=data.tables,
+        store=data.store,
+        models=[model],
+        evaluation=evaluation,
+        report=report,
+        metrics=metrics,
+    )
     summary = json.loads((Path(evaluation.path) / "evaluate.json").read_text())
     assert metrics.metadata["em3_dcn.auc"] == pytest.approx(summary["models"]["em3_dcn"]["auc"])
     assert metrics.metadata["em3_dcn.auc"] == pytest.approx(result["test"]["auc"]), "same model, same test split"
     assert Path(report.path).read_text().lstrip().lower().startswith("<!doctype html")
 
-    outputs = register.python_func(config=data.config, data_hash=data.digest, min_auc=0.0, min_delta=0.0,
-                                   cold_tolerance=0.005, tables=data.tables, validation=data.validation,
-                                   store=data.store, models=[model], evaluation=evaluation)  # fmt: skip
+    outputs = register.python_func(
+        config=data.config,
+        data_hash=data.digest,
+        min_auc=0.0,
+        min_delta=0.0,
+        cold_tolerance=0.005,
+        tables=data.tables,
+        validation=data.validation,
+        store=data.store,
+        models=[model],
+        evaluation=evaluation,
+    )
     assert outputs[:3] == ("em3", 1, "champion") and outputs[4] == "em3_dcn"
     (version,) = history(data.cfg)
     assert version["aliases"] == ["champion"] and version["tags"]["data_hash"] == data.digest
@@ -100,7 +130,15 @@ def test_model_components_train_evaluate_and_register(data):
 def test_train_refuses_tables_ingested_from_another_data_uri(data, tmp_path):
     model, metrics = artifact(dsl.Model, tmp_path, "model"), artifact(dsl.Metrics, tmp_path, "metrics")
     with pytest.raises(DataError, match=r"the tables were ingested from .*, but ingest.source is .*elsewhere"):
-        train.python_func(config=data.config, variant="id_only", backbone="din", data_uri=str(tmp_path / "elsewhere"),
-                          tables=data.tables, validation=data.validation, store=data.store, model=model,
-                          metrics=metrics)  # fmt: skip
+        train.python_func(
+            config=data.config,
+            variant="id_only",
+            backbone="din",
+            data_uri=str(tmp_path / "elsewhere"),
+            tables=data.tables,
+            validation=data.validation,
+            store=data.store,
+            model=model,
+            metrics=metrics,
+        )
     assert not (Path(model.path) / "metrics" / "train.json").exists()

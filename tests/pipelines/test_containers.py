@@ -44,15 +44,20 @@ def test_container_config_puts_the_default_mlflow_store_under_the_pipeline_root(
     remote = {"tracking_uri": "http://mlflow:5000", "artifact_location": "s3://bucket/mlflow"}
     cfg = container_config(parse_config({"registry": remote, "ingest": {"source": "s3://b/raw"}}), root, False)
     assert (cfg.registry.tracking_uri, cfg.registry.artifact_location, cfg.ingest.source) == (
-        "http://mlflow:5000", "s3://bucket/mlflow", "s3://b/raw",
-    )  # fmt: skip
+        "http://mlflow:5000",
+        "s3://bucket/mlflow",
+        "s3://b/raw",
+    )
 
 
-@pytest.mark.parametrize(("key", "values"), [
-    ("registry.tracking_uri", {"registry": {"tracking_uri": "sqlite:///elsewhere/mlflow.db"}}),
-    ("registry.artifact_location", {"registry": {"artifact_location": "file:///tmp/elsewhere"}}),
-    ("ingest.source", {"ingest": {"source": "data/raw"}}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("key", "values"),
+    [
+        ("registry.tracking_uri", {"registry": {"tracking_uri": "sqlite:///elsewhere/mlflow.db"}}),
+        ("registry.artifact_location", {"registry": {"artifact_location": "file:///tmp/elsewhere"}}),
+        ("ingest.source", {"ingest": {"source": "data/raw"}}),
+    ],
+)
 def test_container_config_rejects_local_paths_the_containers_cannot_see(tmp_path, monkeypatch, key, values):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: /\S+ is outside the pipeline root {tmp_path}/root"):
@@ -112,7 +117,9 @@ def test_image_is_em3_as_a_wheel_run_by_a_non_root_user_with_labels(client, imag
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     assert labels["org.opencontainers.image.revision"] == commit and len(commit) == 40
 
-    facts = in_image(client, """
+    facts = in_image(
+        client,
+        """
 import json, os, shutil, sys, sysconfig
 from importlib import metadata
 import em3, kfp
@@ -125,7 +132,8 @@ found = [p for p in paths if os.path.basename(p) in ("tests", ".cache", "wheels"
 print(json.dumps({"uid": os.getuid(), "em3": em3.__file__, "site": site, "kfp": kfp.__version__,
                   "direct_url": dist.read_text("direct_url.json"), "found": found,
                   "tools": [t for t in ("gcc", "cc", "make", "uv", "git") if shutil.which(t)]}))
-""")  # fmt: skip
+""",
+    )
     assert facts["uid"] == IMAGE_UID
     assert facts["em3"] == f"{facts['site']}/em3/__init__.py", "installed in site-packages, not a checkout"
     assert facts["direct_url"] is None or "editable" not in facts["direct_url"]
@@ -139,8 +147,9 @@ def test_a_failing_container_is_reported_with_its_exit_status(client, capsys):
     """kfp 2.17.3's own runner reports a fast-failing container as a success now and then (the container is gone
     before its status is read); run_container, which the pipeline uses, always reads it."""
     label = {"em3.test": "exit-status"}
-    statuses = [run_container(client, EM3_IMAGE, ["sh", "-c", "echo failing >&2; exit 3"], {}, labels=label)
-                for _ in range(12)]  # fmt: skip
+    statuses = [
+        run_container(client, EM3_IMAGE, ["sh", "-c", "echo failing >&2; exit 3"], {}, labels=label) for _ in range(12)
+    ]
     assert statuses == [3] * 12
     assert run_container(client, EM3_IMAGE, ["true"], {}, labels=label) == 0
     assert capsys.readouterr().out.count("failing") == 12, "the container's log is streamed"
@@ -151,10 +160,24 @@ def run_in_containers(tmp_path: Path, *args: str) -> subprocess.CompletedProcess
     """``em3 pipeline run --local --runner docker`` on the tiny config (MLflow on the embedded defaults)."""
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({**TINY, "registry": {"min_auc": 0.0}}))
-    command = [sys.executable, "-m", "em3", "pipeline", "run", "--local", "--runner", "docker", "--config",
-               str(config), "--pipeline-root", str(tmp_path / "root"), *args]  # fmt: skip
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "EM3_IMAGE": EM3_IMAGE})  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "em3",
+        "pipeline",
+        "run",
+        "--local",
+        "--runner",
+        "docker",
+        "--config",
+        str(config),
+        "--pipeline-root",
+        str(tmp_path / "root"),
+        *args,
+    ]
+    done = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=900, env={**os.environ, "EM3_IMAGE": EM3_IMAGE}
+    )
     done.stdout, done.stderr = ANSI.sub("", done.stdout), ANSI.sub("", done.stderr)
     return done
 
@@ -199,6 +222,9 @@ def test_a_task_failing_in_its_container_fails_the_run_with_its_error(client, im
     assert done.returncode == 2, output[-3000:]
     assert f"DataError: {missing}: source folder not found" in output, "the component's own error, from its log"
     assert "Task 'ingest' finished with status FAILURE" in output
-    assert re.search(r"em3 pipeline: error: Pipeline 'em3' finished with status FAILURE\. Inner task failed: "
-                     r"'ingest'", done.stderr), done.stderr[-2000:]  # fmt: skip
+    assert re.search(
+        r"em3 pipeline: error: Pipeline 'em3' finished with status FAILURE\. Inner task failed: "
+        r"'ingest'",
+        done.stderr,
+    ), done.stderr[-2000:]
     assert not list((tmp_path / "root").glob("em3-2*/validate")), "no task ran after the failed one"

@@ -35,8 +35,13 @@ pytestmark = [  # kfp.local's notices: tasks run in this environment, and the cl
 def compile_in_subprocess(out: Path, **env: str) -> str:
     """``em3 pipeline compile`` in a fresh interpreter (images are read from the environment at import time)."""
     environ = {k: v for k, v in os.environ.items() if k not in ("EM3_IMAGE", "EM3_GPU_IMAGE")} | env
-    subprocess.run([sys.executable, "-m", "em3", "pipeline", "compile", "--out", str(out)], cwd=REPO, env=environ,
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "em3", "pipeline", "compile", "--out", str(out)],
+        cwd=REPO,
+        env=environ,
+        check=True,
+        capture_output=True,
+    )
     return out.read_text()
 
 
@@ -50,8 +55,12 @@ def test_committed_yaml_is_the_compiled_pipeline(tmp_path):
 def spec() -> SimpleNamespace:
     pipeline, platform = yaml.safe_load_all(PIPELINE_YAML.read_text())
     executors = pipeline["deploymentSpec"]["executors"]
-    return SimpleNamespace(pipeline=pipeline, executors=executors, tasks=pipeline["root"]["dag"]["tasks"],
-                           k8s=platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"])  # fmt: skip
+    return SimpleNamespace(
+        pipeline=pipeline,
+        executors=executors,
+        tasks=pipeline["root"]["dag"]["tasks"],
+        k8s=platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"],
+    )
 
 
 def test_train_tasks_ask_for_a_gpu_node(spec):
@@ -71,8 +80,10 @@ def test_train_tasks_ask_for_a_gpu_node(spec):
 
 def test_credentials_come_from_kubernetes_secrets(spec):
     def secrets(executor: str) -> dict[str, tuple[list[str], bool]]:
-        return {s["secretName"]: ([e["envVar"] for e in s["keyToEnv"]], s["optional"])
-                for s in spec.k8s[executor]["secretAsEnv"]}  # fmt: skip
+        return {
+            s["secretName"]: ([e["envVar"] for e in s["keyToEnv"]], s["optional"])
+            for s in spec.k8s[executor]["secretAsEnv"]
+        }
 
     s3 = (["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"], False)
     for stage in ("ingest", "validate", "features", "train"):  # the last three compare the tables with the source
@@ -237,9 +248,24 @@ def test_submit_refuses_a_local_sqlite_registry(fake_client, tmp_path):
 
 
 def test_cli_submit(fake_client, capsys):
-    code = main(["pipeline", "submit", "--host", "http://kfp.example:8080", "--experiment", "exp1", "--no-cache",
-                 "--variants", "id_only", "em3", "--set", "registry.tracking_uri=http://mlflow:5000", "--set",
-                 "ingest.source=s3://bucket/raw"])  # fmt: skip
+    code = main(
+        [
+            "pipeline",
+            "submit",
+            "--host",
+            "http://kfp.example:8080",
+            "--experiment",
+            "exp1",
+            "--no-cache",
+            "--variants",
+            "id_only",
+            "em3",
+            "--set",
+            "registry.tracking_uri=http://mlflow:5000",
+            "--set",
+            "ingest.source=s3://bucket/raw",
+        ]
+    )
     assert code == 0 and "created run run-123" in capsys.readouterr().out
     init, call = fake_client
     assert init["host"] == "http://kfp.example:8080" and call["experiment_name"] == "exp1"
@@ -276,8 +302,11 @@ def test_log_metrics_keeps_finite_numbers_and_writes_them_to_the_file(tmp_path):
 
 
 def test_the_summary_never_prints_a_password_from_the_tracking_url():
-    summary = {"models": {"em3_din": {"auc": 0.6}}, "pipeline_root": "runs/p",
-               "registered": {"candidate": "em3_din", "model": "em3", "version": 3, "alias": "new", "reason": "r"},
-               "tracking_uri": "https://alice:s3cr3t-token@mlflow.example.com"}  # fmt: skip
+    summary = {
+        "models": {"em3_din": {"auc": 0.6}},
+        "pipeline_root": "runs/p",
+        "registered": {"candidate": "em3_din", "model": "em3", "version": 3, "alias": "new", "reason": "r"},
+        "tracking_uri": "https://alice:s3cr3t-token@mlflow.example.com",
+    }
     table = summary_table(summary)
     assert "s3cr3t-token" not in table and "mlflow ui --backend-store-uri https://***@mlflow.example.com" in table

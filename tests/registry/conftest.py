@@ -31,8 +31,9 @@ def trained_runs(small_config, small_data, tmp_path_factory) -> list[Trained]:
     runs = []
     for seed in (0, 1):
         run_dir = tmp_path_factory.mktemp(f"run{seed}")
-        cfg = with_updates(small_config, name=f"seed{seed}", seed=seed, output_dir=run_dir,
-                           train={"batch_size": 2048, "epochs": 1})  # fmt: skip
+        cfg = with_updates(
+            small_config, name=f"seed{seed}", seed=seed, output_dir=run_dir, train={"batch_size": 2048, "epochs": 1}
+        )
         result = train(cfg, small_data)
         runs.append(Trained(cfg, run_dir, result.model.eval(), result.metrics["test"]))
     runs.sort(key=lambda run: run.test["auc"], reverse=True)
@@ -42,8 +43,12 @@ def trained_runs(small_config, small_data, tmp_path_factory) -> list[Trained]:
 
 def with_registry(cfg: Config, root: Path, **registry) -> Config:
     """``cfg`` tracking to a SQLite store and artifact folder under ``root`` (no gate threshold unless given)."""
-    settings = {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_location": str(root / "artifacts"),
-                "min_auc": 0.0, **registry}  # fmt: skip
+    settings = {
+        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+        "artifact_location": str(root / "artifacts"),
+        "min_auc": 0.0,
+        **registry,
+    }
     return with_updates(cfg, registry=settings)
 
 

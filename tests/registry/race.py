@@ -32,8 +32,9 @@ sys.exit(em3.cli.main(sys.argv[2:]))
 """
 
 
-def race_register(cfg: Config, run_dirs: list[Path], workdir: Path, env: dict[str, str] | None = None,
-                  timeout: float = 300) -> list[subprocess.CompletedProcess]:  # fmt: skip
+def race_register(
+    cfg: Config, run_dirs: list[Path], workdir: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> list[subprocess.CompletedProcess]:
     """`em3 register --run DIR` for every run dir, each in its own process, started together."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "config.yaml"

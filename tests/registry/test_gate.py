@@ -21,27 +21,60 @@ CASES = [
     ("better than the champion", GOOD, metrics(auc=0.61), GATE, CHAMPION, ["auc 0.6200 >= champion's 0.6100 +0"]),
     ("equal AUC passes with min_delta 0", GOOD, GOOD, GATE, CHAMPION, ["auc 0.6200 >= champion's 0.6200"]),
     ("worse AUC than the champion", GOOD, metrics(auc=0.63), GATE, CHALLENGER, ["auc 0.6200 < champion's 0.6300"]),
-    ("better, but not by min_delta", GOOD, metrics(auc=0.61), GATE.model_copy(update={"min_delta": 0.02}),
-     CHALLENGER, ["auc 0.6200 < champion's 0.6100 +0.02 (min_delta)"]),
-    ("cold drop beyond tolerance", metrics(cold_auc=0.57), GOOD, GATE, CHALLENGER,
-     ["cold_auc 0.5700 < champion's 0.5800 -0.005 (cold_tolerance)"]),
+    (
+        "better, but not by min_delta",
+        GOOD,
+        metrics(auc=0.61),
+        GATE.model_copy(update={"min_delta": 0.02}),
+        CHALLENGER,
+        ["auc 0.6200 < champion's 0.6100 +0.02 (min_delta)"],
+    ),
+    (
+        "cold drop beyond tolerance",
+        metrics(cold_auc=0.57),
+        GOOD,
+        GATE,
+        CHALLENGER,
+        ["cold_auc 0.5700 < champion's 0.5800 -0.005 (cold_tolerance)"],
+    ),
     ("cold drop within tolerance", metrics(cold_auc=0.576), GOOD, GATE, CHAMPION, ["cold_auc 0.5760 >= champion's"]),
-    ("champion without cold_auc", GOOD, metrics(cold_auc="absent"), GATE, CHAMPION,
-     ["cold_auc not compared (candidate 0.5800, champion missing)"]),
+    (
+        "champion without cold_auc",
+        GOOD,
+        metrics(cold_auc="absent"),
+        GATE,
+        CHAMPION,
+        ["cold_auc not compared (candidate 0.5800, champion missing)"],
+    ),
     ("NaN auc", metrics(auc=math.nan), None, GATE, CHALLENGER, ["refused: auc is NaN"]),
     ("infinite logloss", metrics(logloss=math.inf), None, GATE, CHALLENGER, ["refused: logloss is inf (not finite)"]),
     ("missing cold_auc", metrics(cold_auc="absent"), None, GATE, CHALLENGER, ["refused: cold_auc is missing"]),
     ("null gauc (undefined in train.json)", metrics(gauc=None), None, GATE, CHALLENGER, ["gauc is missing"]),
-    ("every problem is named", metrics(auc=math.nan, gauc=None), None, GATE, CHALLENGER,
-     ["auc is NaN", "gauc is missing"]),
-    ("several failed checks are all named", metrics(auc=0.53, cold_auc=0.5), GOOD, GATE, CHALLENGER,
-     ["< min_auc", "< champion's 0.6200", "cold_auc 0.5000 <"]),
+    (
+        "every problem is named",
+        metrics(auc=math.nan, gauc=None),
+        None,
+        GATE,
+        CHALLENGER,
+        ["auc is NaN", "gauc is missing"],
+    ),
+    (
+        "several failed checks are all named",
+        metrics(auc=0.53, cold_auc=0.5),
+        GOOD,
+        GATE,
+        CHALLENGER,
+        ["< min_auc", "< champion's 0.6200", "cold_auc 0.5000 <"],
+    ),
     ("an unrequired metric may be missing", metrics(cold_gauc="absent"), None, GATE, CHAMPION, []),
-]  # fmt: skip
+]
 
 
-@pytest.mark.parametrize(("candidate", "champion", "gate", "alias", "fragments"), [case[1:] for case in CASES],
-                         ids=[case[0] for case in CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("candidate", "champion", "gate", "alias", "fragments"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
 def test_decide(candidate, champion, gate, alias, fragments):
     decision = decide(candidate, champion, gate)
     assert decision.alias == alias, decision.reason

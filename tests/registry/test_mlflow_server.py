@@ -17,8 +17,11 @@ from tests.registry.conftest import assert_same_predictions
 from tests.registry.race import assert_serialised, race_register
 
 BUCKET = "em3-mlflow"
-KEYS = {"AWS_ACCESS_KEY_ID": "AKIAEM3TESTKEY00001", "AWS_SECRET_ACCESS_KEY": "em3-test-secret-do-not-log",
-        "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+KEYS = {
+    "AWS_ACCESS_KEY_ID": "AKIAEM3TESTKEY00001",
+    "AWS_SECRET_ACCESS_KEY": "em3-test-secret-do-not-log",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 URL_PASSWORD = "em3-url-token-do-not-log"
 SECRETS = (KEYS["AWS_ACCESS_KEY_ID"], KEYS["AWS_SECRET_ACCESS_KEY"], URL_PASSWORD)
 

@@ -48,8 +48,13 @@ def test_log_run_records_config_metrics_model_and_plots(trained_runs, tmp_path):
 
     downloaded = Path(mlflow.download_artifacts(run_id, "", str(tmp_path / "download")))
     files = sorted(path.relative_to(downloaded).as_posix() for path in downloaded.rglob("*") if path.is_file())
-    assert files == ["config.yaml", "model/config.yaml", "model/model.safetensors", "model/shapes.json",
-                     "plots/eval/roc.png"]  # fmt: skip
+    assert files == [
+        "config.yaml",
+        "model/config.yaml",
+        "model/model.safetensors",
+        "model/shapes.json",
+        "plots/eval/roc.png",
+    ]
     assert (downloaded / "model" / "model.safetensors").read_bytes() == (
         run_dir / "model/model.safetensors"
     ).read_bytes()
@@ -91,10 +96,18 @@ def test_gate_promote_rollback_and_load(trained_runs, small_data, tmp_path):
     assert_same_predictions(load("models:/em3@champion", cfg.registry), better, small_data)
     assert_same_predictions(load("models:/em3/2", cfg.registry), worse, small_data)
 
-    audit = [json.loads(value) for key, value in sorted(mlflow.get_registered_model("em3").tags.items())
-             if key.startswith("audit.")]  # fmt: skip
+    audit = [
+        json.loads(value)
+        for key, value in sorted(mlflow.get_registered_model("em3").tags.items())
+        if key.startswith("audit.")
+    ]
     assert [(entry["event"], entry["version"]) for entry in audit] == [
-        ("champion", 1), ("challenger", 2), ("champion", 2), ("champion", 1), ("rolled_back", 2)]  # fmt: skip
+        ("champion", 1),
+        ("challenger", 2),
+        ("champion", 2),
+        ("champion", 1),
+        ("rolled_back", 2),
+    ]
 
     listed = history(cfg)
     assert [(row["version"], row["aliases"]) for row in listed] == [(1, ["champion"]), (2, [])]

@@ -50,5 +50,10 @@ def write_config(path: Path, values: dict[str, Any]) -> Path:
 
 def run_em3(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """`python -m em3 ARGS` as a real process, its output captured as text."""
-    return subprocess.run([sys.executable, "-m", "em3", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "em3", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )

@@ -32,8 +32,15 @@ ERRORS = {
 
 
 class FaultProxy:
-    def __init__(self, upstream: str, fraction: float, seed: int = 0, faults: tuple[str, ...] = FAULTS,
-                 max_faults_per_request: int = 3, delay_s: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        upstream: str,
+        fraction: float,
+        seed: int = 0,
+        faults: tuple[str, ...] = FAULTS,
+        max_faults_per_request: int = 3,
+        delay_s: float = 0.0,
+    ) -> None:
         """``delay_s``: every request waits that long first (a slow network)."""
         assert 0 <= fraction <= 1 and set(faults) <= set(FAULTS)
         parts = urlsplit(upstream)
@@ -144,8 +151,10 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(data)
 
         def _send_error(self, status: int, code: str, message: str) -> None:
-            xml = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
-                   "<RequestId>em3-fault-proxy</RequestId></Error>").encode()  # fmt: skip
+            xml = (
+                f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+                "<RequestId>em3-fault-proxy</RequestId></Error>"
+            ).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/xml")
             self.send_header("Content-Length", str(0 if self.command == "HEAD" else len(xml)))

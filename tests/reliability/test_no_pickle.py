@@ -55,12 +55,17 @@ def test_no_code_path_unpickles():
 
 def test_the_scan_finds_unsafe_loads(tmp_path):
     sample = tmp_path / "sample.py"
-    sample.write_text("import pickle\nimport torch\nimport numpy as np\n"
-                      "torch.load('x')\ntorch.load('x', weights_only=False)\nnp.load('x', allow_pickle=True)\n"
-                      "torch.load('x', weights_only=True)\nnp.load('x')\n")  # fmt: skip
+    sample.write_text(
+        "import pickle\nimport torch\nimport numpy as np\n"
+        "torch.load('x')\ntorch.load('x', weights_only=False)\nnp.load('x', allow_pickle=True)\n"
+        "torch.load('x', weights_only=True)\nnp.load('x')\n"
+    )
     assert [problem.split(":", 1)[1] for problem in unsafe_calls(sample)] == [
-        "1 imports pickle", "4 torch.load without weights_only=True", "5 torch.load without weights_only=True",
-        "6 np.load with allow_pickle=True"]  # fmt: skip
+        "1 imports pickle",
+        "4 torch.load without weights_only=True",
+        "5 torch.load without weights_only=True",
+        "6 np.load with allow_pickle=True",
+    ]
 
 
 def test_a_checkpoint_that_runs_code_is_refused(tiny_run, tmp_path):

@@ -56,8 +56,10 @@ def test_ingest_past_the_retry_budget_is_a_data_error_naming_the_object(hm_bucke
 
 def test_cli_reports_an_unreachable_s3_without_a_traceback(hm_bucket, s3_endpoint, tmp_path):
     bucket, _ = hm_bucket
-    config = write_config(tmp_path / "ingest.yaml", {"ingest": {"source": f"s3://{bucket}/hm"},
-                                                     "data": {"tables_dir": str(tmp_path / "tables")}})  # fmt: skip
+    config = write_config(
+        tmp_path / "ingest.yaml",
+        {"ingest": {"source": f"s3://{bucket}/hm"}, "data": {"tables_dir": str(tmp_path / "tables")}},
+    )
     with FaultProxy(s3_endpoint, fraction=1.0, faults=("internal_error",), max_faults_per_request=99) as proxy:
         done = run_em3("ingest", "--config", str(config), env={"AWS_ENDPOINT_URL": proxy.url, "AWS_MAX_ATTEMPTS": "3"})
     assert done.returncode == 2, done.stderr
@@ -90,8 +92,10 @@ def test_artifact_upload_through_faults_stores_identical_artifacts(tiny_run, s3,
         run_id = log_run(cfg, run_dir)
     assert proxy.injected == {"drop": 2, "cut": 1}, proxy.injected
     prefix = f"artifacts/{run_id}/artifacts/"
-    stored = {item["Key"].removeprefix(prefix): s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-              for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]}  # fmt: skip
+    stored = {
+        item["Key"].removeprefix(prefix): s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
+    }
     assert sorted(stored) == ["config.yaml", "model/config.yaml", "model/model.safetensors", "model/shapes.json"]
     for name in ("config.yaml", "model.safetensors", "shapes.json"):
         assert stored[f"model/{name}"] == (run_dir / "model" / name).read_bytes(), name

@@ -28,8 +28,11 @@ def test_ingest_and_register_leave_the_keys_nowhere(hm_bucket, tiny_run, s3, s3_
     values = cfg.model_dump(mode="json")
     values["ingest"] = {"source": f"s3://{raw_bucket}/hm", "valid_start": "2020-03-01", "test_start": "2020-06-01"}
     values["data"]["tables_dir"] = str(work / "tables")
-    values["registry"] |= {"tracking_uri": f"sqlite:///{work / 'mlflow.db'}", "min_auc": 0.0,
-                           "artifact_location": f"s3://{artifacts_bucket}/artifacts"}  # fmt: skip
+    values["registry"] |= {
+        "tracking_uri": f"sqlite:///{work / 'mlflow.db'}",
+        "min_auc": 0.0,
+        "artifact_location": f"s3://{artifacts_bucket}/artifacts",
+    }
     config = write_config(tmp_path / "config.yaml", values)
     env = {**KEYS, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint}
 
@@ -62,4 +65,3 @@ def test_an_unreachable_mlflow_server_is_a_clear_error_without_the_url_password(
     assert done.returncode == 2, done.stderr
     assert f"em3 models: error: MLflow: API request to http://***@127.0.0.1:{port}/" in done.stderr
     assert "url-password-never-log" not in done.stdout + done.stderr and "Traceback" not in done.stderr
-

@@ -22,13 +22,21 @@ from tests.reliability.test_s3_faults import files
 def test_sigkilled_ingest_leaves_no_output_and_a_rerun_is_clean(hm_bucket, s3_endpoint, tmp_path):
     bucket, _ = hm_bucket
     out = tmp_path / "work" / "tables"
-    config = write_config(tmp_path / "ingest.yaml", {"ingest": {"source": f"s3://{bucket}/hm", **HM_SPLIT,
-                                                                "negatives_per_positive": 2},
-                                                     "data": {"tables_dir": str(out)}})  # fmt: skip
+    config = write_config(
+        tmp_path / "ingest.yaml",
+        {
+            "ingest": {"source": f"s3://{bucket}/hm", **HM_SPLIT, "negatives_per_positive": 2},
+            "data": {"tables_dir": str(out)},
+        },
+    )
     with FaultProxy(s3_endpoint, fraction=0.0, delay_s=0.2) as slow:
-        process = subprocess.Popen([sys.executable, "-m", "em3", "ingest", "--config", str(config)],
-                                   env={**os.environ, "AWS_ENDPOINT_URL": slow.url},
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "em3", "ingest", "--config", str(config)],
+            env={**os.environ, "AWS_ENDPOINT_URL": slow.url},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 120
         while not list(out.parent.glob(".tables.*.tmp")) and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -48,11 +48,23 @@ class Served:
 
 
 def tiny_config(root: Path) -> Config:
-    values = {**TINY, "name": "em3_din", "output_dir": str(root / "run"), "ingest": {"source": str(root / "raw")},
-              "data": {"source": "tables", "tables_dir": str(root / "tables"), "store_dir": str(root / "store"),
-                       "validation_dir": str(root / "validation")},
-              "registry": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
-                           "artifact_location": str(root / "artifacts"), "min_auc": 0.0}}  # fmt: skip
+    values = {
+        **TINY,
+        "name": "em3_din",
+        "output_dir": str(root / "run"),
+        "ingest": {"source": str(root / "raw")},
+        "data": {
+            "source": "tables",
+            "tables_dir": str(root / "tables"),
+            "store_dir": str(root / "store"),
+            "validation_dir": str(root / "validation"),
+        },
+        "registry": {
+            "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+            "artifact_location": str(root / "artifacts"),
+            "min_auc": 0.0,
+        },
+    }
     return parse_config(values, "tests/serving/conftest.py")
 
 
@@ -95,9 +107,14 @@ def contract_rows(served: Served) -> pd.DataFrame:
     """The test split's rows as the data contract gives them (no label), in the order of data.test."""
     table = pd.read_parquet(served.cfg.data.tables_dir / "interactions.parquet")
     rows = table[table["split"] == "test"].reset_index(drop=True)
-    return pd.DataFrame({"user_id": rows["user_id"], "item_id": rows["item_id"],
-                         "ts": pd.to_datetime(rows["ts"]).dt.strftime("%Y-%m-%dT%H:%M:%S"),
-                         "sales_channel_id": rows["sales_channel_id"].astype("int64")})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "user_id": rows["user_id"],
+            "item_id": rows["item_id"],
+            "ts": pd.to_datetime(rows["ts"]).dt.strftime("%Y-%m-%dT%H:%M:%S"),
+            "sales_channel_id": rows["sales_channel_id"].astype("int64"),
+        }
+    )
 
 
 def own_scores(served: Served) -> torch.Tensor:
@@ -113,8 +130,9 @@ def new_items_file(served, folder) -> None:
     for path in items["image_path"]:
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(served.cfg.data.tables_dir / path, folder / path)
-    items.assign(item_id=["new-a", "new-b"])[["item_id", "text", "image_path"]].to_csv(folder / "items.csv",
-                                                                                        index=False)  # fmt: skip
+    items.assign(item_id=["new-a", "new-b"])[["item_id", "text", "image_path"]].to_csv(
+        folder / "items.csv", index=False
+    )
 
 
 def log_with_new_items(served: Served, folder: Path, known_rows: int) -> pd.DataFrame:

@@ -43,18 +43,29 @@ def test_registry_load_still_returns_the_raw_ranker(served):
 
 
 def test_the_model_is_code_and_files_with_signature_example_and_pinned_requirements(served, tmp_path):
-    path = Path(download_artifacts(artifact_uri=f"runs:/{served.run_id}/model", dst_path=str(tmp_path),
-                                   tracking_uri=served.cfg.registry.tracking_uri))  # fmt: skip
+    path = Path(
+        download_artifacts(
+            artifact_uri=f"runs:/{served.run_id}/model",
+            dst_path=str(tmp_path),
+            tracking_uri=served.cfg.registry.tracking_uri,
+        )
+    )
     mlmodel = yaml.safe_load((path / "MLmodel").read_text())
     pyfunc = mlmodel["flavors"]["python_function"]
     assert pyfunc["loader_module"] == "mlflow.pyfunc.loaders.code_model" and "python_model" not in pyfunc
     assert not [p for p in path.rglob("*") if p.suffix in (".pkl", ".pickle", ".pt", ".bin")]
     assert (path / "artifacts" / "weights" / "model.safetensors").is_file()
     assert (path / "artifacts" / "catalogue" / "catalogue.safetensors").is_file()
-    inputs = {column["name"]: (column["type"], column["required"]) for column in yaml.safe_load(
-        mlmodel["signature"]["inputs"])}  # fmt: skip
-    assert inputs == {"user_id": ("string", True), "item_id": ("string", True), "ts": ("string", True),
-                      "sales_channel_id": ("long", False)}  # fmt: skip
+    inputs = {
+        column["name"]: (column["type"], column["required"])
+        for column in yaml.safe_load(mlmodel["signature"]["inputs"])
+    }
+    assert inputs == {
+        "user_id": ("string", True),
+        "item_id": ("string", True),
+        "ts": ("string", True),
+        "sales_channel_id": ("long", False),
+    }
     assert [c["name"] for c in yaml.safe_load(mlmodel["signature"]["outputs"])] == ["score", "refused"]
     example = pd.read_json(path / "input_example.json", orient="split")
     assert list(example.columns) == ["user_id", "item_id", "ts", "sales_channel_id"] and len(example) == 2
@@ -112,8 +123,11 @@ def test_an_unknown_user_scores_as_the_neutral_user_with_no_history(served, cham
 
 def test_a_store_encoded_with_other_feature_settings_is_refused(served, champion, tmp_path):
     other = new_items_store(served.cfg, tmp_path, served.cfg.features.model_copy(update={"image_grid": 2}))
-    with pytest.raises(ServingError, match=r"does not match the model's feature settings: .*image_tokens \[4, 1280\] "
-                       r"\(the model's: \[9, 1280\]\)"):
+    with pytest.raises(
+        ServingError,
+        match=r"does not match the model's feature settings: .*image_tokens \[4, 1280\] "
+        r"\(the model's: \[9, 1280\]\)",
+    ):
         champion.predict(contract_rows(served).head(1), params={"token_store": str(other)})
 
 
@@ -123,6 +137,9 @@ def test_malformed_rows_are_refused_with_a_reason(served, champion):
     rows.loc[1, "ts"] = "yesterday"
     rows.loc[2, "sales_channel_id"] = -3
     scored = champion.predict(rows)
-    assert scored["refused"].tolist()[:3] == ["user_id: missing", "ts: not an ISO 8601 date or time",
-                                              "sales_channel_id: not an integer 0-9999"]  # fmt: skip
+    assert scored["refused"].tolist()[:3] == [
+        "user_id: missing",
+        "ts: not an ISO 8601 date or time",
+        "sales_channel_id: not an integer 0-9999",
+    ]
     assert scored["score"].isna().tolist() == [True, True, True, False]

@@ -14,8 +14,11 @@ from tests.serving.conftest import ATOL, contract_rows, own_scores
 
 def test_register_builds_the_catalogue_from_its_own_data_inputs(served, tmp_path, monkeypatch):
     pod = tmp_path / "register-pod"
-    dirs = {"tables_dir": served.cfg.data.tables_dir, "validation_dir": served.cfg.data.validation_dir,
-            "store_dir": served.cfg.data.store_dir}  # fmt: skip
+    dirs = {
+        "tables_dir": served.cfg.data.tables_dir,
+        "validation_dir": served.cfg.data.validation_dir,
+        "store_dir": served.cfg.data.store_dir,
+    }
     mounted = {key: pod / key for key in dirs}
     for key, path in dirs.items():
         shutil.copytree(path, mounted[key])

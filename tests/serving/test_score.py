@@ -21,10 +21,14 @@ BUCKET = "em3-scoring"
 def scoring_log(served) -> pd.DataFrame:
     """The test rows plus a new item, an unknown user and three malformed rows (data rows 1..n in this order)."""
     rows = contract_rows(served)
-    extra = pd.DataFrame({"user_id": [rows["user_id"][0], "stranger", "", rows["user_id"][1], rows["user_id"][2]],
-                          "item_id": ["new-b", rows["item_id"][0], rows["item_id"][1], rows["item_id"][1], "never"],
-                          "ts": ["2099-01-01", "2099-01-01", "2099-01-01", "someday", "2099-01-01"],
-                          "sales_channel_id": [1, 2, 1, 1, 1]})  # fmt: skip
+    extra = pd.DataFrame(
+        {
+            "user_id": [rows["user_id"][0], "stranger", "", rows["user_id"][1], rows["user_id"][2]],
+            "item_id": ["new-b", rows["item_id"][0], rows["item_id"][1], rows["item_id"][1], "never"],
+            "ts": ["2099-01-01", "2099-01-01", "2099-01-01", "someday", "2099-01-01"],
+            "sales_channel_id": [1, 2, 1, 1, 1],
+        }
+    )
     return pd.concat([rows, extra], ignore_index=True)
 
 
@@ -33,11 +37,16 @@ def assert_scored(served, manifest: dict, scores: pd.DataFrame, quarantine: pd.D
     assert manifest["input"]["rows"] == n and manifest["output"]["rows"] == len(scores) == n - 3
     assert manifest["quarantine"]["rows"] == len(quarantine) == 3
     assert manifest["quarantine"]["reasons"] == {
-        "user_id: missing": 1, "ts: not an ISO 8601 date or time": 1,
-        "item_id: not in the model's catalogue and no content for it in the token store of new items": 1}  # fmt: skip
+        "user_id: missing": 1,
+        "ts: not an ISO 8601 date or time": 1,
+        "item_id: not in the model's catalogue and no content for it in the token store of new items": 1,
+    }
     assert quarantine["row"].tolist() == [n - 2, n - 1, n]  # data rows, 1 = the first under the header
     assert (manifest["model"]["name"], manifest["model"]["version"], manifest["model"]["run_id"]) == (
-        "em3", 1, served.run_id)  # fmt: skip
+        "em3",
+        1,
+        served.run_id,
+    )
     assert len(manifest["input"]["sha256"]) == 64
     assert manifest["cold_item_rows"] == 1 and manifest["unknown_user_rows"] == 1
     assert scores["cold_item"].sum() == 1 and (~scores["known_user"]).sum() == 1
@@ -52,11 +61,30 @@ def test_score_a_log_on_disk_through_the_cli(served, tmp_path, monkeypatch, caps
     log = scoring_log(served)
     log.to_csv(tmp_path / "log.csv", index=False)
     config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({"registry": {"tracking_uri": served.cfg.registry.tracking_uri},
-                                  "score": {"chunk_rows": 100, "progress": False, "device": "cpu"}}))  # fmt: skip
+    config.write_text(
+        json.dumps(
+            {
+                "registry": {"tracking_uri": served.cfg.registry.tracking_uri},
+                "score": {"chunk_rows": 100, "progress": False, "device": "cpu"},
+            }
+        )
+    )
     out = tmp_path / "out" / "scores.parquet"
-    code = main(["score", "--config", str(config), "--model", "models:/em3@champion", "--input",
-                 str(tmp_path / "log.csv"), "--output", str(out), "--store", str(served.new_items)])  # fmt: skip
+    code = main(
+        [
+            "score",
+            "--config",
+            str(config),
+            "--model",
+            "models:/em3@champion",
+            "--input",
+            str(tmp_path / "log.csv"),
+            "--output",
+            str(out),
+            "--store",
+            str(served.new_items),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert f"scored {len(log) - 3:,} of {len(log):,} rows" in capsys.readouterr().out
     manifest = json.loads((tmp_path / "out" / "scores.manifest.json").read_text())
@@ -64,7 +92,10 @@ def test_score_a_log_on_disk_through_the_cli(served, tmp_path, monkeypatch, caps
     quarantine = pd.read_parquet(tmp_path / "out" / "scores.quarantine.parquet")
     assert_scored(served, manifest, pd.read_parquet(out), quarantine, log)
     assert sorted(p.name for p in out.parent.iterdir()) == [
-        "scores.manifest.json", "scores.parquet", "scores.quarantine.parquet"]  # no temporary file left
+        "scores.manifest.json",
+        "scores.parquet",
+        "scores.quarantine.parquet",
+    ]  # no temporary file left
 
 
 def test_score_a_log_on_s3(served, tmp_path, monkeypatch):
@@ -75,17 +106,26 @@ def test_score_a_log_on_s3(served, tmp_path, monkeypatch):
     moto.start()
     try:
         host, port = moto.get_host_and_port()
-        for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
-                            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-                            "MLFLOW_TRACKING_URI": served.cfg.registry.tracking_uri}.items():  # fmt: skip
+        for name, value in {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_TRACKING_URI": served.cfg.registry.tracking_uri,
+        }.items():
             monkeypatch.setenv(name, value)
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         log = scoring_log(served)
         log.to_parquet(tmp_path / "log.parquet", index=False)
         s3.upload_file(str(tmp_path / "log.parquet"), BUCKET, "in/log.parquet")
-        manifest = score_log(served.cfg, f"runs:/{served.run_id}", f"s3://{BUCKET}/in/log.parquet",
-                             f"s3://{BUCKET}/out/scores.parquet", str(served.new_items))  # fmt: skip
+        manifest = score_log(
+            served.cfg,
+            f"runs:/{served.run_id}",
+            f"s3://{BUCKET}/in/log.parquet",
+            f"s3://{BUCKET}/out/scores.parquet",
+            str(served.new_items),
+        )
         keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="out/")["Contents"])
         assert keys == ["out/scores.manifest.json", "out/scores.parquet", "out/scores.quarantine.parquet"]
         for key in keys:
@@ -94,17 +134,25 @@ def test_score_a_log_on_s3(served, tmp_path, monkeypatch):
         moto.stop()
     assert json.loads((tmp_path / "scores.manifest.json").read_text()) == json.loads(json.dumps(manifest))
     manifest["model"].update(name="em3", version=1)  # a run URI names no registered version
-    assert_scored(served, manifest, pd.read_parquet(tmp_path / "scores.parquet"),
-                  pd.read_parquet(tmp_path / "scores.quarantine.parquet"), log)  # fmt: skip
+    assert_scored(
+        served,
+        manifest,
+        pd.read_parquet(tmp_path / "scores.parquet"),
+        pd.read_parquet(tmp_path / "scores.quarantine.parquet"),
+        log,
+    )
 
 
-@pytest.mark.parametrize(("uri", "message"), [
-    ("models:/nobody@champion", r"model 'nobody' is not registered at sqlite:///"),
-    ("models:/em3@challenger", r"model 'em3' has no alias 'challenger'"),
-    ("models:/em3/9", r"model 'em3' has no version 9"),
-    ("runs:/0123456789abcdef0123456789abcdef", r"MLflow: .*0123456789abcdef0123456789abcdef"),
-    ("s3://bucket/model", r"'s3://bucket/model' is not a model URI"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("models:/nobody@champion", r"model 'nobody' is not registered at sqlite:///"),
+        ("models:/em3@challenger", r"model 'em3' has no alias 'challenger'"),
+        ("models:/em3/9", r"model 'em3' has no version 9"),
+        ("runs:/0123456789abcdef0123456789abcdef", r"MLflow: .*0123456789abcdef0123456789abcdef"),
+        ("s3://bucket/model", r"'s3://bucket/model' is not a model URI"),
+    ],
+)
 def test_a_model_that_does_not_exist_is_a_one_line_error(served, tmp_path, uri, message):
     (tmp_path / "log.csv").write_text("user_id,item_id,ts\nu,i,2020-01-01\n")
     with pytest.raises(RegistryError, match=message) as error:
@@ -124,12 +172,30 @@ def test_em3_score_encodes_the_new_items_of_a_log_from_an_items_file(served, tmp
     log = log_with_new_items(served, tmp_path / "new", 5)
     log.to_csv(tmp_path / "log.csv", index=False)
     config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({"registry": {"tracking_uri": served.cfg.registry.tracking_uri},
-                                  "features": {"device": "cpu", "progress": False},
-                                  "score": {"progress": False, "device": "cpu"}}))  # fmt: skip
-    command = ["score", "--config", str(config), "--model", "models:/em3@champion", "--input",
-               str(tmp_path / "log.csv"), "--output", str(tmp_path / "scores.parquet"), "--items",
-               str(tmp_path / "new" / "items.csv"), "--store", str(tmp_path / "store")]  # fmt: skip
+    config.write_text(
+        json.dumps(
+            {
+                "registry": {"tracking_uri": served.cfg.registry.tracking_uri},
+                "features": {"device": "cpu", "progress": False},
+                "score": {"progress": False, "device": "cpu"},
+            }
+        )
+    )
+    command = [
+        "score",
+        "--config",
+        str(config),
+        "--model",
+        "models:/em3@champion",
+        "--input",
+        str(tmp_path / "log.csv"),
+        "--output",
+        str(tmp_path / "scores.parquet"),
+        "--items",
+        str(tmp_path / "new" / "items.csv"),
+        "--store",
+        str(tmp_path / "store"),
+    ]
     for run in range(2):
         assert main(command) == 0, capsys.readouterr().err
         assert "new items: 3, encoded from" in capsys.readouterr().out

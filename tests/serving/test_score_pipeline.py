@@ -22,11 +22,16 @@ def test_committed_yaml_is_the_compiled_scoring_pipeline(tmp_path):
     tasks = compiled[0]["root"]["dag"]["tasks"]
     secrets = compiled[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert {name for name, spec in secrets.items() if "secretAsEnv" in spec} == {
-        "exec-candidates", "exec-new-item-features", "exec-score", "exec-write"}  # fmt: skip
+        "exec-candidates",
+        "exec-new-item-features",
+        "exec-score",
+        "exec-write",
+    }
     assert set(tasks) == {"candidates", "new-item-features", "score", "write"}
     assert tasks["score"]["dependentTasks"] == ["candidates", "new-item-features"]
     assert tasks["candidates"]["cachingOptions"] == {} and tasks["new-item-features"]["cachingOptions"] == {
-        "enableCache": True}  # fmt: skip
+        "enableCache": True
+    }
 
 
 @pytest.mark.slow
@@ -38,9 +43,26 @@ def test_the_scoring_pipeline_runs_locally_from_the_cli(served, tmp_path, monkey
 
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(served.cfg.model_dump(mode="json")))
-    code = main(["pipeline", "run", "--local", "--pipeline", "score", "--config", str(config), "--pipeline-root",
-                 str(tmp_path / "pipeline"), "--input", str(tmp_path / "log.csv"), "--items",
-                 str(tmp_path / "new" / "items.csv"), "--output", str(out), "--no-cache"])  # fmt: skip
+    code = main(
+        [
+            "pipeline",
+            "run",
+            "--local",
+            "--pipeline",
+            "score",
+            "--config",
+            str(config),
+            "--pipeline-root",
+            str(tmp_path / "pipeline"),
+            "--input",
+            str(tmp_path / "log.csv"),
+            "--items",
+            str(tmp_path / "new" / "items.csv"),
+            "--output",
+            str(out),
+            "--no-cache",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     for task in ("candidates", "new-item-features", "score", "write"):
@@ -53,5 +75,6 @@ def test_the_scoring_pipeline_runs_locally_from_the_cli(served, tmp_path, monkey
     written = pd.read_parquet(out)
     assert len(written) == 42
     expected = mlflow.pyfunc.load_model("models:/em3@champion").predict(
-        log.head(42), params={"token_store": str(served.new_items)})["score"]  # new-a, new-b: the same content
+        log.head(42), params={"token_store": str(served.new_items)}
+    )["score"]  # new-a, new-b: the same content
     np.testing.assert_allclose(written["score"].to_numpy(), expected.to_numpy(), rtol=0, atol=ATOL)

@@ -17,12 +17,15 @@ from tests.conftest import with_updates
 from tests.serving.conftest import ATOL, contract_rows, store_of_copies
 
 
-@pytest.mark.parametrize(("variant", "backbone", "extra"), [
-    ("id_only", "din", {}),
-    ("two_stage", "dcn", {}),
-    ("em3", "dcn", {"history_mode": "full", "content_cache_every": 0}),
-    ("em3", "din", {"history_similarity": True}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("variant", "backbone", "extra"),
+    [
+        ("id_only", "din", {}),
+        ("two_stage", "dcn", {}),
+        ("em3", "dcn", {"history_mode": "full", "content_cache_every": 0}),
+        ("em3", "din", {"history_similarity": True}),
+    ],
+)
 def test_scorer_matches_em3s_prediction(served, tmp_path, variant, backbone, extra):
     model_settings = {"variant": variant, "backbone": backbone, **extra}
     cfg = with_updates(served.cfg, output_dir=tmp_path / "run", model=model_settings)

@@ -33,10 +33,29 @@ def _post(url: str, body: dict) -> dict:
 @pytest.fixture
 def server(served, tmp_path):
     port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": served.cfg.registry.tracking_uri, "MLFLOW_ENABLE_TELEMETRY": "false",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # its uvicorn (an active venv)
-    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/em3@champion", "--env-manager",
-               "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": served.cfg.registry.tracking_uri,
+        "MLFLOW_ENABLE_TELEMETRY": "false",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }  # its uvicorn (an active venv)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        "models:/em3@champion",
+        "--env-manager",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -57,7 +76,9 @@ def test_mlflow_models_serve_answers_with_em3s_scores(served, server):
     np.testing.assert_allclose(scores, own_scores(served).numpy(), rtol=0, atol=ATOL)
 
     new = rows.head(2).assign(item_id=["new-a", "new-b"])
-    body = {"dataframe_split": new.to_dict(orient="split", index=False),
-            "params": {"token_store": str(served.new_items)}}  # fmt: skip
+    body = {
+        "dataframe_split": new.to_dict(orient="split", index=False),
+        "params": {"token_store": str(served.new_items)},
+    }
     cold = [row["score"] for row in _post(f"{server}/invocations", body)["predictions"]]
     assert np.isfinite(cold).all() and cold[0] != cold[1]

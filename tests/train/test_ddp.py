@@ -49,9 +49,14 @@ def test_a_mid_epoch_checkpoint_resumes_only_with_its_world_size():
 
 @pytest.mark.parametrize(
     ("variant", "backbone", "history_mode"),
-    [("id_only", "din", "lora"), ("two_stage", "dcn", "lora"), ("em3", "din", "lora"), ("em3", "dcn", "frozen"),
-     ("em3", "din", "full")],
-)  # fmt: skip
+    [
+        ("id_only", "din", "lora"),
+        ("two_stage", "dcn", "lora"),
+        ("em3", "din", "lora"),
+        ("em3", "dcn", "frozen"),
+        ("em3", "din", "full"),
+    ],
+)
 def test_every_parameter_gets_a_gradient(small_config, small_data, tmp_path, variant, backbone, history_mode):
     """DDP runs without find_unused_parameters: a trainable parameter left out of a step would hang it."""
     model = {"variant": variant, "backbone": backbone, "history_mode": history_mode}
@@ -64,8 +69,16 @@ def test_every_parameter_gets_a_gradient(small_config, small_data, tmp_path, var
 def torchrun(config: Config, out: Path, *script: str) -> None:
     config_file = out / "config.yaml"
     config_file.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *script,
-               str(config_file), str(out)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        *script,
+        str(config_file),
+        str(out),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -23,9 +23,13 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as the in-proce
 
 
 def em3_train(config: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "em3", "train", "--config", str(config), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **ONE_THREAD})  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "em3", "train", "--config", str(config), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **ONE_THREAD},
+    )
 
 
 def checkpoint_writes(path: Path, process: subprocess.Popen, wanted: int, timeout: float = 240) -> int:
@@ -45,14 +49,16 @@ def checkpoint_writes(path: Path, process: subprocess.Popen, wanted: int, timeou
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_the_metrics_of_an_uninterrupted_run(small_config, small_data, tmp_path):
     settings = {"epochs": 2, "checkpoint_every": CHECKPOINT_EVERY, "progress": False}
-    reference = train(with_updates(small_config, name="kill", output_dir=tmp_path / "straight", train=settings),
-                      small_data).metrics  # fmt: skip
+    reference = train(
+        with_updates(small_config, name="kill", output_dir=tmp_path / "straight", train=settings), small_data
+    ).metrics
     writes = reference["steps"] // CHECKPOINT_EVERY + reference["valid_history"][-1]["epoch"] + 1
 
     out = tmp_path / "killed"
     config = tmp_path / "kill.yaml"
-    config.write_text(yaml.safe_dump({**SMALL, "name": "kill", "output_dir": str(out),
-                                      "train": {**SMALL["train"], **settings}}))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump({**SMALL, "name": "kill", "output_dir": str(out), "train": {**SMALL["train"], **settings}})
+    )
     rng = random.Random()
     wanted, delay = rng.randint(1, writes * 3 // 4), rng.uniform(0, 0.1)  # a random point, well before the end
     process = em3_train(config)

@@ -80,8 +80,25 @@ def test_bad_sizes_and_names_are_refused(small_config, nodes, gpus, name, messag
 
 def test_cli_writes_the_manifest(tmp_path, capsys):
     out = tmp_path / "job.yaml"
-    code = main(["pytorchjob", "--image", IMAGE, "--nodes", "2", "--gpus-per-node", "8", "--set", "name=em3_dcn",
-                 "--set", "model.backbone=dcn", "--volume-claim", "em3-data", "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "pytorchjob",
+            "--image",
+            IMAGE,
+            "--nodes",
+            "2",
+            "--gpus-per-node",
+            "8",
+            "--set",
+            "name=em3_dcn",
+            "--set",
+            "model.backbone=dcn",
+            "--volume-claim",
+            "em3-data",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0 and f"kubectl apply -f {out}" in capsys.readouterr().out
     config_map, job = yaml.safe_load_all(out.read_text())
     assert job["metadata"]["name"] == "em3-dcn"

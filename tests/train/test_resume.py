@@ -21,9 +21,17 @@ def test_n_steps_then_resume_n_equals_2n_steps(small_config, small_data, tmp_pat
     steps_per_epoch = math.ceil(len(small_data.train) / small_config.train.batch_size)
     n = steps_per_epoch - 3  # the resumed half crosses the end of epoch 0 (and its validation)
     cache_every = 4 if n % 4 else 5  # not a divisor of n: the resumed run must start from the checkpoint's cache
-    base = with_updates(small_config, model={"variant": variant, "dropout": 0.2, "content_cache_every": cache_every,
-                                             "content_cache": cache, "content_cache_items": 300},
-                        train={"epochs": 3, "checkpoint_every": 11, "id_table_updates": updates})  # fmt: skip
+    base = with_updates(
+        small_config,
+        model={
+            "variant": variant,
+            "dropout": 0.2,
+            "content_cache_every": cache_every,
+            "content_cache": cache,
+            "content_cache_items": 300,
+        },
+        train={"epochs": 3, "checkpoint_every": 11, "id_table_updates": updates},
+    )
     straight = with_updates(base, output_dir=tmp_path / "straight", train={"max_steps": 2 * n})
     train(straight, small_data)
 
@@ -41,8 +49,10 @@ def test_n_steps_then_resume_n_equals_2n_steps(small_config, small_data, tmp_pat
     assert states[0].keys() == states[1].keys()
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key
-    history = [json.loads((tmp_path / run / "metrics" / "train.json").read_text())["valid_history"]
-               for run in ("straight", "split")]  # fmt: skip
+    history = [
+        json.loads((tmp_path / run / "metrics" / "train.json").read_text())["valid_history"]
+        for run in ("straight", "split")
+    ]
     assert history[0] == history[1] and len(history[0]) == 1  # the epoch-end validation happened once, identically
 
 
