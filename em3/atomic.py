@@ -41,7 +41,7 @@ def staged_dir(final: Path, marker: str) -> Iterator[Path]:
     system with cluster-wide ``flock``); where directories cannot be locked, leftovers stay. Overlapping runs of one
     ``final`` are not made safe otherwise: one of them may still fail when it swaps its directory in.
     """
-    from em3.validation.errors import DataError
+    from em3.errors import DataError
 
     final = Path(final)
     if final.is_dir() and any(final.iterdir()) and not (final / marker).exists():

@@ -458,8 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _reported_errors() -> tuple[type[Exception], ...]:
     """The errors a command reports in one line, without a traceback (imported when one is raised: em3 --help
     stays light)."""
+    from em3.errors import DataError
     from em3.registry import RegistryError
-    from em3.validation.errors import DataError
 
     return ConfigError, FileNotFoundError, DataError, RegistryError, PipelineError
 

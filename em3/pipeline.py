@@ -7,7 +7,6 @@ package in a checkout, not in the installed wheel; the container images only nee
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -27,12 +26,11 @@ class PipelineError(RuntimeError):
 
 
 def data_hash(tables_dir: str | Path) -> str:
-    """sha256 of what ingest read and how (raw file hashes, image hashes, parameters), from its manifest."""
-    from em3.validation.contract import read_manifest
+    """The ingested data's identity (em3.validation.contract.data_hash) for the components that record it, imported
+    when called: the command line builds its options from this module and loads no data library for that."""
+    from em3.validation.contract import data_hash as manifest_hash
 
-    manifest = read_manifest(Path(tables_dir))
-    identity = {key: manifest[key] for key in ("files", "images", "params")}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return manifest_hash(tables_dir)
 
 
 def log_metrics(sink: Any, values: Mapping[str, Any], prefix: str = "") -> None:

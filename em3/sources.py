@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from em3.errors import DataError
 from em3.retries import s3_client_config, s3_retries
-from em3.validation.errors import DataError
 
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 

@@ -15,8 +15,8 @@ from em3.data.history import earlier_histories, history_time
 from em3.data.mapped import MappedRows
 from em3.data.tables import load_tables
 from em3.data.token_store import TokenStore
+from em3.errors import DataError
 from em3.train.trainer import train
-from em3.validation.errors import DataError
 from tests.conftest import with_updates
 
 N_USERS, N_ITEMS = 12, 10

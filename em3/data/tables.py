@@ -22,7 +22,7 @@ from em3.data.dataset import RankingData, Split
 from em3.data.history import history_chunks, history_time
 from em3.data.mapped import MappedArrays, MappedRows
 from em3.data.token_store import TokenStore
-from em3.validation.errors import DataError
+from em3.errors import DataError
 
 SPLITS = ("train", "valid", "test")
 CONTEXT_COLUMNS = ("sales_channel_id",)

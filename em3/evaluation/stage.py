@@ -21,6 +21,7 @@ from em3.config import EvaluateConfig
 from em3.data.content_similarity import unit_content
 from em3.data.dataset import RankingData
 from em3.data.token_store import TokenStore
+from em3.device import resolve_device
 from em3.evaluation.modality import auc_by_modality, item_modalities
 from em3.evaluation.plots import calibration_plot, popularity_plot, roc_plot, similarity_plot
 from em3.evaluation.report import render_report
@@ -29,7 +30,7 @@ from em3.metrics import auc, ranking_metrics
 from em3.models import Ranker
 from em3.models.io import load_model_dir
 from em3.models.item_tables import item_embedding_tables
-from em3.train.trainer import predict, resolve_device
+from em3.train.trainer import predict
 
 METRICS = (
     "auc",
@@ -121,7 +122,7 @@ def shared_inputs(data: RankingData, cfg: EvaluateConfig, split: Literal["test",
 
 def evaluate_run(run_dir: Path, data: RankingData, cfg: EvaluateConfig, shared: SharedInputs) -> ModelResult:
     """Test metrics, per-item similarities and AUC by popularity bucket of one run's model."""
-    model, run_cfg = load_model_dir(run_dir / "model", device=str(resolve_device(cfg.device)))
+    model, run_cfg = load_model_dir(run_dir / "model", device=str(resolve_device(cfg.device, "evaluate.device")))
     if (model.shapes.n_items, model.shapes.n_users) != (data.n_items, data.n_users):
         raise ValueError(
             f"{run_dir}: the model was trained on {model.shapes.n_items} item rows and {model.shapes.n_users} users, "

@@ -32,15 +32,6 @@ class Encoded:
         self.tokens, self.mask, self.pooled = self.tokens.cpu(), self.mask.cpu(), self.pooled.cpu()
 
 
-def resolve_device(setting: str) -> torch.device:
-    """'auto' picks CUDA when visible; an explicit 'cuda' without a GPU is an error, not a silent CPU run."""
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("features.device is 'cuda' but no CUDA device is visible (use 'auto' or 'cpu')")
-    return torch.device(setting)
-
-
 def grid_tokens(feature_map: torch.Tensor, grid: int) -> torch.Tensor:
     """Average-pool a (B, C, H, W) map to a grid x grid layout of tokens: (B, grid * grid, C)."""
     return F.adaptive_avg_pool2d(feature_map, grid).flatten(2).transpose(1, 2)

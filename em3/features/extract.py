@@ -264,13 +264,14 @@ def run_features(cfg: FeaturesConfig, items: pd.DataFrame, image_root: Path, out
     `bytes_per_item`, `seconds`, `items_per_s` (items encoded per second of the whole run, loading included).
     """
     from em3.data.token_store import INDEX, write_index
-    from em3.features.encoders import TextEncoder, load_image_encoder, resolve_device
+    from em3.device import resolve_device
+    from em3.features.encoders import TextEncoder, load_image_encoder
 
     started = time.perf_counter()
     image_root, out_dir = Path(image_root), Path(out_dir)
     items = checked_items(items)
     item_ids = items["item_id"].tolist()
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "features.device")
     has_image, has_text = (items["image_path"] != "").any(), (items["text"].str.strip() != "").any()
     image_encoder = load_image_encoder(cfg.image_encoder, cfg.image_size, cfg.image_grid, device) if has_image else None
     text_encoder = TextEncoder(cfg.text_encoder, cfg.max_text_tokens, device) if has_text else None

@@ -21,6 +21,7 @@ from typing import Any
 
 from em3.atomic import staged_dir, write_json
 from em3.config import IngestConfig
+from em3.errors import DataError
 from em3.ingest.hm import read_hm
 from em3.ingest.images import copy_images
 from em3.ingest.interactions import build_interactions
@@ -30,7 +31,6 @@ from em3.ingest.raw import RawData
 from em3.sources import Source, open_source
 from em3.validation.contract import INTERACTIONS, MANIFEST, resolve_split_dates
 from em3.validation.engine import Checked
-from em3.validation.errors import DataError
 from em3.validation.freshness import mark_stale
 from em3.validation.output import write_parquet
 

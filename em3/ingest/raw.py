@@ -24,9 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import csv as pacsv
 
+from em3.errors import DataError
 from em3.sources import Source
 from em3.validation.engine import Checked
-from em3.validation.errors import DataError
 
 CHUNK = 1 << 20
 SHOWN_ROWS = 3

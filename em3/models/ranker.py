@@ -17,12 +17,12 @@ from em3.config import ModelConfig
 from em3.data.content_similarity import SIMILARITY_FEATURES
 from em3.data.dataset import Batch, ContentInputs
 from em3.data.token_store import ItemContent, TokenStore
+from em3.errors import DataError
 from em3.layers import FieldEmbeddings
 from em3.losses import cic_loss
 from em3.models.backbones import BACKBONES
 from em3.models.content import PooledContent, TokenContent, drop_modalities
 from em3.models.history import HistoryContent
-from em3.validation.errors import DataError
 
 
 @dataclass(frozen=True)

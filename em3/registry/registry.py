@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from em3.models.ranker import Ranker
 
 GATE_DECISION, GATE_REASON, PREVIOUS_CHAMPION = "gate_decision", "gate_reason", "previous_champion"
-PYFUNC_WEIGHTS = "artifacts/weights"  # where log_run's MLflow Model keeps the em3 files (em3.serving.mlflow_model)
+PYFUNC_WEIGHTS = "artifacts/weights"  # where log_run's MLflow Model keeps the em3 files (em3.pyfunc.mlflow_model)
 _MODEL_URI = re.compile(r"^models:/(?P<name>[\w.-]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
 
@@ -193,7 +193,7 @@ def em3_files(path: Path) -> Path:
     MLflow Model's ``weights`` artifact, or the folder itself for a run logged without an MLflow Model."""
     import yaml
 
-    from em3.serving.mlflow_model import WEIGHTS_ARTIFACT
+    from em3.pyfunc.mlflow_model import WEIGHTS_ARTIFACT
 
     if not (path / "MLmodel").is_file():
         return path

@@ -1,7 +1,7 @@
 """Log a finished training run to MLflow: the config as params, validation metrics per epoch, test metrics, the
 config YAML, the model and the plots. No environment values are read (but for the S3 retry defaults, em3.retries).
 
-The model (artifact folder ``model/``) is an MLflow Model of the pyfunc flavour (em3.serving.mlflow_model: the
+The model (artifact folder ``model/``) is an MLflow Model of the pyfunc flavour (em3.pyfunc.mlflow_model: the
 em3 files, safetensors + config + shapes, under ``artifacts/weights/``, the serving catalogue under
 ``artifacts/catalogue/``, a signature, an input example, pinned requirements) when the run trained on tables; a
 run on synthetic data has no item or user ids to serve, and ``model/`` holds the em3 files alone."""
@@ -191,8 +191,8 @@ def _log_model(mlflow: MlflowClient, run_id: str, model_dir: Path, data_dirs: di
         if run_cfg.data.source != "tables":
             mlflow.log_artifacts(run_id, str(weights), MODEL_ARTIFACTS)
             return f"em3 files only: trained on data.source {run_cfg.data.source} (no item or user ids to serve)"
-        from em3.serving.catalogue import build_catalogue
-        from em3.serving.mlflow_model import save_mlflow_model
+        from em3.pyfunc.catalogue import build_catalogue
+        from em3.pyfunc.mlflow_model import save_mlflow_model
 
         catalogue = build_catalogue(model, run_cfg).save(Path(tmp) / "catalogue")
         packaged = save_mlflow_model(Path(tmp) / MODEL_ARTIFACTS, weights, catalogue)

@@ -1,2 +1,2 @@
-"""Serving: the MLflow Model of a trained ranker (pyfunc, no pickle), scoring with cold items and unknown users,
-and batch scoring of impression logs (``em3 score``)."""
+"""Batch scoring (``em3 score`` and the scoring pipeline's steps): impression logs scored by a registered model,
+fetched from the registry (em3.registry), with the scorer of the served model (em3.pyfunc)."""

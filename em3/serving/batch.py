@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 
 from em3.atomic import write_json
 from em3.config import Config
-from em3.serving.scorer import REQUIRED, Scorer
-from em3.validation.errors import DataError
+from em3.errors import DataError
+from em3.pyfunc.scorer import REQUIRED, Scorer
 
 QUARANTINE_SUFFIX, MANIFEST_SUFFIX = ".quarantine.parquet", ".manifest.json"
 CSV_BLOCK = 1 << 24  # bytes of CSV parsed at a time (then cut into chunks of chunk_rows)
@@ -77,12 +77,12 @@ def artifact(model: ModelRef, name: str) -> Path:
 
 def open_scorer(model: ModelRef, cfg: Config) -> Scorer:
     """The scorer of a downloaded MLflow Model, on ``score.device``."""
+    from em3.device import resolve_device
     from em3.models.io import load_model_dir
-    from em3.serving.catalogue import Catalogue
-    from em3.serving.mlflow_model import CATALOGUE_ARTIFACT, WEIGHTS_ARTIFACT
-    from em3.train.trainer import resolve_device
+    from em3.pyfunc.catalogue import Catalogue
+    from em3.pyfunc.mlflow_model import CATALOGUE_ARTIFACT, WEIGHTS_ARTIFACT
 
-    ranker, _ = load_model_dir(artifact(model, WEIGHTS_ARTIFACT), str(resolve_device(cfg.score.device)))
+    ranker, _ = load_model_dir(artifact(model, WEIGHTS_ARTIFACT), str(resolve_device(cfg.score.device, "score.device")))
     return Scorer(ranker, Catalogue.load(artifact(model, CATALOGUE_ARTIFACT)), cfg.score.batch_size)
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 
 from em3.config import Config
+from em3.errors import DataError
 from em3.serving.batch import MANIFEST_SUFFIX, QUARANTINE_SUFFIX, fetch_file, publish, read_chunks, score_log
-from em3.validation.errors import DataError
 
 UNSEEN, FEATURES, SCORES = "unseen_items.json", "features.json", "scores.parquet"
 # The features settings that decide the tokens: new items are encoded with the model's own, whatever the config says
@@ -30,9 +30,9 @@ ITEM_COLUMNS = ("text", "image_path")  # besides item_id: what the encoders read
 def candidates(cfg: Config, model_uri: str, log_uri: str, out_dir: Path) -> dict:
     """Copy the log at ``log_uri`` into ``out_dir`` and list the items it names that the model's catalogue lacks."""
     from em3.models.io import CONFIG
+    from em3.pyfunc.catalogue import INDEX
+    from em3.pyfunc.mlflow_model import CATALOGUE_ARTIFACT, WEIGHTS_ARTIFACT
     from em3.serving.batch import artifact, fetch_model
-    from em3.serving.catalogue import INDEX
-    from em3.serving.mlflow_model import CATALOGUE_ARTIFACT, WEIGHTS_ARTIFACT
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="em3-candidates-") as tmp:

@@ -8,18 +8,18 @@ them (``data.source: tables``).
 from __future__ import annotations
 
 from em3.config import Config
-from em3.validation.errors import DataError
+from em3.errors import DataError
 
 
 def training_data(cfg: Config) -> dict:
     """``source`` (synthetic or tables); for the synthetic log its sizes, for tables their folders, where ingest read
-    them (``ingested_from``) and the data hash (em3.pipeline.data_hash; both None without a readable manifest)."""
+    them (``ingested_from``) and the data hash (em3.validation.contract.data_hash; both None without a readable
+    manifest)."""
     data = cfg.data
     if data.source == "synthetic":
         sizes = data.synthetic
         return {"source": "synthetic", "users": sizes.n_users, "items": sizes.n_items, "days": sizes.n_days}
-    from em3.pipeline import data_hash
-    from em3.validation.contract import read_manifest
+    from em3.validation.contract import data_hash, read_manifest
 
     try:
         ingested_from, digest = read_manifest(data.tables_dir).get("source"), data_hash(data.tables_dir)

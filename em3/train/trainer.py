@@ -24,6 +24,8 @@ from em3.atomic import write_json
 from em3.config import Config, ConfigError, TrainConfig
 from em3.data.content_similarity import similarity_scaling, split_similarity
 from em3.data.dataset import Batch, RankingData, Split, batch_indices, epoch_order, make_batch
+from em3.device import resolve_device
+from em3.errors import DataError
 from em3.metrics import ranking_metrics
 from em3.models import ModelShapes, Ranker
 from em3.models.io import save_model_dir, save_weights
@@ -33,7 +35,6 @@ from em3.train.checkpoint import load_checkpoint, save_checkpoint
 from em3.train.data_source import data_line, training_data
 from em3.train.distributed import SINGLE_PROCESS, Distributed, current
 from em3.train.optim import Optimizer, clip_gradients, make_optimizer, set_learning_rate
-from em3.validation.errors import DataError
 
 POSTFIX_EVERY = 20  # steps between loss read-outs on the progress bar
 
@@ -42,14 +43,6 @@ POSTFIX_EVERY = 20  # steps between loss read-outs on the progress bar
 class TrainResult:
     model: Ranker
     metrics: dict
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def model_shapes(data: RankingData) -> ModelShapes:
@@ -125,7 +118,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
     if ctx.is_main:
         print(data_line(cfg, source), flush=True)
     torch.manual_seed(cfg.seed)
-    device = ctx.device(resolve_device(cfg.train.device))
+    device = ctx.device(resolve_device(cfg.train.device, "train.device"))
     shapes = model_shapes(data)
     model = Ranker(cfg.model, shapes).to(device)
     if model.use_similarity:

@@ -2,7 +2,7 @@
 `validate` stage, row quarantine with reasons, and a threshold with a readable report.
 """
 
-from em3.validation.errors import DataError
+from em3.errors import DataError
 from em3.validation.stage import run_validate
 
 __all__ = ["DataError", "run_validate"]

@@ -16,6 +16,7 @@ verified it (``sha256sum -c`` format, paths relative to the data folder). ``user
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date
 from pathlib import Path
@@ -26,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from em3.config import IngestConfig
-from em3.validation.errors import DataError
+from em3.errors import DataError
 
 MANIFEST = "manifest.json"
 IMAGE_SUMS = "images/SHA256SUMS"
@@ -83,3 +84,10 @@ def read_manifest(data_dir: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc})") from None
+
+
+def data_hash(tables_dir: str | Path) -> str:
+    """sha256 of what ingest read and how (raw file hashes, image hashes, parameters), from its manifest."""
+    manifest = read_manifest(Path(tables_dir))
+    identity = {key: manifest[key] for key in ("files", "images", "params")}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()

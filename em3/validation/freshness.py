@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from em3.atomic import write_json
+from em3.errors import DataError
 from em3.sources import open_source
 from em3.validation.contract import MANIFEST
-from em3.validation.errors import DataError
 
 STALE = "STALE.json"
 

@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from em3.errors import DataError
 from em3.validation.contract import MANIFEST, read_manifest
-from em3.validation.errors import DataError
 from em3.validation.freshness import freshness_problems
 
 REPORT = "report.json"

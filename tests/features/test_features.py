@@ -13,8 +13,9 @@ import torch
 from em3.atomic import staged_dir
 from em3.config import FeaturesConfig
 from em3.data.token_store import ARRAYS, INDEX, TokenStore
+from em3.device import resolve_device
 from em3.features import run_features
-from em3.features.encoders import grid_tokens, resolve_device
+from em3.features.encoders import grid_tokens
 
 
 def real_items(root: Path) -> pd.DataFrame:
@@ -298,8 +299,8 @@ def test_grid_tokens_pool_the_feature_map():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without a GPU")
 def test_explicit_cuda_without_a_gpu_is_an_error():
     assert resolve_device("auto") == torch.device("cpu")
-    with pytest.raises(RuntimeError, match="no CUDA device"):
-        resolve_device("cuda")
+    with pytest.raises(RuntimeError, match="features.device is 'cuda' but no CUDA device"):
+        resolve_device("cuda", "features.device")
 
 
 def refuse(name: str):

@@ -1,5 +1,6 @@
-"""The layering, read from the source with ``ast``: ``pipelines/`` → ``components/`` → ``em3/``, never back, and no
-import circle between files (imports inside functions count too: a lazy import is still a dependency)."""
+"""The layering, read from the source with ``ast``: ``pipelines/`` → ``components/`` → ``em3/``, never back; inside
+``em3/``, floors that every import points down (or level) from; and no import circle between files (imports inside
+functions count too: a lazy import is still a dependency)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,34 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("em3", "components", "pipelines")
 LAZY_PIPELINE_COMMANDS = "em3.cli"  # the `em3 demo` and `em3 pipeline ...` commands import pipelines when they run
+FLOORS = (  # lowest first: a module imports from its own floor or below, never from above
+    (
+        "em3.errors",
+        "em3.device",
+        "em3.config",
+        "em3.retries",
+        "em3.atomic",
+        "em3.progress",
+        "em3.profiling",
+        "em3.metrics",
+        "em3.losses",
+        "em3.cluster",
+        "em3.report",
+    ),  # the ground: no em3 import but these
+    ("em3.sources",),  # local paths and s3:// (boto3)
+    ("em3.validation",),  # the data contract and its checks (Great Expectations)
+    ("em3.data",),  # training data from the tables, the token store, the synthetic logs
+    ("em3.ingest", "em3.features"),  # the stages that write the tables and the token store
+    ("em3.layers", "em3.models"),  # the ranker
+    ("em3.train",),
+    ("em3.evaluation",),
+    ("em3.pyfunc",),  # the served model: catalogue, scorer, MLflow pyfunc packaging
+    ("em3.registry",),  # MLflow tracking and registry: logs the served model
+    ("em3.serving", "em3.pipeline", "em3.containers"),  # jobs over registered models and the pipelines' library side
+    ("em3.bench", "em3.cli", "em3.__main__", "em3"),
+    ("components",),
+    ("pipelines",),
+)
 
 
 def module_files() -> dict[str, Path]:
@@ -72,6 +101,41 @@ def test_the_library_never_imports_the_orchestration():
                 assert not upward, f"{name} (library) imports {upward}"
         if name.startswith("components"):
             assert not [t for t in upward if t.startswith("pipelines")], f"{name} imports {upward}"
+
+
+def floor(module: str) -> int:
+    """The floor of ``module``: that of the longest FLOORS entry it is or lies under."""
+    found = [
+        (len(prefix), level)
+        for level, names in enumerate(FLOORS)
+        for prefix in names
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    assert found, f"{module} is on no floor: add it to FLOORS in {__file__}"
+    return max(found)[1]
+
+
+def upward_imports(graph: dict[str, dict[str, bool]]) -> list[str]:
+    """The imports of ``graph`` that point to a higher floor (the lazy pipeline commands of the CLI aside)."""
+    return [
+        f"{name} (floor {floor(name)}) imports {target} (floor {floor(target)})"
+        for name, targets in graph.items()
+        for target in targets
+        if floor(target) > floor(name) and not (name == LAZY_PIPELINE_COMMANDS and target.startswith("pipelines."))
+    ]
+
+
+def test_every_import_points_down_or_level():
+    upward = upward_imports(import_graph())
+    assert not upward, "imports that run back up:\n" + "\n".join(upward)
+
+
+def test_an_import_from_above_is_caught():
+    graph = {
+        "em3.data.tables": {"em3.train.trainer": False, "em3.errors": True},
+        "em3.registry.x": {"em3.pyfunc": True},
+    }
+    assert upward_imports(graph) == ["em3.data.tables (floor 3) imports em3.train.trainer (floor 6)"]
 
 
 def find_cycle(graph: dict[str, dict[str, bool]]) -> list[str] | None:

@@ -14,8 +14,8 @@ import torch
 import yaml
 from mlflow.artifacts import download_artifacts
 
+from em3.pyfunc.catalogue import ServingError
 from em3.registry import load
-from em3.serving.catalogue import ServingError
 from tests.serving.conftest import ATOL, contract_rows, new_items_store, own_scores
 
 LOCK = Path(__file__).resolve().parents[2] / "requirements.lock"

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from em3.serving.catalogue import build_catalogue
-from em3.serving.scorer import Scorer
+from em3.pyfunc.catalogue import build_catalogue
+from em3.pyfunc.scorer import Scorer
 from em3.train import train
 from em3.train.trainer import predict
 from tests.conftest import with_updates

@@ -1,5 +1,5 @@
 """em3's ranker as an MLflow Model (``pyfunc`` flavour) that ``mlflow.pyfunc.load_model`` and ``mlflow models
-serve`` load without pickle: the model is "code" (em3/serving/model_code.py, which names ``EM3Model``), its state
+serve`` load without pickle: the model is "code" (em3/pyfunc/model_code.py, which names ``EM3Model``), its state
 is files (the safetensors weights, config and shapes of em3.models.io, and the serving catalogue).
 
 Input: a DataFrame of impressions (``user_id``, ``item_id``, ``ts`` as ISO 8601 text, and the log's context
@@ -39,14 +39,14 @@ TOKEN_STORE = "token_store"
 
 
 class EM3Model(PythonModel):
-    """The pyfunc face of em3.serving.Scorer; everything it holds is rebuilt from files in ``load_context``."""
+    """The pyfunc face of em3.pyfunc.scorer.Scorer; everything it holds is rebuilt from files in ``load_context``."""
 
     def load_context(self, context) -> None:
         import torch
 
         from em3.models.io import load_model_dir
-        from em3.serving.catalogue import Catalogue
-        from em3.serving.scorer import Scorer
+        from em3.pyfunc.catalogue import Catalogue
+        from em3.pyfunc.scorer import Scorer
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model, _ = load_model_dir(context.artifacts[WEIGHTS_ARTIFACT], device)

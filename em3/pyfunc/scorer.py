@@ -1,5 +1,5 @@
 """Score impressions (``user_id, item_id, ts`` and the context columns of the data contract) with a trained model and
-its catalogue (em3.serving.catalogue).
+its catalogue (em3.pyfunc.catalogue).
 
 A known item is its trained ID embedding next to its catalogue content embedding. An item the model never saw gets a
 content embedding computed from its tokens in a token store of new items (written by ``em3 features``; its feature
@@ -27,7 +27,7 @@ from em3.data.history import earlier_histories, history_time
 from em3.data.tables import USER_PREFIX
 from em3.data.token_store import TokenStore
 from em3.models.ranker import Ranker
-from em3.serving.catalogue import Catalogue, ServingError, content_embeddings, feature_mismatch, store_features
+from em3.pyfunc.catalogue import Catalogue, ServingError, content_embeddings, feature_mismatch, store_features
 
 REQUIRED = ("user_id", "item_id", "ts")
 MAX_CONTEXT_VALUE = 9999  # the data contract's small integers (sales_channel_id)

@@ -29,9 +29,9 @@ from em3.config import Config
 from em3.data.history import history_time
 from em3.data.tables import SPLITS, USER_PREFIX
 from em3.data.token_store import TokenStore
+from em3.errors import DataError
 from em3.models.history import NO_GRAD_CHUNK, HistoryContent
 from em3.models.ranker import Ranker
-from em3.validation.errors import DataError
 
 ARRAYS, INDEX = "catalogue.safetensors", "catalogue.json"
 
