@@ -25,6 +25,8 @@ COPY README.md ./
 # The suite files (data_validation/), which the wheel carries through the link em3/validation/data_validation.
 COPY data_validation ./data_validation
 COPY em3 ./em3
+COPY components ./components
+COPY pipelines ./pipelines
 RUN uv build --wheel --out-dir dist . && uv pip install --no-deps --compile-bytecode dist/em3-*.whl
 
 FROM ${BASE_IMAGE}

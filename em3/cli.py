@@ -1,22 +1,26 @@
-"""Command line: ``em3 <stage>`` (also ``python -m em3 <stage>``)."""
+"""Command line: ``em3 <stage>`` (also ``python -m em3 <stage>``). Other packages add commands through the entry
+point group ``em3.commands`` (the orchestration's ``em3 demo`` and ``em3 pipeline ...``: pipelines/cli.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import yaml
 
 from em3.bench.quality_plan import add_arguments as add_quality_arguments
 from em3.config import Config, ConfigError, config_from_yaml, load_config
-from em3.pipeline import RUNNERS, VARIANTS, PipelineError
+from em3.pipeline import PipelineError
 
 EPILOG = "Config keys: see em3/config.py; every key can be set in YAML or with --set section.key=value."
+COMMAND_PLUGINS = "em3.commands"  # entry points that add commands: add(commands), the parser's subparsers
 
 
-def _overrides(pairs: list[str]) -> dict:
+def parse_overrides(pairs: list[str]) -> dict:
+    """``--set KEY=VALUE`` pairs → dotted key → value (read as YAML)."""
     overrides = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -26,8 +30,9 @@ def _overrides(pairs: list[str]) -> dict:
     return overrides
 
 
-def _config(args: argparse.Namespace) -> Config:
-    overrides = _overrides(args.set)
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The config of ``--config`` (else the embedded defaults) with ``--set`` overrides."""
+    overrides = parse_overrides(args.set)
     if getattr(args, "allow_unvalidated", False):
         overrides["data.allow_unvalidated"] = True
     if args.config:
@@ -41,7 +46,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from em3.train import train
     from em3.train.distributed import process_group
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     with process_group(cfg.train.device) as ctx:  # under torchrun: one of its processes (docs/distributed.md)
         result = train(cfg, load_data(cfg), resume=args.resume)
     if ctx.is_main:
@@ -52,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_generate(args: argparse.Namespace) -> None:
     from em3.data.raw_synthetic import generate_raw_synthetic
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     summary = generate_raw_synthetic(cfg.raw_synthetic, cfg.data.raw_dir)
     print(json.dumps(summary, indent=2, default=str))
 
@@ -60,7 +65,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 def cmd_ingest(args: argparse.Namespace) -> None:
     from em3.ingest import run_ingest
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     manifest = run_ingest(cfg.ingest, cfg.data.tables_dir)
     print(json.dumps({"tables": cfg.data.tables_dir, "rows": manifest.get("rows")}, indent=2, default=str))
 
@@ -68,7 +73,7 @@ def cmd_ingest(args: argparse.Namespace) -> None:
 def cmd_validate(args: argparse.Namespace) -> None:
     from em3.validation import run_validate
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     report = run_validate(cfg.validation, cfg.data.tables_dir, cfg.data.validation_dir, cfg.ingest.source)
     for check in report["tables"]:
         kept, rows_in, quarantined = check["rows_kept"], check["rows_in"], check["rows_quarantined"]
@@ -81,7 +86,7 @@ def cmd_validate(args: argparse.Namespace) -> None:
 def cmd_features(args: argparse.Namespace) -> None:
     from em3.features import features_from_tables
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     report = features_from_tables(cfg)
     print(json.dumps({k: report[k] for k in ("items", "items_encoded", "items_reused", "seconds")}, default=str))
     print(f"token store: {cfg.data.store_dir}")
@@ -91,7 +96,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from em3.data.loading import load_data
     from em3.evaluation import run_evaluate
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     runs = args.runs or sorted(path.parent for path in Path(args.runs_root).glob("*/model"))
     if not runs:
         raise FileNotFoundError(f"no trained runs under {args.runs_root}/*/model; train first or pass --runs")
@@ -104,7 +109,7 @@ def cmd_register(args: argparse.Namespace) -> None:
     from em3.registry import log_run, register
     from em3.registry.tracking import redact
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     run_id = log_run(cfg, args.run, data_hash=args.data_hash)
     result = register(cfg, run_id)
     print(f"{result['model']} version {result['version']} → {result['alias']}: {result['reason']}")
@@ -114,21 +119,21 @@ def cmd_register(args: argparse.Namespace) -> None:
 def cmd_promote(args: argparse.Namespace) -> None:
     from em3.registry import promote
 
-    result = promote(_config(args), args.version, args.reason)
+    result = promote(config_from_args(args), args.version, args.reason)
     print(json.dumps(result, indent=2, default=str))
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
     from em3.registry import rollback
 
-    result = rollback(_config(args), args.reason)
+    result = rollback(config_from_args(args), args.reason)
     print(json.dumps(result, indent=2, default=str))
 
 
 def cmd_models(args: argparse.Namespace) -> None:
     from em3.registry import history
 
-    for row in history(_config(args)):
+    for row in history(config_from_args(args)):
         tags = row["tags"]
         aliases = ",".join(row["aliases"]) or "-"
         print(f"v{row['version']:<4} {aliases:<12} auc {tags.get('test_auc', 'n/a'):<22} {tags.get('gate_reason', '')}")
@@ -137,7 +142,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 def cmd_score(args: argparse.Namespace) -> None:
     from em3.serving.batch import score_log
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     if args.items:
         from em3.serving.steps import encode_new_items
 
@@ -155,84 +160,6 @@ def cmd_score(args: argparse.Namespace) -> None:
     print(f"refused {quarantine['rows']:,} → {quarantine['uri']} {quarantine['reasons'] or ''}".rstrip())
 
 
-def _pipelines() -> None:
-    """Put the checkout's root on sys.path for ``pipelines`` (and the ``components`` it imports): they sit next to
-    this package in a checkout, not in the installed wheel. Pipeline commands import them when they run."""
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "pipelines" / "em3_pipeline.py").is_file():
-        raise FileNotFoundError(f"{root / 'pipelines'}: the pipeline commands need a checkout of the em3 repository")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-
-
-def cmd_demo(args: argparse.Namespace) -> None:
-    _pipelines()
-    from pipelines.demo import demo_config, run_demo
-
-    output_dir = Path(args.output_dir)
-    cfg = _config(args) if args.config else demo_config(output_dir, _overrides(args.set))
-    table = run_demo(cfg, output_dir, args.variants)
-    print("\nThe whole pipeline on synthetic data (kfp.local); test metrics of every model on the same split:\n")
-    print(table)
-    print(f"\nSaved to {output_dir / 'summary.md'}")
-
-
-def cmd_pipeline_compile(args: argparse.Namespace) -> None:
-    _pipelines()
-    if args.pipeline == "score":
-        from pipelines.em3_score_pipeline import SCORE_YAML, compile_score
-
-        print(f"compiled: {compile_score(args.out or SCORE_YAML)}")
-        return
-    from pipelines.em3_run import PIPELINE_YAML, compile_em3
-
-    print(f"compiled: {compile_em3(args.out or PIPELINE_YAML)}")
-
-
-def cmd_pipeline_run(args: argparse.Namespace) -> None:
-    _pipelines()
-    if args.pipeline == "score":
-        _run_score_pipeline(args)
-        return
-    from pipelines.em3_run import run_local, summary_table
-
-    summary = run_local(
-        _config(args), args.pipeline_root, args.variants, args.synthetic, cache=not args.no_cache, runner=args.runner
-    )
-    print(summary_table(summary))
-
-
-def _run_score_pipeline(args: argparse.Namespace) -> None:
-    from pipelines.em3_score_pipeline import run_score_local
-
-    if not args.input:
-        raise ConfigError("--pipeline score needs --input: the impression log to score")
-    manifest = run_score_local(
-        _config(args),
-        args.pipeline_root,
-        args.input,
-        args.output or "",
-        args.items or "",
-        args.model,
-        cache=not args.no_cache,
-        runner=args.runner,
-    )
-    print(
-        f"scored {manifest['output']['rows']:,} of {manifest['input']['rows']:,} rows with {manifest['model']['uri']}"
-        f"; refused {manifest['quarantine']['rows']:,} {manifest['quarantine']['reasons'] or ''}".rstrip()
-    )
-    print(f"written to {args.output or 'the pipeline root ' + str(args.pipeline_root)}")
-
-
-def cmd_pipeline_submit(args: argparse.Namespace) -> None:
-    _pipelines()
-    from pipelines.em3_run import submit
-
-    caching = False if args.no_cache else None  # None: each task's own setting
-    run_id = submit(args.host, _config(args), args.variants, args.experiment, args.run_name, args.namespace, caching)
-    print(f"created run {run_id} on {args.host} (experiment {args.experiment!r})")
-
-
 def cmd_bench_quality(args: argparse.Namespace) -> None:
     import shlex
 
@@ -241,14 +168,14 @@ def cmd_bench_quality(args: argparse.Namespace) -> None:
     command = shlex.join(["em3", *(args.argv if args.argv is not None else sys.argv[1:])])
     if args.config is None:
         args.config = Path("configs/bench_quality.yaml")
-    main(args, _config(args), command)
+    main(args, config_from_args(args), command)
 
 
 def cmd_pytorchjob(args: argparse.Namespace) -> None:
     from em3.train.pytorchjob import manifest_yaml, pytorchjob_manifest
 
     documents = pytorchjob_manifest(
-        _config(args), args.image, args.nodes, args.gpus_per_node, args.name, args.namespace, args.volume_claim
+        config_from_args(args), args.image, args.nodes, args.gpus_per_node, args.name, args.namespace, args.volume_claim
     )
     if not args.volume_claim:
         print("note: no --volume-claim: /workspace is an emptyDir, outputs vanish with the pods", file=sys.stderr)
@@ -266,15 +193,17 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(markdown_table(comparison_rows(read_metrics(args.metrics))))
 
 
+def with_config(sub: argparse.ArgumentParser, required: bool) -> None:
+    """Give a command ``--config`` and ``--set`` (read by ``config_from_args``)."""
+    sub.add_argument("--config", required=required, type=Path, help="YAML config (see configs/)")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="em3", description="EM3 multimodal ranking: data stages, training, evaluation."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def with_config(sub: argparse.ArgumentParser, required: bool) -> None:
-        sub.add_argument("--config", required=required, type=Path, help="YAML config (see configs/)")
-        sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
 
     def allow_unvalidated(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -356,67 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score_p.set_defaults(handler=cmd_score)
 
-    def with_variants(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS), help="models to train")
-
-    demo_p = commands.add_parser(
-        "demo",
-        epilog=EPILOG,
-        help="synthetic data → the whole pipeline locally (kfp.local) "
-        "→ metrics per model, the gate's decision, the registered version",
-    )
-    with_config(demo_p, required=False)
-    with_variants(demo_p)
-    demo_p.add_argument("--output-dir", default="runs/demo", help="pipeline outputs and MLflow (default runs/demo)")
-    demo_p.set_defaults(handler=cmd_demo)
-
-    pipeline_p = commands.add_parser("pipeline", help="the Kubeflow pipeline: compile, run here, submit to a cluster")
-    actions = pipeline_p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    compile_p = actions.add_parser("compile", help="compile the pipeline to YAML for the Kubeflow UI")
-    compile_p.add_argument("--out", type=Path, help="output file (default pipelines/<pipeline>.yaml)")
-    compile_p.add_argument(
-        "--pipeline",
-        choices=("em3", "score"),
-        default="em3",
-        help="em3 (train and register, default) or score (pipelines/em3_score_pipeline.py)",
-    )
-    compile_p.set_defaults(handler=cmd_pipeline_compile)
-    run_p = actions.add_parser("run", epilog=EPILOG, help="run the whole pipeline on this machine (kfp.local)")
-    with_config(run_p, required=False)
-    with_variants(run_p)
-    run_p.add_argument("--local", action="store_true", required=True, help="run here (on a cluster: `submit`)")
-    run_p.add_argument("--pipeline-root", type=Path, default=Path("runs/pipeline"), help="task outputs go here")
-    run_p.add_argument("--synthetic", action="store_true", help="generate raw_synthetic data instead of ingest.source")
-    run_p.add_argument("--no-cache", action="store_true", help="rerun tasks whose inputs are unchanged")
-    run_p.add_argument(
-        "--runner",
-        choices=RUNNERS,
-        default="subprocess",
-        help="each task a subprocess of this "
-        "environment (default), or a container of the image EM3_IMAGE (`make image`)",
-    )
-    run_p.add_argument(
-        "--pipeline",
-        choices=("em3", "score"),
-        default="em3",
-        help="em3 (train and register, "
-        "default) or score: --input scored by --model, new items from --items, to --output",
-    )
-    run_p.add_argument("--model", default="models:/em3@champion", help="score: the model (default the champion)")
-    run_p.add_argument("--input", help="score: the impression log (.csv or .parquet, a path or s3://)")
-    run_p.add_argument("--items", help="score: items file for new items (item_id, text, image_path)")
-    run_p.add_argument("--output", help="score: scores .parquet (a path or s3://)")
-    run_p.set_defaults(handler=cmd_pipeline_run)
-    submit_p = actions.add_parser("submit", epilog=EPILOG, help="create a run on a Kubeflow Pipelines endpoint")
-    with_config(submit_p, required=False)
-    with_variants(submit_p)
-    submit_p.add_argument("--host", required=True, help="Kubeflow Pipelines API, e.g. http://localhost:8080")
-    submit_p.add_argument("--experiment", default="em3", help="Kubeflow experiment (default em3)")
-    submit_p.add_argument("--run-name", help="name of the run (default: generated)")
-    submit_p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installations)")
-    submit_p.add_argument("--no-cache", action="store_true", help="run every task, even unchanged ones")
-    submit_p.set_defaults(handler=cmd_pipeline_submit)
-
     bench_p = commands.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
     benches = bench_p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
     quality_p = benches.add_parser(
@@ -452,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare_p = commands.add_parser("compare", help="print the comparison table of finished runs")
     compare_p.add_argument("metrics", nargs="+", type=Path, help="metrics/train.json files")
     compare_p.set_defaults(handler=cmd_compare)
+    for plugin in entry_points(group=COMMAND_PLUGINS):  # e.g. pipelines.cli: `em3 demo`, `em3 pipeline ...`
+        try:
+            add = plugin.load()
+        except ImportError as exc:  # the other commands still work
+            print(f"em3: the commands of {plugin.value} are unavailable: {exc}", file=sys.stderr)
+            continue
+        add(commands)
     return parser
 
 

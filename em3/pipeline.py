@@ -1,8 +1,8 @@
 """The library side of em3's Kubeflow pipelines: what their components call besides the stages (the data hash,
 metrics for the UI, registering the best trained run) and what the code that runs them shares with the command
 line (the variants, the local runners, the error of a failed run). It knows no orchestrator: the pipelines, their
-components and the code that compiles, runs and submits them are ``pipelines/`` and ``components/`` (next to this
-package in a checkout, not in the installed wheel; the container images only need ``em3``).
+components and the code that compiles, runs and submits them are the packages ``pipelines`` and ``components`` of
+the same distribution, above this one (``pipelines/cli.py`` adds their commands to ``em3``).
 """
 
 from __future__ import annotations

@@ -70,3 +70,16 @@ def test_help_imports_no_heavy_library():
     )
     heavy = {"torch", "mlflow", "great_expectations", "kfp", "transformers", "peft", "pandas", "numpy", "dvc"}
     assert "em3.cli" in loaded and not heavy & loaded, sorted(heavy & loaded)
+
+
+def test_commands_come_from_plugins_and_a_broken_plugin_leaves_the_others(monkeypatch, capsys):
+    from importlib.metadata import EntryPoint
+
+    import em3.cli
+
+    assert {"demo", "pipeline"} <= set(em3.cli.build_parser()._subparsers._group_actions[0].choices)
+    broken = EntryPoint("broken", "no_such_package.cli:add_commands", em3.cli.COMMAND_PLUGINS)
+    monkeypatch.setattr(em3.cli, "entry_points", lambda group: [broken])
+    commands = set(em3.cli.build_parser()._subparsers._group_actions[0].choices)
+    assert "train" in commands and "demo" not in commands
+    assert "the commands of no_such_package.cli:add_commands are unavailable" in capsys.readouterr().err
