@@ -13,6 +13,13 @@ torch.set_num_threads(1)  # tiny models: one thread per test process is faster, 
 
 HM_SAMPLE = Path(os.environ.get("EM3_HM_SAMPLE", Path(__file__).resolve().parents[2] / "shared" / "data" / "hm_sample"))
 
+SMALL_MODEL = {  # a ranker that trains in seconds
+    "embed_dim": 16,
+    "mlp_hidden": [32],
+    "attention_hidden": [16],
+    "fqformer": {"d_model": 16, "n_heads": 2},
+    "cic_dim": 16,
+}
 SMALL = {
     "data": {
         "synthetic": {"n_users": 400, "n_items": 800, "impressions_per_user": 50, "n_days": 20},
@@ -20,13 +27,7 @@ SMALL = {
         "test_days": 4,
         "max_history": 10,
     },
-    "model": {
-        "embed_dim": 16,
-        "mlp_hidden": [32],
-        "attention_hidden": [16],
-        "fqformer": {"d_model": 16, "n_heads": 2},
-        "cic_dim": 16,
-    },
+    "model": SMALL_MODEL,
     "train": {"batch_size": 128, "epochs": 2, "progress": False, "checkpoint_every": 10},
 }
 

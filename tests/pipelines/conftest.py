@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from em3.config import Config, parse_config
+from tests.conftest import SMALL_MODEL
 
 TINY = {
     "raw_synthetic": {
@@ -14,13 +15,7 @@ TINY = {
         "image_size": 64,
     },
     "features": {"image_size": 64, "batch_size": 16, "decode_workers": 1, "device": "cpu", "progress": False},
-    "model": {
-        "embed_dim": 16,
-        "mlp_hidden": [32],
-        "attention_hidden": [16],
-        "fqformer": {"d_model": 16, "n_heads": 2},
-        "cic_dim": 16,
-    },
+    "model": SMALL_MODEL,
     "train": {"epochs": 1, "batch_size": 256, "device": "cpu", "progress": False},
     "evaluate": {"device": "cpu"},
 }
