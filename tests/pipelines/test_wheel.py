@@ -11,11 +11,22 @@ import sysconfig
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-NOT_SOURCE = {".git", ".venv", "runs", "build", "data", "wheels", "mlruns", "em3.egg-info"}  # at the top only
+PACKAGES = ("em3", "components", "pipelines")
 
 
-def not_source(folder: str, names: list[str]) -> set[str]:
-    return {name for name in names if Path(folder) == REPO and name in NOT_SOURCE or name == "__pycache__"}
+def image_context(folder: Path) -> Path:
+    """A copy of what .dockerignore lets into the images' build context (the torch wheel aside): the Dockerfiles
+    build em3's wheel from it."""
+    folder.mkdir()
+    for line in (REPO / ".dockerignore").read_text().splitlines():
+        if line.startswith("!") and not line.endswith(".whl"):
+            for path in REPO.glob(line[1:].rstrip("/")):
+                target = folder / path.relative_to(REPO)
+                if path.is_dir():
+                    shutil.copytree(path, target, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    shutil.copy(path, target)
+    return folder
 
 
 def run(*command: str | Path, **kwargs) -> subprocess.CompletedProcess:
@@ -25,9 +36,11 @@ def run(*command: str | Path, **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_the_installed_wheel_compiles_the_pipeline_outside_the_repository(tmp_path: Path) -> None:
-    # Built from a copy of the sources: setuptools leaves build/ behind, and a stale one would ship deleted modules.
-    source = tmp_path / "source"
-    shutil.copytree(REPO, source, symlinks=True, ignore=not_source)
+    # Built as the images build it, from their context (in the repository, setuptools would leave build/ behind,
+    # and a stale one ships deleted modules).
+    for dockerfile in ("Dockerfile", "Dockerfile.cuda"):
+        assert all(f"COPY {name} ./{name}\n" in (REPO / dockerfile).read_text() for name in PACKAGES), dockerfile
+    source = image_context(tmp_path / "source")
     run(
         sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", source
     )
