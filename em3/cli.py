@@ -41,8 +41,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from em3.comparison import comparison_rows, markdown_table
     from em3.data.loading import load_data
-    from em3.report import comparison_rows, markdown_table
     from em3.train import train
     from em3.train.distributed import process_group
 
@@ -188,7 +188,7 @@ def cmd_pytorchjob(args: argparse.Namespace) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from em3.report import comparison_rows, markdown_table, read_metrics
+    from em3.comparison import comparison_rows, markdown_table, read_metrics
 
     print(markdown_table(comparison_rows(read_metrics(args.metrics))))
 

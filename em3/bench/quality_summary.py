@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from em3.bench.quality_plan import BASELINE, Job, Settings
+from em3.comparison import fmt_metric, markdown_table
 from em3.config import BenchConfig
 from em3.data.dataset import RankingData
 from em3.evaluation.modality import item_modalities, modality_slices
 from em3.evaluation.paired import bootstrap_auc_difference, seed_interval
 from em3.evaluation.stage import METRICS
 from em3.metrics import auc
-from em3.report import fmt_metric, markdown_table
 
 TARGETS = {  # DESIGN §1 (the paper's figures), issues 5 and 12
     "auc_relative": 0.00256,  # the AUC levels and the interval's bound are the data's own: the config's ``bench``

@@ -22,9 +22,9 @@ from em3.data.content_similarity import unit_content
 from em3.data.dataset import RankingData
 from em3.data.token_store import TokenStore
 from em3.device import resolve_device
+from em3.evaluation.html_report import render_report
 from em3.evaluation.modality import auc_by_modality, item_modalities
 from em3.evaluation.plots import calibration_plot, popularity_plot, roc_plot, similarity_plot
-from em3.evaluation.report import render_report
 from em3.evaluation.similarity import behaviour_similarity, interaction_matrix, material_similarity, nonzero_rows
 from em3.metrics import auc, ranking_metrics
 from em3.models import Ranker

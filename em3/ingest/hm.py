@@ -2,7 +2,7 @@
 ``images/<first 3 digits>/<article_id>.jpg``. Ids stay strings (article ids keep their leading zero; an id that
 lost its leading zeros in a spreadsheet is padded back, counted in the manifest's ``ids_padded``). Customer ids
 are 64 hex digits, which a spreadsheet keeps as text: they are not padded. An
-article is an item when it has an ``articles.csv`` row or a photo (em3.ingest.catalogue); a customer is a user
+article is an item when it has an ``articles.csv`` row or a photo (em3.ingest.items); a customer is a user
 when it has a ``customers.csv`` row or a purchase (without a row, its attributes are unknown)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from em3.config import IngestConfig
-from em3.ingest.catalogue import IMAGES_DIR, build_items, hm_photos
+from em3.ingest.items import IMAGES_DIR, build_items, hm_photos
 from em3.ingest.raw import RawData, fetch_table
 from em3.ingest.users import user_table
 from em3.sources import Source

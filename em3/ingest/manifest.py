@@ -13,9 +13,9 @@ import pandas as pd
 
 from em3.config import IngestConfig
 from em3.ingest.raw import RawData
-from em3.validation.catalogue import content_summary, positive_rows
 from em3.validation.contract import SPLITS
 from em3.validation.engine import Checked
+from em3.validation.modalities import content_summary, positive_rows
 
 
 def make_manifest(

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from em3.config import IngestConfig
-from em3.ingest.catalogue import IMAGES_DIR, build_items, native_photos
+from em3.ingest.items import IMAGES_DIR, build_items, native_photos
 from em3.ingest.raw import RawData, fetch_table, fetched, read_table, read_table_batches, shown_name
 from em3.ingest.users import user_table
 from em3.sources import Source, check_relative

@@ -3,7 +3,7 @@
 Raw files are read as strings and checked first (em3.validation.suites); failing rows go to
 ``quarantine/<table>.parquet`` with a reason and are left out of everything built afterwards (negatives
 included). Bad rows never stop ingest: ``validate`` applies the thresholds. A missing text or photo only masks
-that modality (em3.ingest.catalogue). Outputs, in ``out_dir``: ``interactions.parquet``, ``items.parquet``,
+that modality (em3.ingest.items). Outputs, in ``out_dir``: ``interactions.parquet``, ``items.parquet``,
 ``users.parquet``, ``images/``, ``quarantine/``, ``manifest.json``.
 
 When no purchase or impression is left after the checks, ingest stops with a one-line DataError saying how many

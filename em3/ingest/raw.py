@@ -70,7 +70,7 @@ class RawData:
     image_root: str  # folder of the image keys in the source
     purchases: bool  # events are purchases only: negatives must be sampled
     log_file: str  # the source file of the events (named when none is left)
-    catalogue: dict  # how the items were found (em3.ingest.catalogue.build_items)
+    catalogue: dict  # how the items were found (em3.ingest.items.build_items)
     repairs: dict = field(default_factory=dict)  # values taken as meant, counted (e.g. ids_padded), for the manifest
 
 

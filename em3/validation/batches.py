@@ -16,8 +16,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from em3.config import IngestConfig
-from em3.validation.catalogue import positive_rows
 from em3.validation.engine import ROWS, CheckedBatches
+from em3.validation.modalities import positive_rows
 from em3.validation.suites import INTERACTION_KEY, check_interactions
 
 BATCH_ROWS = 1 << 20

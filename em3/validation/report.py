@@ -14,15 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 from em3.config import ValidateConfig
-from em3.validation.catalogue import MODALITIES, content_markdown
 from em3.validation.engine import ROWS
+from em3.validation.modalities import MODALITIES, content_markdown
 
 
 def build_report(
     stages: dict[str, list[dict[str, Any]]], cfg: ValidateConfig, catalogue: dict[str, Any]
 ) -> dict[str, Any]:
     """``stages``: check summaries (em3.validation.engine) by stage name, e.g. ``{"ingest": [...], "validate":
-    [...]}``; ``catalogue``: em3.validation.catalogue.content_summary of the validated tables."""
+    [...]}``; ``catalogue``: em3.validation.modalities.content_summary of the validated tables."""
     tables = []
     for stage, summaries in stages.items():
         for summary in summaries:

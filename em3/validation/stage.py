@@ -22,10 +22,10 @@ from em3.atomic import staged_dir, write_json
 from em3.config import IngestConfig, ValidateConfig
 from em3.errors import DataError
 from em3.validation.batches import check_interactions_file
-from em3.validation.catalogue import content_summary
 from em3.validation.contract import INTERACTIONS, ITEMS, MANIFEST, USERS, read_manifest
 from em3.validation.freshness import freshness_problems
 from em3.validation.inputs import RECORD, validated_tables
+from em3.validation.modalities import content_summary
 from em3.validation.output import write_parquet
 from em3.validation.report import build_report, failure_message, render_markdown
 from em3.validation.suites import check_items, check_users

@@ -24,7 +24,7 @@ from em3.validation.images import IO_WORKERS, file_sha256, inspect_image
 from em3.validation.suite_file import load_suite
 
 DAY_TIME = r"^(?P<day>\d{4}-\d{2}-\d{2})(?P<time>[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
-ARTICLE_ID = r"^\d{10}$"  # H&M photo names (em3.ingest.catalogue); raw/articles.json checks ids with the same pattern
+ARTICLE_ID = r"^\d{10}$"  # H&M photo names (em3.ingest.items); raw/articles.json checks ids with the same pattern
 INTERACTION_KEY = ("user_id", "item_id", "ts")  # one canonical row per key
 SHORT_ARTICLE_ID = r"\d{1,9}"  # an article id that a spreadsheet or pandas wrote without its leading zeros
 

@@ -21,7 +21,7 @@ FLOORS = (  # lowest first: a module imports from its own floor or below, never 
         "em3.metrics",
         "em3.losses",
         "em3.cluster",
-        "em3.report",
+        "em3.comparison",
     ),  # the ground: no em3 import but these
     ("em3.sources",),  # local paths and s3:// (boto3)
     ("em3.validation",),  # the data contract and its checks (Great Expectations)

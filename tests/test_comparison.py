@@ -1,6 +1,6 @@
 """``em3 compare``: each run against the two_stage run of the same backbone and seed."""
 
-from em3.report import comparison_rows
+from em3.comparison import comparison_rows
 
 
 def run(name: str, variant: str, seed: int, auc: float, backbone: str = "din") -> dict:
