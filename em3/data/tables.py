@@ -53,6 +53,11 @@ def numeric_columns(values: pd.Series, train: np.ndarray) -> np.ndarray:
     return np.stack([np.where(finite, (x - mean) / std, 0.0), (~finite).astype(np.float64)], axis=1)
 
 
+def is_number(values: pd.Series) -> bool:
+    """Whether a user attribute is numeric (standardised) rather than categorical (booleans are categories)."""
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
 def user_attributes(
     tables_dir: Path, user_ids: np.ndarray, user_rows: np.ndarray, wanted: tuple[str, ...] | None
 ) -> dict[str, pd.Series]:
@@ -73,7 +78,7 @@ def user_attributes(
     columns = {}
     for column in wanted:
         values = users[column]
-        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        if is_number(values):
             columns[column] = pd.Series(values.to_numpy()[user_rows])
         else:
             codes, uniques = pd.factorize(values)
@@ -91,8 +96,7 @@ def context_features(
     column: ingest writes 0 everywhere)."""
     categorical, numeric = list(channels.items()), []
     for column, values in users.items():
-        is_numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-        (numeric if is_numeric else categorical).append((USER_PREFIX + column, values))
+        (numeric if is_number(values) else categorical).append((USER_PREFIX + column, values))
     categorical = [(name, values) for name, values in categorical if values[train].nunique(dropna=False) > 1]
     encoded = [categorical_codes(values, train, min_rows) for _, values in categorical]
     codes = np.stack([c for c, _ in encoded], axis=1) if encoded else np.zeros((len(train), 0), np.int64)
@@ -146,11 +150,12 @@ def load_tables(
     item_index, item_ids = dictionary_codes(table, "item_id", path)
     rows = store.index()
     item_rows = np.array([rows.get(item_id, -1) for item_id in item_ids], np.int64)
-    unknown = (item_rows < 0) & (np.bincount(item_index, minlength=len(item_ids)) > 0)
+    rows_per_id = np.bincount(item_index, minlength=len(item_ids))
+    unknown = (item_rows < 0) & (rows_per_id > 0)
     if unknown.any():
         examples = ", ".join(map(str, item_ids[unknown][:3]))
         raise ValueError(
-            f"{path}: {int(np.isin(item_index, np.flatnonzero(unknown)).sum())} rows name items missing from the "
+            f"{path}: {int(rows_per_id[unknown].sum())} rows name items missing from the "
             f"token store {store_dir} (e.g. {examples}); re-run `em3 features` on the current items table"
         )
     item = item_rows[item_index]
