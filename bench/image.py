@@ -2,7 +2,7 @@
 code runs. Needs a Docker engine with the image built (``make image``).
 
 Measured in one run, each the median of ``--repeats`` (interleaved): ``docker run --rm IMAGE true`` (the engine's
-own cost, the baseline), ``python -c 'import em3.cli'`` and ``python -c 'import em3.pipeline,
+own cost, the baseline), ``python -c 'import em3.cli'`` and ``python -c 'import em3.workflow,
 kfp.dsl.executor_main'`` (what every component imports first) in the image, and one no-op lightweight component
 (``@dsl.component(base_image=EM3_IMAGE, install_kfp_package=False)``) run by kfp.local's DockerRunner as
 ``em3 pipeline run --local --runner docker`` runs tasks, against the same component under SubprocessRunner.
@@ -65,8 +65,8 @@ def main() -> None:
     measurements = {
         "docker run true (baseline)": in_image("true"),
         "python -c 'import em3.cli'": in_image("python", "-c", "import em3.cli"),
-        "python -c 'import em3.pipeline, kfp.dsl.executor_main'": in_image(
-            "python", "-c", "import em3.pipeline, kfp.dsl.executor_main"
+        "python -c 'import em3.workflow, kfp.dsl.executor_main'": in_image(
+            "python", "-c", "import em3.workflow, kfp.dsl.executor_main"
         ),
         "no-op component, DockerRunner": component("docker", root),
         "no-op component, SubprocessRunner": component("subprocess", root),

@@ -2,7 +2,7 @@
 impression logs of growing size, each stage as the real CLI (``python -m em3 <stage>``) in its own process.
 
 For each size (impressions; items = impressions ÷ ``ITEMS_PER``, at most ``--max-items``; users = impressions ÷
-``USERS_PER``) the data is written by ``em3.data.native_synthetic`` (rendered photos, templated texts), then each
+``USERS_PER``) the data is written by ``em3.data.synthetic_impressions`` (rendered photos, templated texts), then each
 stage runs with the scale config below: the built-in encoders at a small setting (``FEATURES``: EfficientNet-Lite0
 on 32×32 inputs, one image token; MiniLM on 12 text tokens), ``train`` bounded to ``--train-steps`` steps of em3
 (lora, DIN) followed by its full valid and test evaluation, and ``evaluate`` on that run. ``--last-stage`` stops
@@ -53,7 +53,7 @@ MACHINE = "import json; from em3.profiling import machine_info; print(json.dumps
 GENERATE = """\
 import json, sys
 from em3.config import RawSyntheticConfig
-from em3.data.native_synthetic import generate_native_synthetic
+from em3.data.synthetic_impressions import generate_native_synthetic
 settings = json.loads(sys.argv[1])
 cfg = RawSyntheticConfig(n_users=settings["users"], n_items=settings["items"], image_size=settings["image_size"])
 print(json.dumps(generate_native_synthetic(cfg, settings["impressions"], settings["out_dir"])))

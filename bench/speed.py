@@ -41,7 +41,7 @@ import torch
 
 from em3.config import DataConfig, FeaturesConfig, ModelConfig, SyntheticConfig, TrainConfig
 from em3.data.dataset import Split, make_batch
-from em3.data.synthetic import synthetic_store
+from em3.data.synthetic_tokens import synthetic_store
 from em3.data.token_store import TokenStore
 from em3.models import ModelShapes, Ranker
 from em3.profiling import PeakMemory, machine_info

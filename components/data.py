@@ -23,7 +23,7 @@ def generate(config: str, raw: Output[Dataset]):
     from pathlib import Path
 
     from em3.config import config_from_yaml
-    from em3.data.raw_synthetic import generate_raw_synthetic
+    from em3.data.synthetic_hm import generate_raw_synthetic
 
     cfg = config_from_yaml(config, "config parameter")
     summary = generate_raw_synthetic(cfg.raw_synthetic, Path(raw.path))
@@ -33,7 +33,7 @@ def generate(config: str, raw: Output[Dataset]):
 @component(base_image=EM3_IMAGE, install_kfp_package=False)
 def ingest(config: str, data_uri: str, tables: Output[Dataset], metrics: Output[Metrics]) -> str:
     """Raw logs at ``data_uri`` (a folder or s3://bucket/prefix) → canonical Parquet tables, images, manifest.
-    Returns the data hash (em3.pipeline.data_hash), which register records on the model version.
+    Returns the data hash (em3.validation.contract.data_hash), which register records on the model version.
 
     Args:
         config: The em3 config as YAML (the pipeline's config parameter); ingest sets format, dates, negatives.
@@ -49,7 +49,8 @@ def ingest(config: str, data_uri: str, tables: Output[Dataset], metrics: Output[
 
     from em3.config import config_from_yaml
     from em3.ingest import run_ingest
-    from em3.pipeline import data_hash, log_metrics
+    from em3.validation.contract import data_hash
+    from em3.workflow import log_metrics
 
     cfg = config_from_yaml(config, "config parameter", {"ingest.source": data_uri})
     manifest = run_ingest(cfg.ingest, Path(tables.path))

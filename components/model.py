@@ -42,8 +42,8 @@ def train(
         metrics: Test and validation metrics (test_auc, valid_auc, ...), steps and train_seconds.
     """
     from em3.config import config_from_yaml
-    from em3.pipeline import log_metrics
     from em3.train.launch import train_here
+    from em3.workflow import log_metrics
 
     run = {"name": f"{variant}_{backbone}", "output_dir": model.path, "model.variant": variant,
            "model.backbone": backbone, "ingest.source": data_uri, "data.source": "tables",
@@ -87,7 +87,7 @@ def evaluate(
     from em3.config import config_from_yaml
     from em3.data.tables import load_tables
     from em3.evaluation import run_evaluate
-    from em3.pipeline import log_metrics
+    from em3.workflow import log_metrics
 
     cfg = config_from_yaml(config, "config parameter")
     data = load_tables(tables.path, store.path, cfg.data.max_history)
@@ -135,7 +135,7 @@ def register(
     from pathlib import Path
 
     from em3.config import config_from_yaml
-    from em3.pipeline import register_best
+    from em3.workflow import register_best
 
     gate = {"registry.min_auc": min_auc, "registry.min_delta": min_delta, "registry.cold_tolerance": cold_tolerance}
     cfg = config_from_yaml(config, "config parameter", gate)

@@ -73,8 +73,8 @@ def score(config: str, model_uri: str, candidates: Input[Dataset], store: Input[
     from pathlib import Path
 
     from em3.config import config_from_yaml
-    from em3.pipeline import log_metrics
     from em3.serving.steps import score as run
+    from em3.workflow import log_metrics
 
     cfg = config_from_yaml(config, "config parameter")
     manifest = run(cfg, model_uri, Path(candidates.path), Path(store.path), Path(scores.path))

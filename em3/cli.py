@@ -13,7 +13,7 @@ import yaml
 
 from em3.bench.quality_plan import add_arguments as add_quality_arguments
 from em3.config import Config, ConfigError, config_from_yaml, load_config
-from em3.pipeline import PipelineError
+from em3.workflow import PipelineError
 
 EPILOG = "Config keys: see em3/config.py; every key can be set in YAML or with --set section.key=value."
 COMMAND_PLUGINS = "em3.commands"  # entry points that add commands: add(commands), the parser's subparsers
@@ -55,7 +55,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from em3.data.raw_synthetic import generate_raw_synthetic
+    from em3.data.synthetic_hm import generate_raw_synthetic
 
     cfg = config_from_args(args)
     summary = generate_raw_synthetic(cfg.raw_synthetic, cfg.data.raw_dir)

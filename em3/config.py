@@ -23,7 +23,7 @@ class Section(BaseModel):
 
 
 class SyntheticConfig(Section):
-    """The token-level synthetic dataset (see em3.data.synthetic)."""
+    """The token-level synthetic dataset (see em3.data.synthetic_tokens)."""
 
     n_users: int = Field(800, gt=0)
     n_items: int = Field(1200, gt=0)
@@ -208,7 +208,7 @@ class FeaturesConfig(Section):
 
 
 class RawSyntheticConfig(Section):
-    """The raw-layout (H&M-like) synthetic dataset with rendered images (see em3.data.raw_synthetic)."""
+    """The raw-layout (H&M-like) synthetic dataset with rendered images (see em3.data.synthetic_hm)."""
 
     seed: int = 0
     n_users: int = Field(300, gt=0)

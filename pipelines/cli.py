@@ -9,7 +9,7 @@ from pathlib import Path
 
 from em3.cli import EPILOG, config_from_args, parse_overrides, with_config
 from em3.config import ConfigError
-from em3.pipeline import RUNNERS, VARIANTS
+from em3.workflow import RUNNERS, VARIANTS
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from em3.config import Config, parse_config, set_dotted
-from em3.pipeline import VARIANTS
+from em3.workflow import VARIANTS
 from pipelines.em3_run import run_local, summary_table
 
 DEMO: dict[str, Any] = {

@@ -12,7 +12,7 @@ import yaml
 
 from em3.comparison import fmt_metric, markdown_table
 from em3.config import Config, ConfigError
-from em3.pipeline import VARIANTS
+from em3.workflow import VARIANTS
 from pipelines import run
 from pipelines.em3_pipeline import PIPELINE_YAML, em3_pipeline, synthetic_data
 

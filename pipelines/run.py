@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from em3.pipeline import RUNNERS, PipelineError
+from em3.workflow import RUNNERS, PipelineError
 
 FAILED_TASK_LINES = 30  # the end of a failed task's log, quoted in the error
 

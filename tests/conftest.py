@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from em3.config import Config, parse_config
-from em3.data.synthetic import generate_synthetic
+from em3.data.synthetic_tokens import generate_synthetic
 
 torch.set_num_threads(1)  # tiny models: one thread per test process is faster, and `make test` runs two processes
 

@@ -98,7 +98,7 @@ def prepare_data(cfg: Config, synthetic_impressions: int = 0) -> None:
         return
     stamp_path.unlink(missing_ok=True)
     if synthetic_impressions:
-        from em3.data.native_synthetic import generate_native_synthetic
+        from em3.data.synthetic_impressions import generate_native_synthetic
 
         print(f"writing {synthetic_impressions} synthetic impressions to {cfg.ingest.source}", flush=True)
         generate_native_synthetic(cfg.raw_synthetic, synthetic_impressions, Path(cfg.ingest.source))
@@ -335,7 +335,7 @@ def synthetic_log_facts(cfg: Config) -> dict[str, Any]:
     """What the synthetic log lets a reader check: the ceiling (how well the true click logits rank the clicks, over
     the whole log and on each split as ingest placed it) and the text budget (the share of items whose text holds
     a deciding word past the encoder's ``max_text_tokens``; DESIGN §4 wants it under 1 %)."""
-    from em3.data.native_synthetic import deciding_words, items_table, native_catalogue, oracle_by_split
+    from em3.data.synthetic_impressions import deciding_words, items_table, native_catalogue, oracle_by_split
     from em3.data.text_budget import words_cut
     from em3.features.encoders import load_tokenizer
     from em3.validation.contract import read_manifest

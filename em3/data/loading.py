@@ -8,7 +8,7 @@ def load_data(cfg: Config, stage: str = "train") -> RankingData:
     """The config's data; tables only when they passed validation and come from ``ingest.source``
     (em3.validation.inputs; ``data.allow_unvalidated`` overrides, loudly)."""
     if cfg.data.source == "synthetic":
-        from em3.data.synthetic import generate_synthetic
+        from em3.data.synthetic_tokens import generate_synthetic
 
         return generate_synthetic(cfg.data, cfg.seed)
     from em3.data.tables import load_tables

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from em3.config import load_config
-from em3.data.native_synthetic import deciding_words, items_table, native_catalogue
+from em3.data.synthetic_impressions import deciding_words, items_table, native_catalogue
 from em3.data.text_budget import words_cut
 from em3.features.encoders import BUILTIN_TEXT_ENCODER, load_tokenizer
 

@@ -81,7 +81,7 @@ def test_plots_are_pngs_and_the_report_shows_them(evaluated):
 
 
 def test_mismatched_data_is_refused(evaluated, small_config, tmp_path):
-    from em3.data.synthetic import generate_synthetic
+    from em3.data.synthetic_tokens import generate_synthetic
 
     _, _, run_dirs = evaluated
     synthetic = small_config.data.synthetic.model_copy(update={"n_items": 100})

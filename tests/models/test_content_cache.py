@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from em3.data.dataset import make_batch
-from em3.data.synthetic import generate_synthetic
+from em3.data.synthetic_tokens import generate_synthetic
 from em3.models import Ranker
 from em3.models.content_cache import ReadThroughCache
 from em3.train.trainer import model_shapes

@@ -13,8 +13,8 @@ from kfp import dsl
 from components import evaluate, features, generate, ingest, register, train, validate
 from em3.data.token_store import TokenStore
 from em3.errors import DataError
-from em3.pipeline import data_hash
 from em3.registry import history
+from em3.validation.contract import data_hash
 from pipelines.em3_run import pipeline_arguments
 from tests.pipelines.conftest import tiny_config
 

@@ -19,9 +19,9 @@ import yaml
 
 from em3.cli import main
 from em3.config import ConfigError, config_from_yaml
-from em3.pipeline import PipelineError, best_run, log_metrics
 from em3.registry import history, promote, rollback
 from em3.registry.tracking import client
+from em3.workflow import PipelineError, best_run, log_metrics
 from pipelines.em3_run import PIPELINE_YAML, pipeline_arguments, run_local, submit, summary_table
 from tests.pipelines.conftest import tiny_config
 

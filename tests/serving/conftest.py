@@ -15,7 +15,7 @@ import torch
 from em3.config import Config, parse_config
 from em3.data.dataset import RankingData
 from em3.data.loading import load_data
-from em3.data.raw_synthetic import generate_raw_synthetic
+from em3.data.synthetic_hm import generate_raw_synthetic
 from em3.features import run_features
 from em3.ingest import run_ingest
 from em3.models import Ranker

@@ -8,7 +8,7 @@ import shutil
 import mlflow.pyfunc
 import torch
 
-from em3.pipeline import register_best
+from em3.workflow import register_best
 from tests.serving.conftest import ATOL, contract_rows, own_scores
 
 

@@ -1,8 +1,8 @@
-"""The library side of em3's Kubeflow pipelines: what their components call besides the stages (the data hash,
-metrics for the UI, registering the best trained run) and what the code that runs them shares with the command
-line (the variants, the local runners, the error of a failed run). It knows no orchestrator: the pipelines, their
-components and the code that compiles, runs and submits them are the packages ``pipelines`` and ``components`` of
-the same distribution, above this one (``pipelines/cli.py`` adds their commands to ``em3``).
+"""What the workflow's steps share beyond the stages (DESIGN §6): what the Kubeflow components call (metrics for
+the UI, registering the best trained run) and what the code that runs them shares with the command line (the
+variants, the local runners, the error of a failed run). It knows no orchestrator: the pipelines, their components
+and the code that compiles, runs and submits them are the packages ``pipelines`` and ``components`` of the same
+distribution, above this one (``pipelines/cli.py`` adds their commands to ``em3``).
 """
 
 from __future__ import annotations
@@ -23,14 +23,6 @@ RUNNERS = ("subprocess", "docker")  # kfp.local: each task a subprocess of this 
 
 class PipelineError(RuntimeError):
     """A local run failed: a task failed (its error is in its log), or there is nothing to run its containers."""
-
-
-def data_hash(tables_dir: str | Path) -> str:
-    """The ingested data's identity (em3.validation.contract.data_hash) for the components that record it, imported
-    when called: the command line builds its options from this module and loads no data library for that."""
-    from em3.validation.contract import data_hash as manifest_hash
-
-    return manifest_hash(tables_dir)
 
 
 def log_metrics(sink: Any, values: Mapping[str, Any], prefix: str = "") -> None:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from em3.config import RawSyntheticConfig
-from em3.data.native_synthetic import (
+from em3.data.synthetic_impressions import (
     CLICK_TRUTH,
     draw_tastes,
     generate_native_synthetic,

@@ -15,7 +15,7 @@ from PIL import Image, ImageFilter
 from pydantic import ValidationError
 
 from em3.config import RawSyntheticConfig
-from em3.data.raw_synthetic import BACKGROUND, COLOURS, TEXTUAL, generate_raw_synthetic, silhouette
+from em3.data.synthetic_hm import BACKGROUND, COLOURS, TEXTUAL, generate_raw_synthetic, silhouette
 
 TABLES = ("articles.csv", "customers.csv", "transactions_train.csv")
 SMALL = RawSyntheticConfig(n_users=40, n_items=30, n_purchases=300, n_days=20, late_release_days=5, image_size=64)
@@ -164,7 +164,7 @@ def test_config_rejects_a_late_window_longer_than_the_log():
 
 
 def test_a_crash_mid_generation_leaves_no_partial_raw_log_and_the_previous_one_intact(tmp_path, monkeypatch):
-    import em3.data.raw_synthetic as raw_synthetic
+    import em3.data.synthetic_hm as raw_synthetic
 
     out = tmp_path / "raw"
     generate_raw_synthetic(SMALL, out)

@@ -1,4 +1,4 @@
-"""The raw synthetic catalogue (em3.data.raw_synthetic) as a *native* impression log, written fast at any scale.
+"""The raw synthetic catalogue (em3.data.synthetic_hm) as a *native* impression log, written fast at any scale.
 
 For scale tests and the quality benchmark's synthetic table: a million impressions and a hundred thousand items
 in about a minute, in memory of a few bytes per impression. Items are those of ``make_catalogue`` (rendered
@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from em3.config import RawSyntheticConfig
-from em3.data.raw_synthetic import COLOURS, FITS, MATERIALS, SHAPES, STYLES, TEXTUAL, VISUAL, make_catalogue, render
+from em3.data.synthetic_hm import COLOURS, FITS, MATERIALS, SHAPES, STYLES, TEXTUAL, VISUAL, make_catalogue, render
 from em3.metrics import auc
 from em3.validation.contract import SPLITS, assign_split
 
