@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from em3.cli import EPILOG, config_from_args, parse_overrides, with_config
+from em3.cli.options import EPILOG, config_from_args, parse_overrides, with_config
 from em3.config import ConfigError
 from em3.workflow import RUNNERS, VARIANTS
 

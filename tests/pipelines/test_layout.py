@@ -86,7 +86,7 @@ def test_the_graph_sees_the_known_imports():
     assert graph["components.data"]["em3.cluster"] is True
     assert graph["pipelines.em3_run"]["pipelines.run"] is True
     assert graph["pipelines.cli"]["pipelines.em3_run"] is False, "a lazy import, inside the command"
-    assert graph["pipelines.cli"]["em3.cli"] is True, "the pipeline commands plug into em3's command line"
+    assert graph["pipelines.cli"]["em3.cli.options"] is True, "the pipeline commands plug into em3's command line"
 
 
 def test_the_library_never_imports_the_orchestration():
