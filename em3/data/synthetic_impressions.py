@@ -36,7 +36,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from em3.config import RawSyntheticConfig
-from em3.data.synthetic_hm import COLOURS, FITS, MATERIALS, SHAPES, STYLES, TEXTUAL, VISUAL, make_catalogue, render
+from em3.data.synthetic_catalogue import (
+    COLOURS,
+    FITS,
+    MATERIALS,
+    SHAPES,
+    STYLES,
+    TEXTUAL,
+    VISUAL,
+    make_catalogue,
+    render,
+)
 from em3.metrics import auc
 from em3.validation.contract import SPLITS, assign_split
 

@@ -15,7 +15,8 @@ from PIL import Image, ImageFilter
 from pydantic import ValidationError
 
 from em3.config import RawSyntheticConfig
-from em3.data.synthetic_hm import BACKGROUND, COLOURS, TEXTUAL, generate_raw_synthetic, silhouette
+from em3.data.synthetic_catalogue import BACKGROUND, COLOURS, TEXTUAL, silhouette
+from em3.data.synthetic_hm import generate_raw_synthetic
 
 TABLES = ("articles.csv", "customers.csv", "transactions_train.csv")
 SMALL = RawSyntheticConfig(n_users=40, n_items=30, n_purchases=300, n_days=20, late_release_days=5, image_size=64)
