@@ -92,7 +92,7 @@ def summarise(
     for backbone, configs in runs.items():
         per_config = {}
         for config, pairs in configs.items():
-            seeds = {job.seed: result["test"] for job, result in pairs}
+            seeds = {job.seed: dict.fromkeys(METRICS) | result["test"] for job, result in pairs}  # None: not measured
             values = {m: np.array([s[m] if s[m] is not None else np.nan for s in seeds.values()]) for m in METRICS}
             entry = {
                 "seeds": seeds,
@@ -106,7 +106,7 @@ def summarise(
                 },
             }
             if BASELINE in configs and config != BASELINE:
-                base = {job.seed: result["test"] for job, result in configs[BASELINE]}
+                base = {job.seed: dict.fromkeys(METRICS) | result["test"] for job, result in configs[BASELINE]}
                 entry["vs_two_stage"] = {
                     m: seed_interval([_diff(seeds[s][m], base[s][m]) for s in seeds if s in base]) for m in METRICS
                 }
@@ -211,6 +211,7 @@ def tables(summary: dict) -> str:
         "cold AUC",
         "material sim.",
         "behaviour sim.",
+        "behaviour sim. in-sample",
         "ΔAUC vs two_stage (95 % CI)",
         "ΔAUC absolute (95 % CI)",
         "s / run",
@@ -238,6 +239,10 @@ def tables(summary: dict) -> str:
                     "cold AUC": _pm(mean["cold_auc"], std["cold_auc"]),
                     "material sim.": _pm(mean["material_similarity"], std["material_similarity"]),
                     "behaviour sim.": _pm(mean["behaviour_similarity"], std["behaviour_similarity"]),
+                    "behaviour sim. in-sample": _pm(  # the first definition (DESIGN §2); results before it lack it
+                        mean.get("behaviour_similarity_in_sample", math.nan),
+                        std.get("behaviour_similarity_in_sample", math.nan),
+                    ),
                     "ΔAUC vs two_stage (95 % CI)": delta,
                     "ΔAUC absolute (95 % CI)": "—" if boot is None else _with_interval(*(boot[k] for k in BOUNDS)),
                     "s / run": fmt_metric(entry["train_seconds"], 0),

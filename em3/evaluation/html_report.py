@@ -12,7 +12,8 @@ CAPTIONS = {
     "plots/roc.png": "ROC curves of every model on the test split.",
     "plots/calibration.png": "Calibration: observed click rate against predicted probability (10 equal-width bins).",
     "plots/auc_by_popularity.png": "Test AUC by the training interactions of the row's item (quantile buckets).",
-    "plots/similarity.png": "Per-item material similarity (cold items) and behaviour similarity (popular items).",
+    "plots/similarity.png": "Per-item material similarity (cold items) and held-out behaviour similarity (popular "
+    "items of the test period).",
 }
 
 STYLE = """
@@ -35,7 +36,9 @@ def render_report(summary: Mapping, plots: Mapping[str, bytes]) -> str:
     sections = [
         "<h1>EM3 evaluation</h1>",
         f"<p>{summary['test_rows']:,} test rows; similarity over k = {similarity['k_neighbours']} neighbours, "
-        f"{similarity['cold_items']:,} cold items, {similarity['popular_items']:,} popular items.</p>",
+        f"{similarity['cold_items']:,} cold items, {similarity['popular_items']:,} popular items (behaviour "
+        "similarity: the test period's positives, which no model trained on; <em>in-sample</em>: the first "
+        f"definition, on training's positives and its {similarity['popular_items_in_sample']:,} popular items).</p>",
         "<h2>Test metrics</h2>",
         _table(
             ["model", "variant", "backbone", "seed", *metrics],
@@ -117,7 +120,7 @@ def _figure(path: str, png: bytes) -> str:
 
 
 def _metric(model: Mapping, key: str) -> str:
-    if model[key] is None and key == "behaviour_similarity" and model["variant"] == "id_only":
+    if model[key] is None and key.startswith("behaviour_similarity") and model["variant"] == "id_only":
         return "n/a (no content embedding)"
     return _number(model[key])
 

@@ -37,8 +37,9 @@ def behaviour_similarity(
 ) -> tuple[float, np.ndarray]:
     """Mean behaviour cosine of each popular item to its k nearest items by content embedding.
 
-    ``interaction_vectors`` (n_rows, n_users) are positive counts per item and user in training (sparse is fine);
-    items without interactions are not neighbours. Returns the mean over popular items and the per-item scores
+    ``interaction_vectors`` (n_rows, n_users) are positive counts per item and user in the period measured (the
+    evaluated split for the held-out figure, training for the in-sample one; sparse is fine); items without
+    interactions are not neighbours. Returns the mean over popular items and the per-item scores
     (len(popular_items),), NaN for an item without interactions.
     """
     per_item = neighbour_similarity(content_embeddings, interaction_vectors, popular_items, k)

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from em3.atomic import finite_or_null, write_bytes, write_json
 from em3.config import EvaluateConfig
 from em3.data.content_similarity import unit_content
-from em3.data.dataset import RankingData
+from em3.data.dataset import RankingData, Split
 from em3.data.token_store import TokenStore
 from em3.device import resolve_device
 from em3.evaluation.html_report import render_report
@@ -41,7 +41,17 @@ METRICS = (
     "cold_logloss",
     "material_similarity",
     "behaviour_similarity",
+    "behaviour_similarity_in_sample",
 )
+HELD_OUT, IN_SAMPLE = "behaviour_similarity", "behaviour_similarity_in_sample"
+
+
+@dataclass
+class BehaviourReference:
+    """What behaviour similarity is measured against: the popular items and every item's user vector."""
+
+    popular_items: np.ndarray  # (n_popular,) item rows
+    interactions: sp.csr_array  # (n_rows, n_users) positive counts; items with a zero row are never neighbours
 
 
 @dataclass
@@ -49,9 +59,8 @@ class SharedInputs:
     """What every model is evaluated against: the test split's items, slices and reference vectors."""
 
     cold_items: np.ndarray  # (n_cold,) items of cold test rows
-    popular_items: np.ndarray  # (n_popular,) top items by training interactions
     raw_content: np.ndarray  # (n_rows, D) float16 frozen content as unit vectors (DESIGN §2; shared with training)
-    interactions: sp.csr_array  # (n_rows, n_users) positive training counts
+    behaviour: dict[str, BehaviourReference]  # HELD_OUT: the evaluated period's positives; IN_SAMPLE: training's
     bucket: np.ndarray  # (N,) item-popularity bucket of each test row
     bucket_labels: list[str]
     modality: np.ndarray  # (N,) which modalities each test row's item has (em3.evaluation.modality)
@@ -68,7 +77,7 @@ class ModelResult:
     metrics: dict[str, float]
     logits: np.ndarray  # (N,) test click logits
     material: np.ndarray  # (n_cold,) per cold item
-    behaviour: np.ndarray | None  # (n_popular,) per popular item; None without a content embedding
+    behaviour: np.ndarray | None  # (n_popular,) per popular item (held out); None without a content embedding
     auc_by_bucket: list[float]
     auc_by_modality: dict[str, dict[str, float]]
 
@@ -102,22 +111,43 @@ def run_evaluate(run_dirs: list[Path], data: RankingData, cfg: EvaluateConfig, o
 
 
 def shared_inputs(data: RankingData, cfg: EvaluateConfig, split: Literal["test", "valid"] = "test") -> SharedInputs:
-    """The inputs every model is scored against; ``split="valid"``: cold items and buckets of the validation split,
-    for choosing settings on similarity without reading the test split."""
-    train, test = data.train, getattr(data, split)
-    positive = train.label.numpy() > 0
-    bucket, bucket_labels = popularity_buckets(data.item_train_interactions[test.item.numpy()], cfg.popularity_buckets)
+    """The inputs every model is scored against, from the evaluated ``split``; ``split="valid"`` chooses settings
+    on similarity without reading the test split."""
+    train, evaluated = data.train, getattr(data, split)
+    bucket, bucket_labels = popularity_buckets(
+        data.item_train_interactions[evaluated.item.numpy()], cfg.popularity_buckets
+    )
+    raw_content = unit_content(data.store).numpy()
+    in_sample = positive_interactions(train, data, np.ones(data.n_items, dtype=bool))
     return SharedInputs(
-        cold_items=np.setdiff1d(test.item[test.cold].numpy(), [0]),
-        popular_items=popular_items(data.item_train_interactions, cfg.popular_quantile, data.store.item_ids),
-        raw_content=unit_content(data.store).numpy(),
-        interactions=interaction_matrix(
-            train.item.numpy()[positive], train.user.numpy()[positive], data.n_items, data.n_users
-        ),
+        cold_items=np.setdiff1d(evaluated.item[evaluated.cold].numpy(), [0]),
+        raw_content=raw_content,
+        behaviour={
+            HELD_OUT: held_out_reference(evaluated, data, nonzero_rows(raw_content), cfg.popular_quantile),
+            IN_SAMPLE: BehaviourReference(  # the first definition, kept for one release (DESIGN §2)
+                popular_items(data.item_train_interactions, cfg.popular_quantile, data.store.item_ids), in_sample
+            ),
+        },
         bucket=bucket,
         bucket_labels=bucket_labels,
-        modality=item_modalities(data.store, test.item.numpy()),
+        modality=item_modalities(data.store, evaluated.item.numpy()),
     )
+
+
+def held_out_reference(rows: Split, data: RankingData, has_content: np.ndarray, quantile: float) -> BehaviourReference:
+    """Behaviour similarity on interactions no model trained on (DESIGN §2): the user vectors of ``rows`` (the
+    evaluated period's positives) of the items with content; the popular items are the top ``1 - quantile`` of those
+    items by their positives, ties broken by item id."""
+    interactions = positive_interactions(rows, data, has_content)
+    counts = np.asarray(interactions.sum(axis=1)).ravel()
+    return BehaviourReference(popular_items(counts, quantile, data.store.item_ids), interactions)
+
+
+def positive_interactions(rows: Split, data: RankingData, items: np.ndarray) -> sp.csr_array:
+    """Item × user counts of the positive ``rows`` whose item row is True in ``items`` (n_rows,)."""
+    item, user = rows.item.numpy(), rows.user.numpy()
+    kept = (rows.label.numpy() > 0) & items[item]
+    return interaction_matrix(item[kept], user[kept], data.n_items, data.n_users)
 
 
 def evaluate_run(run_dir: Path, data: RankingData, cfg: EvaluateConfig, shared: SharedInputs) -> ModelResult:
@@ -152,19 +182,28 @@ def evaluate_run(run_dir: Path, data: RankingData, cfg: EvaluateConfig, shared: 
 def similarities(
     model: Ranker, store: TokenStore, shared: SharedInputs, cfg: EvaluateConfig
 ) -> tuple[dict[str, float], np.ndarray, np.ndarray | None]:
-    """Material and behaviour similarity of a model's item embeddings (DESIGN §2), and their per-item scores
-    (behaviour: None for a model without a content embedding)."""
+    """Material and behaviour similarity (held out and in-sample) of a model's item embeddings (DESIGN §2), and the
+    per-item scores of material and held-out behaviour similarity (None for a model without a content embedding)."""
     # content only where behaviour similarity reads it: the popular items and their candidate neighbours
-    readable = np.union1d(shared.popular_items, np.flatnonzero(nonzero_rows(shared.interactions)))
+    readable = np.unique(
+        np.concatenate(
+            [
+                np.r_[ref.popular_items, np.flatnonzero(nonzero_rows(ref.interactions))]
+                for ref in shared.behaviour.values()
+            ]
+        )
+    )
     embeddings = item_embedding_tables(model, store, cfg.batch_size, content_rows=readable)
     k = cfg.k_neighbours
     material_mean, material = material_similarity(embeddings["id"], shared.raw_content, shared.cold_items, k)
-    behaviour_mean, behaviour = math.nan, None
-    if "content" in embeddings:
-        behaviour_mean, behaviour = behaviour_similarity(
-            embeddings["content"], shared.interactions, shared.popular_items, k
-        )
-    return {"material_similarity": material_mean, "behaviour_similarity": behaviour_mean}, material, behaviour
+    metrics, per_item = {"material_similarity": material_mean}, {}
+    for name, ref in shared.behaviour.items():
+        metrics[name], per_item[name] = math.nan, None
+        if "content" in embeddings:
+            metrics[name], per_item[name] = behaviour_similarity(
+                embeddings["content"], ref.interactions, ref.popular_items, k
+            )
+    return metrics, material, per_item[HELD_OUT]
 
 
 def summarise(named: dict[str, ModelResult], shared: SharedInputs, cfg: EvaluateConfig) -> dict:
@@ -199,14 +238,15 @@ def summarise(named: dict[str, ModelResult], shared: SharedInputs, cfg: Evaluate
         "similarity": {
             "k_neighbours": cfg.k_neighbours,
             "cold_items": len(shared.cold_items),
-            "popular_items": len(shared.popular_items),
+            "popular_items": len(shared.behaviour[HELD_OUT].popular_items),
+            "popular_items_in_sample": len(shared.behaviour[IN_SAMPLE].popular_items),
         },
         "test_rows": len(shared.bucket),
     }
 
 
 def popular_items(item_counts: np.ndarray, quantile: float, item_ids: Sequence[str]) -> np.ndarray:
-    """Item rows of the popular items (DESIGN §2): among the items with at least one training interaction, the top
+    """Item rows of the popular items (DESIGN §2): among the items with at least one counted interaction, the top
     ``1 - quantile`` share (at least one item) by that count, ties broken by item id. ``item_counts`` (n_rows,) is
     indexed by item row (row 0 is padding), ``item_ids[i]`` is row ``i + 1``'s id. Returns sorted rows."""
     rows = np.flatnonzero(item_counts[1:] > 0) + 1

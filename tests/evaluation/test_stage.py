@@ -1,15 +1,29 @@
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 from PIL import Image
 
 from em3.config import EvaluateConfig
+from em3.data.content_similarity import unit_content
+from em3.data.dataset import Split
 from em3.evaluation import run_evaluate
-from em3.evaluation.stage import METRICS, ModelResult, SharedInputs, shared_inputs, summarise
+from em3.evaluation.stage import (
+    HELD_OUT,
+    IN_SAMPLE,
+    METRICS,
+    BehaviourReference,
+    ModelResult,
+    SharedInputs,
+    held_out_reference,
+    shared_inputs,
+    summarise,
+)
 from em3.metrics import auc
 from em3.models.io import load_model_dir
 from em3.train import train
@@ -42,8 +56,10 @@ def test_json_has_the_documented_shape(evaluated):
     for metrics in models.values():
         for name in DEFINED:
             assert math.isfinite(metrics[name]), name
-    assert models["id_only_din"]["behaviour_similarity"] is None  # no content embedding
-    assert math.isfinite(models["em3_din"]["behaviour_similarity"])
+    for name in (HELD_OUT, IN_SAMPLE):
+        assert models["id_only_din"][name] is None  # no content embedding
+        assert math.isfinite(models["em3_din"][name])
+    assert models["em3_din"][HELD_OUT] != models["em3_din"][IN_SAMPLE], "measured on other interactions"
     assert summary["baseline"] == {"variant": "id_only", "models": {"em3_din": "id_only_din"}}
     relative = summary["relative_to_baseline"]
     assert set(relative) == {"em3_din"}
@@ -94,9 +110,8 @@ def test_each_model_is_compared_with_the_baseline_run_of_its_seed():
     """Two seeds of each variant: seed 1's em3 is compared with seed 1's baseline, not with the first one found."""
     shared = SharedInputs(
         cold_items=np.array([1]),
-        popular_items=np.array([1]),
         raw_content=np.zeros((2, 1)),
-        interactions=sp.csr_array((2, 1)),
+        behaviour={name: BehaviourReference(np.array([1]), sp.csr_array((2, 1))) for name in (HELD_OUT, IN_SAMPLE)},
         bucket=np.zeros(3, int),
         bucket_labels=["0–0"],
         modality=np.zeros(3, int),
@@ -126,5 +141,46 @@ def test_validation_inputs_take_cold_items_and_buckets_from_the_validation_split
     valid = small_data.valid
     assert set(on_valid.cold_items) == set(valid.item[valid.cold].numpy()) - {0}
     assert len(on_valid.bucket) == len(valid.label) != len(on_test.bucket)
-    assert np.array_equal(on_valid.popular_items, on_test.popular_items), "popularity is counted in training"
-    assert (on_valid.interactions != on_test.interactions).nnz == 0
+    in_sample_valid, in_sample_test = on_valid.behaviour[IN_SAMPLE], on_test.behaviour[IN_SAMPLE]
+    assert np.array_equal(in_sample_valid.popular_items, in_sample_test.popular_items), "counted in training"
+    assert (in_sample_valid.interactions != in_sample_test.interactions).nnz == 0
+    for split, shared in (("valid", on_valid), ("test", on_test)):
+        rows, held_out = getattr(small_data, split), shared.behaviour[HELD_OUT]
+        has_content = unit_content(small_data.store).numpy().any(axis=1)
+        positive = (rows.label.numpy() > 0) & has_content[rows.item.numpy()]
+        expected = np.zeros((small_data.n_items, small_data.n_users))
+        np.add.at(expected, (rows.item.numpy()[positive], rows.user.numpy()[positive]), 1)
+        np.testing.assert_array_equal(held_out.interactions.toarray(), expected)  # that period's positives only
+        candidates = np.flatnonzero(expected.sum(1) > 0)
+        assert set(held_out.popular_items) <= set(candidates)
+        assert len(held_out.popular_items) == math.ceil(round(len(candidates) * (1 - cfg.popular_quantile), 9))
+        least_popular = expected.sum(1)[held_out.popular_items].min()
+        assert (expected.sum(1)[np.setdiff1d(candidates, held_out.popular_items)] <= least_popular).all()
+
+
+def test_held_out_behaviour_reference_by_hand():
+    """Rows 1..5; item 5 has no content. Popular: the top fifth (rounded up) of items with content and a positive
+    in the period, by positives, ties by item id; negatives, and items without content, count nowhere."""
+    rows = Split(
+        user=torch.tensor([0, 1, 2, 0, 1, 0, 2, 1, 0]),
+        item=torch.tensor([2, 2, 4, 4, 1, 3, 5, 5, 5]),
+        context=torch.zeros(9, 0, dtype=torch.long),
+        history=torch.zeros(9, 1, dtype=torch.long),
+        label=torch.tensor([1, 1, 1, 1, 1, 0, 1, 1, 1], dtype=torch.float32),
+        cold=torch.zeros(9, dtype=torch.bool),
+    )
+    data = SimpleNamespace(n_items=6, n_users=3, store=SimpleNamespace(item_ids=["e", "d", "c", "b", "a"]))
+    has_content = np.array([False, True, True, True, True, False])
+    ref = held_out_reference(rows, data, has_content, quantile=0.5)
+    assert ref.interactions.toarray().tolist() == [
+        [0, 0, 0],
+        [0, 1, 0],
+        [1, 1, 0],
+        [0, 0, 0],  # item 3: a negative only
+        [1, 0, 1],
+        [0, 0, 0],  # item 5: three positives, no content
+    ]
+    # candidates 1 (1 positive), 2 and 4 (2 each): ceil(3 × 0.5) = 2 popular; 2 and 4 tie, both kept
+    np.testing.assert_array_equal(ref.popular_items, [2, 4])
+    ref = held_out_reference(rows, data, has_content, quantile=0.8)
+    np.testing.assert_array_equal(ref.popular_items, [4])  # one of the tied pair: item 4's id "b" before 2's "d"
