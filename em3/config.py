@@ -162,6 +162,14 @@ class ModelConfig(Section):
     cic_weight: float = Field(0.1, ge=0, description="λ of the CIC loss; 0 disables CIC")
     cic_temperature: float = Field(0.1, gt=0)
     cic_dim: int = Field(32, gt=0)
+    coengagement_weight: float = Field(
+        0.0,
+        ge=0,
+        description="content variants: weight of the co-engagement loss, which pulls together the content "
+        "embeddings of a training positive's item and the user's previous positive item (in-batch negatives, "
+        "duplicates masked; em3.losses); 0 disables it",
+    )
+    coengagement_temperature: float = Field(0.1, gt=0)
     mlp_hidden: tuple[int, ...] = (128, 64)
     attention_hidden: tuple[int, ...] = (64,)
     cross_layers: int = Field(2, ge=1)

@@ -1,21 +1,39 @@
-"""Content-ID-Contrastive (CIC) learning: align an item's content embedding with its ID embedding."""
+"""Contrastive losses over the items of a batch: Content-ID-Contrastive (CIC) learning, which aligns an item's
+content embedding with its ID embedding, and co-engagement, which pulls together the content embeddings of items
+that one user engaged with in turn (em3's addition beyond the paper, DESIGN §3)."""
 
 import torch
 import torch.nn.functional as F
 
 
-def cic_loss(content: torch.Tensor, ids: torch.Tensor, item_ids: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Symmetric InfoNCE between content and ID embeddings of the items of a batch.
+def paired_info_nce(
+    left: torch.Tensor, right: torch.Tensor, left_items: torch.Tensor, right_items: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Symmetric InfoNCE between paired rows: the positive of ``left[i]`` is ``right[i]`` and the negatives are the
+    other rows' vectors, except rows that share an item with row i (either side: duplicates are masked out, not
+    treated as negatives).
 
-    content, ids: (B, D) outputs of the two projection heads; item_ids: (B,). Both sides are L2-normalised; the
-    positive of row i is column i, negatives are the other rows, except rows holding the same item (duplicates are
-    masked out, not treated as negatives).
+    left, right: (P, D); left_items, right_items: (P,) the item of each vector. Both sides are L2-normalised.
     """
-    c = F.normalize(content, dim=-1)
-    i = F.normalize(ids, dim=-1)
-    logits = c @ i.T / temperature  # (B, B)
-    same_item = item_ids[:, None] == item_ids[None, :]
-    duplicate = same_item & ~torch.eye(len(item_ids), dtype=torch.bool, device=item_ids.device)
+    logits = F.normalize(left, dim=-1) @ F.normalize(right, dim=-1).T / temperature  # (P, P)
+    items = torch.stack([left_items, right_items], dim=1)  # (P, 2)
+    shared = (items[:, None, :, None] == items[None, :, None, :]).flatten(2).any(-1)  # (P, P): rows i, j share one
+    duplicate = shared & ~torch.eye(len(items), dtype=torch.bool, device=items.device)
     logits = logits.masked_fill(duplicate, float("-inf"))
-    target = torch.arange(len(item_ids), device=logits.device)
+    target = torch.arange(len(items), device=logits.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def cic_loss(content: torch.Tensor, ids: torch.Tensor, item_ids: torch.Tensor, temperature: float) -> torch.Tensor:
+    """CIC: the content and ID embeddings (B, D) of a batch's items (B,), each item's two views a positive pair."""
+    return paired_info_nce(content, ids, item_ids, item_ids, temperature)
+
+
+def coengagement_loss(
+    content: torch.Tensor, partner: torch.Tensor, items: torch.Tensor, partner_items: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Co-engagement: the content embedding (P, D) of each engaged item (P,) and that of the item the same user
+    engaged with just before it (P, D; items (P,)) form a positive pair. Fewer than two pairs: 0 (no negative)."""
+    if len(items) < 2:
+        return content.sum() * 0.0
+    return paired_info_nce(content, partner, items, partner_items, temperature)

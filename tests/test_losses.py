@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from em3.losses import cic_loss
+from em3.losses import cic_loss, coengagement_loss, paired_info_nce
 
 
 def _nce(logits_row: list[float], positive: int) -> float:
@@ -48,3 +48,36 @@ def test_cic_is_minimal_when_content_and_ids_agree():
     aligned = cic_loss(ids.clone(), ids, torch.arange(4), temperature=0.1)
     shuffled = cic_loss(ids[[1, 2, 3, 0]], ids, torch.arange(4), temperature=0.1)
     assert aligned.item() < 0.01 < shuffled.item()
+
+
+def test_paired_info_nce_masks_every_row_that_shares_an_item_with_either_side():
+    torch.manual_seed(1)
+    left, right = torch.randn(5, 3), torch.randn(5, 3)
+    left_items, right_items = torch.tensor([1, 2, 3, 4, 5]), torch.tensor([6, 1, 7, 8, 6])
+    # row 0 shares item 1 with row 1 (left of 0, right of 1) and item 6 with row 4 (both rights): {0, 1, 4} pairwise
+    sim = torch.nn.functional.normalize(left, dim=-1) @ torch.nn.functional.normalize(right, dim=-1).T / 0.2
+    linked = {(0, 1), (1, 0), (0, 4), (4, 0)}
+
+    def one_direction(s: torch.Tensor) -> torch.Tensor:
+        terms = [-s[r, r] + torch.logsumexp(s[r, [k for k in range(5) if (r, k) not in linked]], 0) for r in range(5)]
+        return torch.stack(terms).mean()
+
+    expected = 0.5 * (one_direction(sim) + one_direction(sim.T))
+    value = paired_info_nce(left, right, left_items, right_items, temperature=0.2)
+    assert value.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_coengagement_pulls_the_pairs_and_trains_both_sides():
+    pairs = torch.eye(4)
+    aligned = coengagement_loss(pairs.clone(), pairs, torch.arange(4), torch.arange(4, 8), temperature=0.1)
+    crossed = coengagement_loss(pairs[[1, 2, 3, 0]], pairs, torch.arange(4), torch.arange(4, 8), temperature=0.1)
+    assert aligned.item() < 0.01 < crossed.item()
+    content, partner = torch.randn(6, 4, requires_grad=True), torch.randn(6, 4, requires_grad=True)
+    coengagement_loss(content, partner, torch.arange(6), torch.arange(6, 12), temperature=0.1).backward()
+    assert content.grad.abs().sum() > 0 and partner.grad.abs().sum() > 0
+
+
+def test_coengagement_of_fewer_than_two_pairs_is_zero_and_keeps_the_graph():
+    content = torch.randn(1, 4, requires_grad=True)
+    value = coengagement_loss(content, torch.randn(1, 4), torch.tensor([1]), torch.tensor([2]), temperature=0.1)
+    assert value.item() == 0.0 and value.requires_grad

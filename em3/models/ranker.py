@@ -19,7 +19,7 @@ from em3.data.dataset import Batch, ContentInputs
 from em3.data.token_store import ItemContent, TokenStore
 from em3.errors import DataError
 from em3.layers import FieldEmbeddings
-from em3.losses import cic_loss
+from em3.losses import cic_loss, coengagement_loss
 from em3.models.backbones import BACKBONES
 from em3.models.content import PooledContent, TokenContent, drop_modalities
 from em3.models.history import HistoryContent
@@ -63,6 +63,7 @@ class Ranker(nn.Module):
             self.content = TokenContent(shapes.image_dim, shapes.text_dim, cfg, shapes.n_items, cache)
             self.history_content = HistoryContent(self.content, cfg.history_mode, cfg.lora, cfg.content_cache_every)
         self.use_cic = cfg.variant == "em3" and cfg.cic_weight > 0
+        self.use_coengagement = self.content is not None and cfg.coengagement_weight > 0
         if self.use_cic:
             self.cic_content_head = nn.Linear(dim, cfg.cic_dim)
             self.cic_id_head = nn.Linear(dim, cfg.cic_dim)
@@ -164,6 +165,9 @@ class Ranker(nn.Module):
                 self.cfg.cic_temperature,
             )
             loss = loss + self.cfg.cic_weight * losses["cic"]
+        if self.use_coengagement:
+            losses["coengagement"] = self._coengagement(batch, target_content, history_content)
+            loss = loss + self.cfg.coengagement_weight * losses["coengagement"]
         losses["loss"] = loss
         return logits, losses
 
@@ -184,6 +188,20 @@ class Ranker(nn.Module):
         if self.use_similarity:
             inputs.append(self.standardise_similarity(similarity))  # (B, 2)
         return self.backbone(self.user_embed(user), target, history, history_items != 0, torch.cat(inputs, -1))
+
+    def _coengagement(self, batch: Batch, content: torch.Tensor, history_content: torch.Tensor) -> torch.Tensor:
+        """The co-engagement loss of the batch's positive rows: each target's content (B, E) paired with that of the
+        user's previous positive, the first history item (history_content: (B, L, E)); rows without one, or whose
+        previous positive is the same item, are left out."""
+        previous = batch.history[:, 0]  # (B,) most recent earlier positive, 0 = none
+        pairs = (batch.label > 0) & (previous != 0) & (previous != batch.item)
+        return coengagement_loss(
+            content[pairs],
+            history_content[pairs, 0],
+            batch.item[pairs],
+            previous[pairs],
+            self.cfg.coengagement_temperature,
+        )
 
     def _target_content(self, batch: Batch) -> torch.Tensor:
         if isinstance(self.content, TokenContent):

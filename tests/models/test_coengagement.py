@@ -1,0 +1,60 @@
+"""The co-engagement objective (issue 25, em3's addition beyond the paper): every model with a content tower can
+train with it, it pairs each positive row's item with the user's previous positive, and it reaches the tower."""
+
+import pytest
+import torch
+
+from em3.data.dataset import make_batch
+from em3.losses import coengagement_loss
+from em3.models import Ranker
+from em3.train.trainer import model_shapes
+from tests.conftest import with_updates
+
+CONTENT_VARIANTS = {
+    "em3": {"variant": "em3"},
+    "em3_mean_fusion": {"variant": "em3", "fusion": "mean"},
+    "two_stage": {"variant": "two_stage"},
+    "two_stage_mlp": {"variant": "two_stage", "pooled_projection": "mlp"},
+}
+
+
+def ranker(small_config, small_data, **model) -> Ranker:
+    torch.manual_seed(0)
+    cfg = with_updates(small_config, model={"modality_dropout": 0.0, "content_cache_every": 0, **model})
+    return Ranker(cfg.model, model_shapes(small_data)).train()
+
+
+@pytest.mark.parametrize("variant", CONTENT_VARIANTS)
+def test_the_loss_is_the_pairs_of_positive_rows_and_their_previous_positive(small_config, small_data, variant):
+    model = ranker(small_config, small_data, coengagement_weight=0.5, **CONTENT_VARIANTS[variant])
+    batch = make_batch(small_data.train, torch.arange(256), small_data.store, model.content_inputs)
+    _, losses = model(batch)
+    previous = batch.history[:, 0]
+    pairs = (batch.label > 0) & (previous != 0) & (previous != batch.item)
+    assert 2 <= int(pairs.sum()) < len(pairs), "the batch has pairs, and rows that are not"
+    content = model._target_content(batch)[batch.target_pos][pairs]
+    partner = model._history_content(batch)[batch.history_pos][pairs, 0]
+    expected = coengagement_loss(content, partner, batch.item[pairs], previous[pairs], temperature=0.1)
+    assert losses["coengagement"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert losses["loss"].item() == pytest.approx(
+        losses["bce"].item() + 0.1 * losses.get("cic", torch.tensor(0.0)).item() + 0.5 * expected.item(), rel=1e-5
+    )
+
+
+@pytest.mark.parametrize("variant", CONTENT_VARIANTS)
+def test_its_gradient_reaches_the_content_tower(small_config, small_data, variant):
+    model = ranker(small_config, small_data, coengagement_weight=1.0, cic_weight=0.0, **CONTENT_VARIANTS[variant])
+    batch = make_batch(small_data.train, torch.arange(256), small_data.store, model.content_inputs)
+    model(batch)[1]["coengagement"].backward()
+    tower = [p.grad for p in model.content.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in tower)
+    assert model.backbone.parameters().__next__().grad is None, "the objective reads content only"
+
+
+def test_off_by_default_and_absent_without_a_content_tower(small_config, small_data):
+    for model in (
+        ranker(small_config, small_data),
+        ranker(small_config, small_data, variant="id_only", coengagement_weight=1.0),
+    ):
+        batch = make_batch(small_data.train, torch.arange(64), small_data.store, model.content_inputs)
+        assert "coengagement" not in model(batch)[1]
