@@ -8,7 +8,8 @@ Trains the benchmark config (by default ``configs/bench_quality.yaml``: the H&M 
 ``configs/bench_extract.yaml``: the H&M extract) with lr 1e-3, 10 epochs, patience 3 and the given overrides, and
 appends the run's validation curve, best epoch, stop reason, seconds, the finished model's validation AUC by the
 modalities of the row's item, and the similarity metrics of DESIGN §2 (material similarity over the validation
-split's cold items, behaviour similarity over the training interactions) to ``bench/results/validation_runs.jsonl``.
+split's cold items; behaviour similarity over the validation period's positives, and in-sample over training's) to
+``bench/results/validation_runs.jsonl``.
 A NAME already there is skipped, so a list of runs resumes.
 """
 
