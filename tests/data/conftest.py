@@ -132,3 +132,17 @@ def upload_folder(s3: Any, folder: Path, prefix: str) -> str:
         if path.is_file():
             s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
     return f"s3://{bucket}/{prefix}"
+
+
+def summary(manifest: dict, table: str) -> dict:
+    (found,) = [s for s in manifest["raw_checks"] if s["table"] == table]
+    assert found["rows_in"] == found["rows_kept"] + found["rows_quarantined"]
+    return found
+
+
+def quarantined(out: Path, table: str) -> pd.DataFrame:
+    return pd.read_parquet(out / "quarantine" / f"{table}.parquet")
+
+
+def append(path: Path, *rows: list[str]) -> None:
+    path.write_text(path.read_text() + csv_text([list(row) for row in rows]))

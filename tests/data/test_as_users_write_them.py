@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 from em3.validation import DataError
-from tests.data.conftest import ARTICLES, CUSTOMERS, ingest, read
-from tests.data.test_ingest import append, quarantined, summary
+from tests.data.conftest import ARTICLES, CUSTOMERS, append, ingest, quarantined, read, summary
 
 PURCHASES = 6 * 7 * 3  # rows of transactions_train.csv in the tiny layout
 

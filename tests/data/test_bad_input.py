@@ -17,8 +17,7 @@ from PIL import Image
 from em3.cli import main
 from em3.config import ValidateConfig
 from em3.validation import run_validate
-from tests.data.conftest import ARTICLES, HM_SPLIT, csv_text, ingest, read
-from tests.data.test_ingest import quarantined, summary
+from tests.data.conftest import ARTICLES, HM_SPLIT, csv_text, ingest, quarantined, read, summary
 
 PURCHASES = 6 * 7 * 3  # rows of transactions_train.csv in the tiny layout
 

@@ -16,8 +16,7 @@ from em3.config import ValidateConfig
 from em3.validation import DataError, run_validate
 from em3.validation.freshness import STALE
 from em3.validation.inputs import input_problems
-from tests.data.conftest import ARTICLES, csv_text, ingest, upload_folder
-from tests.data.test_ingest import quarantined
+from tests.data.conftest import ARTICLES, csv_text, ingest, quarantined, upload_folder
 
 
 def sha256(path: Path) -> str:

@@ -10,22 +10,7 @@ import pandas as pd
 import pytest
 
 from em3.ingest import DataError
-from tests.data.conftest import ARTICLES, CUSTOMERS, csv_text, ingest, read, upload_folder
-
-
-def summary(manifest: dict, table: str) -> dict:
-    (found,) = [s for s in manifest["raw_checks"] if s["table"] == table]
-    assert found["rows_in"] == found["rows_kept"] + found["rows_quarantined"]
-    return found
-
-
-def quarantined(out: Path, table: str) -> pd.DataFrame:
-    return pd.read_parquet(out / "quarantine" / f"{table}.parquet")
-
-
-def append(path: Path, *rows: list[str]) -> None:
-    path.write_text(path.read_text() + csv_text([list(row) for row in rows]))
-
+from tests.data.conftest import ARTICLES, CUSTOMERS, append, csv_text, ingest, quarantined, read, summary, upload_folder
 
 # -- bad input: one test per kind ----------------------------------------------------------------------------
 

@@ -13,8 +13,18 @@ import pytest
 
 from em3.config import ValidateConfig
 from em3.validation import DataError, run_validate
-from tests.data.conftest import ARTICLES, CUSTOMERS, HM_SPLIT, SAMPLE, csv_text, ingest, read, upload_folder
-from tests.data.test_ingest import quarantined, summary
+from tests.data.conftest import (
+    ARTICLES,
+    CUSTOMERS,
+    HM_SPLIT,
+    SAMPLE,
+    csv_text,
+    ingest,
+    quarantined,
+    read,
+    summary,
+    upload_folder,
+)
 
 PURCHASES = 6 * 7 * 3  # rows of transactions_train.csv in the tiny layout
 

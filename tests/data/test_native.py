@@ -16,8 +16,7 @@ from em3.cli import main
 from em3.config import ValidateConfig
 from em3.ingest import native
 from em3.validation import DataError, run_validate
-from tests.data.conftest import csv_text, ingest, read
-from tests.data.test_ingest import quarantined, summary
+from tests.data.conftest import csv_text, ingest, quarantined, read, summary
 
 NATIVE = {"format": "native", "valid_start": None, "test_start": None}
 

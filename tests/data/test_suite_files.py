@@ -20,8 +20,7 @@ import em3.validation.suites as suites
 from em3.config import ConfigError, IngestConfig, ValidateConfig
 from em3.validation import run_validate
 from em3.validation.suite_file import SHIPPED, load_suite
-from tests.data.conftest import ingest, read
-from tests.data.test_ingest import quarantined
+from tests.data.conftest import ingest, quarantined, read
 from tests.data.test_native import NATIVE, TEXT_ONLY, nineties_log, write_native
 
 ROOT = Path(__file__).resolve().parents[2]
