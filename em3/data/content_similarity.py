@@ -16,10 +16,11 @@ import weakref
 import numpy as np
 import torch
 
+from em3.data.mapped import MappedRows, temporary_rows
 from em3.data.token_store import TokenStore
 
 SIMILARITY_FEATURES = ("history_cosine_mean", "history_cosine_max")
-_TABLES: dict[int, torch.Tensor] = {}  # id(store) -> its unit-content table, dropped with the store
+_TABLES: dict[int, MappedRows] = {}  # id(store) -> its unit-content table, dropped with the store
 _SPLITS: dict[tuple[int, int], torch.Tensor] = {}  # (id(store), id(split)) -> the split's similarities
 _CHUNK = 8192  # store rows normalised at once while the table is built
 _ROWS = 256  # impressions whose cosines come from one product (history_similarity)
@@ -51,16 +52,18 @@ def store_unit_vectors(store: TokenStore, rows: np.ndarray) -> torch.Tensor:
     return unit_vectors(*pooled)
 
 
-def unit_content(store: TokenStore) -> torch.Tensor:
-    """(n_rows, D) float16: every item's raw frozen content as a unit vector (zeros without content); built once
-    per store and kept while the store lives."""
+def unit_content(store: TokenStore) -> MappedRows:
+    """(n_rows, D) float16: every item's raw frozen content as a unit vector (zeros without content), in a temporary
+    file read by positioned reads (``table[rows]`` reads those rows): 333 MB at 100,000 items stays out of memory.
+    Built once per store and kept while the store lives."""
     table = _TABLES.get(id(store))
     if table is None:
-        table = torch.empty(store.n_rows, store.pooled_dim, dtype=torch.float16)
-        for start in range(0, store.n_rows, _CHUNK):
-            rows = np.arange(start, min(start + _CHUNK, store.n_rows))
-            table[rows] = store_unit_vectors(store, rows)
-        _TABLES[id(store)] = table
+        chunks = (
+            (start, store_unit_vectors(store, np.arange(start, min(start + _CHUNK, store.n_rows))).numpy())
+            for start in range(0, store.n_rows, _CHUNK)
+        )
+        shape = (store.n_rows, store.pooled_dim)
+        table = _TABLES[id(store)] = temporary_rows(shape, np.float16, chunks, prefix="em3-unit-content-")
         weakref.finalize(store, _TABLES.pop, id(store), None)
     return table
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import mmap
 import os
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -89,15 +91,22 @@ class RowFiles:
 
 
 class MappedRows:
-    """Rows ``start..stop`` of one ``.npy`` file as int64 torch tensors, read with positioned reads when indexed:
-    ``rows[index]`` (an integer tensor or array) reads those rows; ``rows[a:b]`` is a view, nothing read. The file
-    may be deleted once opened (the open handle keeps it), so a temporary one leaves nothing behind."""
+    """Rows ``start..stop`` of one ``.npy`` file as torch tensors of ``dtype``, read with positioned reads when
+    indexed: ``rows[index]`` (an integer tensor or array) reads those rows; ``rows[a:b]`` is a view, nothing read.
+    The file may be deleted once opened (the open handle keeps it), so a temporary one leaves nothing behind."""
 
-    def __init__(self, path: Path, files: RowFiles | None = None, start: int = 0, stop: int | None = None):
+    def __init__(
+        self,
+        path: Path,
+        files: RowFiles | None = None,
+        start: int = 0,
+        stop: int | None = None,
+        dtype: np.dtype | type = np.int64,
+    ):
         if files is None:
             files = RowFiles()
             files.open("rows", path)
-        self.path, self.files = Path(path), files
+        self.path, self.files, self.dtype = Path(path), files, dtype
         rows = files.files["rows"][2][0]
         self.start, self.stop = start, rows if stop is None else stop
 
@@ -113,7 +122,7 @@ class MappedRows:
             begin, end, step = index.indices(len(self))
             if step != 1:
                 raise IndexError("mapped rows are sliced with step 1 only")
-            return MappedRows(self.path, self.files, self.start + begin, self.start + max(begin, end))
+            return MappedRows(self.path, self.files, self.start + begin, self.start + max(begin, end), self.dtype)
         rows = np.asarray(index)
         if rows.dtype.kind not in "iu":
             raise IndexError(f"{self.path}: mapped rows are indexed by integers or a slice, not {rows.dtype}")
@@ -121,4 +130,26 @@ class MappedRows:
         if len(rows) and not -len(self) <= rows.min() <= rows.max() < len(self):
             raise IndexError(f"{self.path}: rows {rows.min()}..{rows.max()} outside 0..{len(self) - 1}")
         values = self.files.read("rows", self.start + np.where(rows < 0, rows + len(self), rows))
-        return torch.from_numpy(values.astype(np.int64, copy=False)).reshape(*np.shape(index), *self.shape[1:])
+        return torch.from_numpy(values.astype(self.dtype, copy=False)).reshape(*np.shape(index), *self.shape[1:])
+
+
+def temporary_rows(
+    shape: tuple[int, ...],
+    dtype: np.dtype | type,
+    chunks: Iterable[tuple[int, np.ndarray]],
+    prefix: str,
+    read_as: np.dtype | type | None = None,
+) -> MappedRows:
+    """A temporary ``.npy`` file of ``shape`` and ``dtype`` written from ``chunks`` (first row, values) through
+    ``MappedArrays`` and read back as ``MappedRows`` (of ``read_as``, default ``dtype``): an array as large as the
+    data stays out of memory. The file is deleted as soon as it is open (``TMPDIR`` chooses its disk)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        path = Path(folder) / "rows.npy"
+        arrays = MappedArrays()
+        out = arrays.create(path, shape, dtype)
+        for begin, values in chunks:
+            out[begin : begin + len(values)] = values
+            arrays.touched(out[begin : begin + len(values)].nbytes)
+        out.flush()
+        arrays.release()
+        return MappedRows(path, dtype=read_as or dtype)

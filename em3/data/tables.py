@@ -9,7 +9,6 @@ deviation; a missing value becomes 0 with a missing flag of 1 beside it.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import torch
 
 from em3.data.dataset import RankingData, Split
 from em3.data.history import history_chunks, history_time
-from em3.data.mapped import MappedArrays, MappedRows
+from em3.data.mapped import MappedRows, temporary_rows
 from em3.data.token_store import TokenStore
 from em3.errors import DataError
 
@@ -201,17 +200,8 @@ def load_tables(
 def mapped_histories(
     user: np.ndarray, time: np.ndarray, item: np.ndarray, label: np.ndarray, length: int, rows: np.ndarray
 ) -> MappedRows:
-    """``earlier_histories`` of ``rows`` (row numbers, in the order wanted) in a temporary int32 file read by
-    positioned reads (em3.data.mapped): the (N, length) histories are the largest training array (2 GB at 10 M
-    impressions and length 50) and stay out of memory. The file is deleted as soon as it is open (``TMPDIR``
-    chooses its disk)."""
-    with tempfile.TemporaryDirectory(prefix="em3-histories-") as folder:
-        path = Path(folder) / "histories.npy"
-        arrays = MappedArrays()
-        out = arrays.create(path, (len(rows), length), np.int32)
-        for begin, values in history_chunks(user, time, item, label, length, rows):
-            out[begin : begin + len(values)] = values
-            arrays.touched(out[begin : begin + len(values)].nbytes)
-        out.flush()
-        arrays.release()
-        return MappedRows(path)
+    """``earlier_histories`` of ``rows`` (row numbers, in the order wanted) as int64 rows of a temporary int32 file
+    (em3.data.mapped.temporary_rows): the (N, length) histories are the largest training array (2 GB at 10 M
+    impressions and length 50) and stay out of memory."""
+    chunks = history_chunks(user, time, item, label, length, rows)
+    return temporary_rows((len(rows), length), np.int32, chunks, prefix="em3-histories-", read_as=np.int64)

@@ -14,9 +14,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from em3.data.mapped import MappedRows
+
 CHUNK_ELEMENTS = 1 << 24  # query × item similarities held at once (64 MB of float32)
 
-Vectors = np.ndarray | sp.spmatrix | sp.sparray
+Vectors = np.ndarray | sp.spmatrix | sp.sparray | MappedRows  # MappedRows: e.g. em3.data.content_similarity's table
 
 
 def material_similarity(
@@ -100,9 +102,13 @@ def _paired_cosine(vectors: Vectors, a: np.ndarray, b: np.ndarray) -> np.ndarray
 
 
 def nonzero_rows(vectors: Vectors) -> np.ndarray:
-    """(n_rows,) True where the row has a non-zero entry."""
+    """(n_rows,) True where the row has a non-zero entry (mapped rows are read a chunk at a time)."""
     if sp.issparse(vectors):
         return vectors.count_nonzero(axis=1) > 0
+    if isinstance(vectors, MappedRows):
+        chunk = max(1, CHUNK_ELEMENTS // max(1, vectors.shape[1]))
+        starts = range(0, len(vectors), chunk)
+        return np.concatenate([vectors[np.arange(s, min(s + chunk, len(vectors)))].numpy().any(1) for s in starts])
     return np.asarray(vectors).any(axis=1)
 
 

@@ -20,6 +20,7 @@ from em3.atomic import finite_or_null, write_bytes, write_json
 from em3.config import EvaluateConfig
 from em3.data.content_similarity import unit_content
 from em3.data.dataset import RankingData, Split
+from em3.data.mapped import MappedRows
 from em3.data.token_store import TokenStore
 from em3.device import resolve_device
 from em3.evaluation.html_report import render_report
@@ -59,7 +60,7 @@ class SharedInputs:
     """What every model is evaluated against: the test split's items, slices and reference vectors."""
 
     cold_items: np.ndarray  # (n_cold,) items of cold test rows
-    raw_content: np.ndarray  # (n_rows, D) float16 frozen content as unit vectors (DESIGN §2; shared with training)
+    raw_content: MappedRows | np.ndarray  # (n_rows, D) float16 frozen content as unit vectors (DESIGN §2)
     behaviour: dict[str, BehaviourReference]  # HELD_OUT: the evaluated period's positives; IN_SAMPLE: training's
     bucket: np.ndarray  # (N,) item-popularity bucket of each test row
     bucket_labels: list[str]
@@ -117,7 +118,7 @@ def shared_inputs(data: RankingData, cfg: EvaluateConfig, split: Literal["test",
     bucket, bucket_labels = popularity_buckets(
         data.item_train_interactions[evaluated.item.numpy()], cfg.popularity_buckets
     )
-    raw_content = unit_content(data.store).numpy()
+    raw_content = unit_content(data.store)
     in_sample = positive_interactions(train, data, np.ones(data.n_items, dtype=bool))
     return SharedInputs(
         cold_items=np.setdiff1d(evaluated.item[evaluated.cold].numpy(), [0]),

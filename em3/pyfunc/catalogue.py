@@ -167,7 +167,7 @@ def build_catalogue(model: Ranker, cfg: Config) -> Catalogue:
     if model.use_similarity:  # the frozen-content space its history-similarity inputs are measured in
         from em3.data.content_similarity import unit_content
 
-        tensors["unit_content"] = unit_content(data.store).clone()
+        tensors["unit_content"] = unit_content(data.store)[torch.arange(data.store.n_rows)]  # the whole table
     return Catalogue(
         item_ids=list(data.store.item_ids),
         user_ids=users[1:].astype(str).tolist(),

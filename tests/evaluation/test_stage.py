@@ -146,7 +146,7 @@ def test_validation_inputs_take_cold_items_and_buckets_from_the_validation_split
     assert (in_sample_valid.interactions != in_sample_test.interactions).nnz == 0
     for split, shared in (("valid", on_valid), ("test", on_test)):
         rows, held_out = getattr(small_data, split), shared.behaviour[HELD_OUT]
-        has_content = unit_content(small_data.store).numpy().any(axis=1)
+        has_content = unit_content(small_data.store)[np.arange(small_data.store.n_rows)].numpy().any(axis=1)
         positive = (rows.label.numpy() > 0) & has_content[rows.item.numpy()]
         expected = np.zeros((small_data.n_items, small_data.n_users))
         np.add.at(expected, (rows.item.numpy()[positive], rows.user.numpy()[positive]), 1)

@@ -8,7 +8,9 @@ import torch
 
 from em3.data.content_similarity import history_similarity
 from em3.data.dataset import make_batch
+from em3.data.mapped import MappedRows
 from em3.data.token_store import TokenStore
+from em3.evaluation.similarity import nonzero_rows
 from em3.models import Ranker
 from em3.train.trainer import model_shapes
 from tests.conftest import with_updates
@@ -39,6 +41,24 @@ def test_cosines_by_hand():
     c12 = (1 / math.sqrt(2)) / math.sqrt(2)  # cos(item 1, item 2) = 0.5
     expected = [[c12 / 2, c12], [0.0, 0.0], [c12, c12], [0.0, 0.0]]
     torch.testing.assert_close(got, torch.tensor(expected), atol=2e-3, rtol=0)  # fp16 table: ~1e-3 relative
+
+
+def test_the_unit_table_is_read_from_a_file_row_by_row(monkeypatch):
+    """unit_content holds no array in memory: rows are read when indexed, with the values of the definition, and a
+    table built in several chunks equals one built at once."""
+    import em3.data.content_similarity as content_similarity
+
+    store = tiny_store()
+    table = content_similarity.unit_content(store)
+    assert isinstance(table, MappedRows) and table.shape == (5, 5) and not hasattr(table, "numpy")
+    rows = table[torch.tensor([3, 1, 3])]
+    assert rows.dtype == torch.float16
+    torch.testing.assert_close(rows[0], torch.tensor([0, 0, 0, 1, 0], dtype=torch.float16))
+    torch.testing.assert_close(rows[1], torch.tensor([1, 0, 0, 0, 0], dtype=torch.float16))
+    monkeypatch.setattr(content_similarity, "_CHUNK", 2)
+    chunked = content_similarity.unit_content(tiny_store())  # another store: built anew, two rows at a time
+    torch.testing.assert_close(chunked[torch.arange(5)], table[torch.arange(5)])
+    assert nonzero_rows(table).tolist() == [False, True, True, True, False]
 
 
 @pytest.mark.parametrize("variant", ["two_stage", "em3"])
@@ -107,7 +127,7 @@ def test_chunked_products_equal_the_per_row_definition(by_user):
 
     from em3.data.content_similarity import cosine_summary, unit_content
 
-    table = unit_content(store).float()
+    table = unit_content(store)[torch.arange(store.n_rows)].float()
     expected = cosine_summary(torch.einsum("bd,bld->bl", table[item], table[history]), history)
     got = history_similarity(store, item, history, user)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
