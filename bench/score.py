@@ -32,7 +32,6 @@ from em3.config import parse_config
 from em3.data.dataset import Split
 from em3.data.loading import load_data
 from em3.data.synthetic_hm import generate_raw_synthetic
-from em3.data.tables import SPLITS
 from em3.features import run_features
 from em3.ingest import run_ingest
 from em3.profiling import machine_info
@@ -41,6 +40,7 @@ from em3.serving.batch import score_log
 from em3.train import train
 from em3.train.trainer import predict
 from em3.validation import run_validate
+from em3.validation.contract import SPLITS, SplitRule
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -87,7 +87,8 @@ def setup(work: Path, args: argparse.Namespace):
 def same_rows(cfg, data, n_rows: int) -> tuple[pd.DataFrame, Split]:
     """The interactions in split order, repeated to ``n_rows``: as a native log and as em3's encoded Split."""
     table = pd.read_parquet(cfg.data.tables_dir / "interactions.parquet")
-    table = pd.concat([table[table["split"] == name] for name in SPLITS], ignore_index=True)
+    split = SplitRule.of_tables(cfg.data.tables_dir).codes(table["ts"].to_numpy())
+    table = table.iloc[np.argsort(split, kind="stable")].reset_index(drop=True)
     repeat = np.resize(np.arange(len(table)), n_rows)
     log = pd.DataFrame(
         {

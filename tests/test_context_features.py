@@ -20,6 +20,12 @@ from em3.train.trainer import train
 from tests.conftest import with_updates
 
 N_USERS, N_ITEMS = 12, 10
+SPLIT_PARAMS = {"valid_start": "2020-02-01", "test_start": "2020-03-01", "cold_max_train": 3}
+
+
+def write_interactions(root, frame: pd.DataFrame) -> None:
+    """The canonical table of ``frame`` (its ``split`` column, kept here for the expectations, is not stored)."""
+    frame.drop(columns="split").to_parquet(root / "interactions.parquet")
 
 
 @pytest.fixture
@@ -35,12 +41,13 @@ def tables(tmp_path):
             for k in range(6 if split == "train" else 3):
                 ts = pd.Timestamp(2020, month, 1 + k) + pd.Timedelta(hours=9, minutes=u)
                 label = int(rng.random() < 0.4)
-                rows.append((user, f"i{rng.integers(N_ITEMS)}", ts, label, split, False, 1 + u % 2))
-    columns = ["user_id", "item_id", "ts", "label", "split", "cold", "sales_channel_id"]
+                rows.append((user, f"i{rng.integers(N_ITEMS)}", ts, label, split, 1 + u % 2))
+    columns = ["user_id", "item_id", "ts", "label", "split", "sales_channel_id"]
     interactions = pd.DataFrame(rows, columns=columns)
     rare = interactions.index[(interactions["user_id"] == "u10") & (interactions["split"] == "train")][2:]
     interactions = interactions.drop(rare)  # u10 keeps 2 train rows: its club value is rare
-    interactions.to_parquet(tmp_path / "interactions.parquet")
+    write_interactions(tmp_path, interactions)
+    (tmp_path / "manifest.json").write_text(json.dumps({"params": SPLIT_PARAMS}))
     club = [None, *["gold" if u % 2 else "silver" for u in range(1, 10)], "rare", "platinum"]
     score = [float(u) if u != 1 else np.nan for u in range(N_USERS)]
     pd.DataFrame(
@@ -66,7 +73,7 @@ def test_user_attributes_become_context_features(tables):
             ~((interactions["user_id"] == "u11") & (interactions["split"] == "train")), "u3"
         )
     )
-    interactions.to_parquet(root / "interactions.parquet")  # u11 (club "platinum") now appears after train only
+    write_interactions(root, interactions)  # u11 (club "platinum") now appears after train only
     data = load_tables(root, root / "store", max_history=4, category_min_rows=3)
     assert data.inputs["context"] == ["sales_channel_id", "user.club"]
     assert data.inputs["numeric"] == ["user.age", "user.score"]
@@ -127,13 +134,37 @@ def test_a_context_column_with_one_value_in_training_is_not_an_input(tables):
     """A log without sales channels (ingest writes 0 everywhere) gives a constant column: it is not listed as an
     input nor given a field; a column with two values is."""
     root, interactions = tables
-    interactions.assign(sales_channel_id=0).to_parquet(root / "interactions.parquet")
+    write_interactions(root, interactions.assign(sales_channel_id=0))
     data = load_tables(root, root / "store", max_history=5)
     assert "sales_channel_id" not in data.inputs["context"] and data.inputs["context"] == ["user.club"]
     users = pd.read_parquet(root / "users.parquet")  # "gold" or nothing, as H&M's FN column: two values, an input
     users.assign(club=["gold" if u % 2 else None for u in range(N_USERS)]).to_parquet(root / "users.parquet")
     assert load_tables(root, root / "store", max_history=5).inputs["context"] == ["user.club"]
     assert data.train.context.shape[1] == len(data.context_cardinalities) == 1
+
+
+def test_splits_and_cold_flags_follow_the_split_dates_of_the_manifest(tables):
+    """The table stores neither: a row's split comes from its time, an item is cold with fewer than
+    cold_max_train positive training rows; other dates in the manifest give other splits from the same rows."""
+    root, interactions = tables
+    data = load_tables(root, root / "store", max_history=4)
+    positives = interactions[(interactions["split"] == "train") & (interactions["label"] == 1)]["item_id"]
+    for name in ("train", "valid", "test"):
+        rows = interactions[interactions["split"] == name]
+        expected_cold = rows["item_id"].map(positives.value_counts()).fillna(0).lt(3).to_numpy()
+        assert getattr(data, name).cold.numpy().tolist() == expected_cold.tolist(), name
+    assert 0 < data.test.cold.float().mean() < 1
+    (root / "manifest.json").write_text(json.dumps({"params": {**SPLIT_PARAMS, "valid_start": "2020-01-04"}}))
+    moved = load_tables(root, root / "store", max_history=4)
+    early = (interactions["ts"] < "2020-01-04").sum()
+    assert (len(moved.train), len(moved.valid), len(moved.test)) == (
+        early,
+        len(interactions) - early - len(data.test),
+        len(data.test),
+    )
+    (root / "manifest.json").write_text(json.dumps({"params": {}}))
+    with pytest.raises(DataError, match="no usable split dates"):
+        load_tables(root, root / "store", max_history=4)
 
 
 def test_histories_are_read_from_disk_and_equal_the_in_memory_definition(tables, monkeypatch):
@@ -156,21 +187,19 @@ def test_histories_are_read_from_disk_and_equal_the_in_memory_definition(tables,
         split = getattr(data, name)
         assert isinstance(split.history, MappedRows) and split.history.shape == (len(split), 4)
         got = split.history[torch.arange(len(split))]
-        assert torch.equal(got, torch.from_numpy(expected[(frame["split"] == name).to_numpy()]))
+        assert torch.equal(got, torch.from_numpy(expected[(interactions["split"] == name).to_numpy()]))
     assert (expected[:, 0] > 0).mean() > 0.5  # the histories are not trivially empty
 
 
 def test_rows_of_items_missing_from_the_store_or_without_ids_are_refused_with_the_file_and_a_count(tables):
     root, interactions = tables
-    interactions.assign(item_id=interactions["item_id"].where(interactions.index % 10 != 0, "i99")).to_parquet(
-        root / "interactions.parquet"
+    write_interactions(
+        root, interactions.assign(item_id=interactions["item_id"].where(interactions.index % 10 != 0, "i99"))
     )
     expected = int((interactions.index % 10 == 0).sum())
     with pytest.raises(ValueError, match=rf"interactions.parquet: {expected} rows name items missing .*\(e.g. i99\)"):
         load_tables(root, root / "store", max_history=4)
-    interactions.assign(user_id=interactions["user_id"].where(interactions.index != 3)).to_parquet(
-        root / "interactions.parquet"
-    )
+    write_interactions(root, interactions.assign(user_id=interactions["user_id"].where(interactions.index != 3)))
     with pytest.raises(DataError, match=r"interactions.parquet: column 'user_id' has 1 empty values"):
         load_tables(root, root / "store", max_history=4)
 

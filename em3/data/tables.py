@@ -4,7 +4,8 @@ Context features: the interactions' ``sales_channel_id`` and the users table's a
 default every column but ``user_id``). Categorical ones (strings) become embedding indices from the training rows'
 vocabulary, index 0 being the unknown bucket (missing values, values first seen after train, values on fewer than
 ``data.category_min_rows`` training rows). Numeric ones are standardised with the training rows' mean and standard
-deviation; a missing value becomes 0 with a missing flag of 1 beside it.
+deviation; a missing value becomes 0 with a missing flag of 1 beside it. A row's split and its item's coldness
+follow from its time and the split dates ingest recorded (em3.validation.contract.SplitRule).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from em3.data.history import history_chunks, history_time
 from em3.data.mapped import MappedRows, temporary_rows
 from em3.data.token_store import TokenStore
 from em3.errors import DataError
+from em3.validation.contract import SPLITS, SplitRule
 
-SPLITS = ("train", "valid", "test")
 CONTEXT_COLUMNS = ("sales_channel_id",)
-READ_COLUMNS = ("user_id", "item_id", "ts", "label", "split", "cold")  # and the context columns
+READ_COLUMNS = ("user_id", "item_id", "ts", "label")  # and the context columns
 USER_PREFIX = "user."  # context names of user attributes in train.json
 
 
@@ -143,8 +144,9 @@ def load_tables(
         raise FileNotFoundError(f"{path} not found: run `em3 ingest` (and `em3 validate`) first")
     present = pq.read_schema(path).names
     columns = [c for c in (*READ_COLUMNS, *CONTEXT_COLUMNS) if c in present]
-    table = pq.read_table(path, columns=columns, read_dictionary=["user_id", "item_id", "split"])
+    table = pq.read_table(path, columns=columns, read_dictionary=["user_id", "item_id"])
     store = TokenStore.load(store_dir)
+    rule = SplitRule.of_tables(tables_dir)
 
     item_index, item_ids = dictionary_codes(table, "item_id", path)
     rows = store.index()
@@ -160,16 +162,15 @@ def load_tables(
     item = item_rows[item_index]
     user_codes, user_ids = sorted_codes(*dictionary_codes(table, "user_id", path))
     user, n_users = user_codes + 1, len(user_ids) + 1
-    split_index, split_names = dictionary_codes(table, "split", path)
-    split = np.array([list(split_names).index(name) if name in split_names else -1 for name in SPLITS])
-    parts = [np.flatnonzero(split_index == code) for code in split]  # rows of each split, in log order
-    train = np.zeros(len(user), bool)
-    train[parts[0]] = True
+    ts = table.column("ts").to_pandas()
+    split = rule.codes(ts.to_numpy())  # (N,) 0 train, 1 valid, 2 test
+    parts = [np.flatnonzero(split == code) for code in range(len(SPLITS))]  # rows of each split, in log order
+    train = split == 0
     label = table.column("label").to_numpy().astype(np.int64)
-    cold = table.column("cold").to_numpy().astype(bool)
+    cold = rule.cold(item, label, split, store.n_rows)
     channels = {c: pd.Series(table.column(c).to_numpy()) for c in CONTEXT_COLUMNS if c in present}
-    time, rule = history_time(table.column("ts").to_pandas(), history)
-    del table, item_index, split_index
+    time, history_rule = history_time(ts, history)
+    del table, item_index, ts
     users = user_attributes(tables_dir, user_ids, user_codes, user_features)
     context, cardinalities, numeric, names = context_features(channels, users, train, category_min_rows)
     del channels, users
@@ -193,7 +194,7 @@ def load_tables(
         context_cardinalities=cardinalities,
         store=store,
         item_train_interactions=np.bincount(item[train & (label == 1)], minlength=store.n_rows),
-        inputs={**names, "history": rule},
+        inputs={**names, "history": history_rule},
     )
 
 

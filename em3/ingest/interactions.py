@@ -1,5 +1,5 @@
 """Building the canonical interactions table (columns: em3.validation.contract): one row per (user, item,
-ts) (per day for day-stamped purchase logs), sampled negatives for purchase logs, time split, cold-start flag.
+ts) (per day for day-stamped purchase logs), sampled negatives for purchase logs.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pandas as pd
 
 from em3.config import IngestConfig
 from em3.ingest.negatives import sample_negatives
-from em3.validation.contract import INTERACTIONS, assign_split
+from em3.validation.contract import INTERACTIONS
 
 KEY = ["ts", "user_id", "item_id"]
 
@@ -20,12 +20,6 @@ def collapse(events: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def mark_cold(rows: pd.DataFrame, cold_max_train: int) -> pd.Series:
-    """True where the item had fewer than ``cold_max_train`` positive rows in train."""
-    train = rows.loc[(rows["split"] == "train") & (rows["label"] == 1), "item_id"].value_counts()
-    return rows["item_id"].map(train).fillna(0).lt(cold_max_train)
-
-
 def build_interactions(events: pd.DataFrame, purchases: bool, cfg: IngestConfig) -> tuple[pd.DataFrame, int]:
     """The canonical table from clean events, and how many negatives could not be drawn (months too small)."""
     rows = collapse(events)  # sorted by KEY
@@ -34,6 +28,4 @@ def build_interactions(events: pd.DataFrame, purchases: bool, cfg: IngestConfig)
         negatives = sample_negatives(rows, cfg.negatives_per_positive, cfg.seed)
         missing = cfg.negatives_per_positive * len(rows) - len(negatives)
         rows = pd.concat([rows, negatives], ignore_index=True).sort_values(KEY, ignore_index=True)
-    rows["split"] = assign_split(rows["ts"], cfg.valid_start, cfg.test_start)
-    rows["cold"] = mark_cold(rows, cfg.cold_max_train)
     return rows[INTERACTIONS.names], missing

@@ -13,7 +13,7 @@ import pandas as pd
 
 from em3.config import IngestConfig
 from em3.ingest.raw import RawData
-from em3.validation.contract import SPLITS
+from em3.validation.contract import SPLITS, assign_split
 from em3.validation.engine import Checked
 from em3.validation.modalities import content_summary, positive_rows
 
@@ -29,7 +29,7 @@ def make_manifest(
 ) -> dict[str, Any]:
     """``stamps``: per source file read, which version was read (em3.sources, em3.validation.freshness)."""
     interactions = tables["interactions"]
-    by_split = interactions.groupby("split")["label"]
+    by_split = interactions["label"].groupby(assign_split(interactions["ts"], cfg.valid_start, cfg.test_start))
     return {
         "em3_version": _version(),
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -27,11 +27,12 @@ from safetensors.torch import load_file, save_file
 
 from em3.config import Config
 from em3.data.history import history_time
-from em3.data.tables import SPLITS, USER_PREFIX
+from em3.data.tables import USER_PREFIX
 from em3.data.token_store import TokenStore
 from em3.errors import DataError
 from em3.models.history import NO_GRAD_CHUNK, HistoryContent
 from em3.models.ranker import Ranker
+from em3.validation.contract import SPLITS, SplitRule
 
 ARRAYS, INDEX = "catalogue.safetensors", "catalogue.json"
 
@@ -128,7 +129,8 @@ def build_catalogue(model: Ranker, cfg: Config) -> Catalogue:
             f"{model.shapes.n_items - 1}: give the store it was trained on"
         )
     table = pd.read_parquet(Path(cfg.data.tables_dir) / "interactions.parquet")
-    frame = pd.concat([table[table["split"] == name] for name in SPLITS])  # the row order of the splits
+    split = SplitRule.of_tables(Path(cfg.data.tables_dir)).codes(table["ts"].to_numpy())
+    frame = table.iloc[np.argsort(split, kind="stable")]  # the row order of the splits
     splits = [getattr(data, name) for name in SPLITS]
     user = torch.cat([split.user for split in splits]).numpy()
     context = torch.cat([split.context for split in splits]).numpy()

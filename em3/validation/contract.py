@@ -3,9 +3,10 @@ time split, the manifest, and which relative paths taken from input are acceptab
 
 ``interactions.parquet``: ``user_id`` (str), ``item_id`` (str), ``ts`` (timestamp, naive UTC: midnight for
 day-stamped logs such as H&M's, the event's time for native logs with times), ``label`` (int8 0/1),
-``split`` (train/valid/test), ``cold`` (bool: the item had fewer than ``cold_max_train`` positive train
-rows), ``sales_channel_id`` (int16), ``units`` (int16: units bought or clicks; 0 for sampled negatives);
-one row per (user, item, ts). No price: it exists only for purchases and would leak the label.
+``sales_channel_id`` (int16), ``units`` (int16: units bought or clicks; 0 for sampled negatives); one row per
+(user, item, ts). No price: it exists only for purchases and would leak the label. No split and no cold flag:
+a row's split follows from its ``ts`` and the split dates, and an item's coldness from the training rows
+(``SplitRule``), so that the rows of one day never change when other days are added.
 ``items.parquet``: ``item_id``, ``text`` ("" when the item has no usable text: the modality is masked),
 ``image_path`` (relative to the data folder, "" when the item has no usable image), then categorical columns as
 strings ("" for items known from a photo only); ``images/SHA256SUMS`` holds the sha256 of every image as ingest
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -38,8 +40,6 @@ INTERACTIONS = pa.schema(
         ("item_id", pa.string()),
         ("ts", pa.timestamp("us")),
         ("label", pa.int8()),
-        ("split", pa.string()),
-        ("cold", pa.bool_()),
         ("sales_channel_id", pa.int16()),
         ("units", pa.int16()),
     ]
@@ -62,11 +62,48 @@ def resolve_split_dates(cfg: IngestConfig, ts: pd.Series) -> IngestConfig:
     return IngestConfig.model_validate({**cfg.model_dump(), **dates})
 
 
-def assign_split(ts: pd.Series, valid_start: date, test_start: date) -> pd.Series:
-    """train before ``valid_start``, valid before ``test_start``, test from then on."""
+def split_codes(ts: np.ndarray, valid_start: date, test_start: date) -> np.ndarray:
+    """(N,) int8 index into SPLITS of each time ``ts`` (N,): train before ``valid_start``, valid before
+    ``test_start``, test from then on."""
     edges = np.array([valid_start, test_start], dtype="datetime64[ns]")
-    position = np.searchsorted(edges, ts.to_numpy(dtype="datetime64[ns]"), side="right")
-    return pd.Series(np.array(SPLITS)[position], index=ts.index)
+    return np.searchsorted(edges, np.asarray(ts, dtype="datetime64[ns]"), side="right").astype(np.int8)
+
+
+def assign_split(ts: pd.Series, valid_start: date, test_start: date) -> pd.Series:
+    """The split name of each time of ``ts`` (``split_codes``)."""
+    return pd.Series(np.array(SPLITS)[split_codes(ts.to_numpy(), valid_start, test_start)], index=ts.index)
+
+
+@dataclass(frozen=True)
+class SplitRule:
+    """Where the splits start and when an item is cold: ingest resolves and records them (``ingest.valid_start``,
+    ``ingest.test_start``, ``ingest.cold_max_train`` in the manifest's params); training applies them."""
+
+    valid_start: date
+    test_start: date
+    cold_max_train: int  # an item is cold with fewer positive training rows
+
+    @classmethod
+    def of_tables(cls, data_dir: Path) -> SplitRule:
+        params = read_manifest(Path(data_dir)).get("params", {})
+        try:
+            return cls(
+                date.fromisoformat(params["valid_start"]),
+                date.fromisoformat(params["test_start"]),
+                int(params["cold_max_train"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(
+                f"{Path(data_dir) / MANIFEST}: no usable split dates in params ({exc!r}); re-run `em3 ingest`"
+            ) from None
+
+    def codes(self, ts: np.ndarray) -> np.ndarray:
+        return split_codes(ts, self.valid_start, self.test_start)
+
+    def cold(self, item: np.ndarray, label: np.ndarray, split: np.ndarray, n_items: int) -> np.ndarray:
+        """(N,) True where row's item (indices < ``n_items``) had fewer than ``cold_max_train`` positive train rows."""
+        train_positives = np.bincount(item[(split == 0) & (label > 0)], minlength=n_items)
+        return train_positives[item] < self.cold_max_train
 
 
 def read_image_sums(data_dir: Path) -> dict[str, str]:

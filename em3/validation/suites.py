@@ -18,7 +18,7 @@ from tqdm.contrib.concurrent import thread_map
 
 from em3.config import IngestConfig
 from em3.sources import UNSAFE_PATH
-from em3.validation.contract import assign_split, read_image_sums
+from em3.validation.contract import read_image_sums
 from em3.validation.engine import MODALITY, ROWS, Checked, check_table
 from em3.validation.images import IO_WORKERS, file_sha256, inspect_image
 from em3.validation.suite_file import load_suite
@@ -125,7 +125,6 @@ def check_interactions(
         user_id_known=frame["user_id"].isin(user_ids),
         item_id_known=frame["item_id"].isin(item_ids),
         user_id_repeated=frame.duplicated(list(INTERACTION_KEY)) if repeated is None else repeated,
-        split_matches=assign_split(ts, cfg.valid_start, cfg.test_start) == frame["split"],
     )
     return _check("canonical", "interactions", frame, checked, cfg)
 

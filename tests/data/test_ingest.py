@@ -51,7 +51,7 @@ def test_outputs_follow_the_contract(hm_dir: Path, tmp_path: Path) -> None:
     assert pq.read_schema(out / "interactions.parquet").remove_metadata() == INTERACTIONS
     interactions, items, users = (read(out, table) for table in TABLES)
     assert "price" not in interactions and interactions["label"].isin([0, 1]).all()
-    assert set(interactions["split"]) == {"train", "valid", "test"}
+    assert all(manifest["splits"][name]["rows"] > 0 for name in ("train", "valid", "test"))
     assert (interactions.loc[interactions["label"] == 0, "units"] == 0).all()
     assert interactions["units"].max() == 2  # one article is bought twice a month: 2 units, one row
     assert items.loc[0, "item_id"] == ARTICLES[0] and items.loc[0, "text"] == "Item 0. Soft, simple piece number 0."
@@ -127,13 +127,14 @@ def test_native_log_keeps_labels_and_adds_no_negatives(tmp_path: Path) -> None:
     ).to_parquet(root / "impressions.parquet")
     manifest = ingest(root, tmp_path / "out", format="native", native_log="impressions.parquet")
     rows = read(tmp_path / "out", "interactions")
-    assert rows[["user_id", "item_id", "label", "split", "units"]].values.tolist() == [
-        ["u1", "a", 1, "train", 1],
-        ["u1", "b", 0, "train", 0],
-        ["u2", "a", 0, "valid", 0],  # the same item twice a day: two impressions at their own times
-        ["u2", "a", 1, "valid", 1],
-        ["u2", "b", 1, "test", 1],
+    assert rows[["user_id", "item_id", "label", "units"]].values.tolist() == [
+        ["u1", "a", 1, 1],
+        ["u1", "b", 0, 0],
+        ["u2", "a", 0, 0],  # the same item twice a day: two impressions at their own times
+        ["u2", "a", 1, 1],
+        ["u2", "b", 1, 1],
     ]
+    assert {name: split["rows"] for name, split in manifest["splits"].items()} == {"train": 2, "valid": 2, "test": 1}
     assert rows["ts"].dt.strftime("%Y-%m-%d %H:%M").tolist() == [
         "2020-02-01 10:00",
         "2020-02-01 11:00",

@@ -7,10 +7,12 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from em3.ingest.negatives import sample_negatives
+from em3.validation.contract import SPLITS, SplitRule
 from tests.data.conftest import SAMPLE, read
 
 
@@ -25,8 +27,14 @@ def auc(score: pd.Series, label: pd.Series) -> float:
 
 @pytest.fixture(scope="module")
 def sample_rows(sample_out: Path) -> pd.DataFrame:
+    """The sample's interactions with each row's split and cold flag as training derives them (SplitRule)."""
     rows = read(sample_out, "interactions")
-    return rows.assign(ts=pd.to_datetime(rows["ts"]))
+    rows = rows.assign(ts=pd.to_datetime(rows["ts"]))
+    rule = SplitRule.of_tables(sample_out)
+    split = rule.codes(rows["ts"].to_numpy())
+    item = pd.factorize(rows["item_id"])[0]
+    cold = rule.cold(item, rows["label"].to_numpy(), split, item.max() + 1)
+    return rows.assign(split=np.array(SPLITS)[split], cold=cold)
 
 
 def test_sample_purchases_are_deduplicated_with_units(sample_rows: pd.DataFrame) -> None:

@@ -87,22 +87,20 @@ def test_canonical_violations_are_quarantined_with_reasons(data_dir: Path) -> No
     rows = read(data_dir, "interactions")
     rows.loc[0, "label"] = 2
     rows.loc[1, "item_id"] = "0000000000"
-    rows.loc[2, "split"] = "test"  # a January row
     write_parquet(pd.concat([rows, rows.iloc[[5]]], ignore_index=True), data_dir / "interactions.parquet", INTERACTIONS)
     items = read(data_dir, "items")
     (data_dir / items.loc[7, "image_path"]).write_bytes(b"")
     (data_dir / items.loc[8, "image_path"]).write_bytes((data_dir / items.loc[9, "image_path"]).read_bytes())
     report = run_validate(ValidateConfig(max_bad_fraction=1.0), data_dir)
     counts = table(report, "validate", "interactions")
-    assert (counts["rows_in"], counts["rows_quarantined"]) == (len(rows) + 1, 4)
+    assert (counts["rows_in"], counts["rows_quarantined"]) == (len(rows) + 1, 3)
     bad = pd.read_parquet(data_dir / "validation" / "quarantine" / "interactions.parquet")
     assert bad["reason"].str.replace(r", got .*", "", regex=True).tolist() == [
         "expect_column_values_to_be_in_set(label): 0 or 1",
         "expect_column_values_to_be_in_set(item_id): an item of items.parquet",
-        "expect_column_values_to_be_in_set(split): the split of ts (valid from 2020-03-01, test from 2020-06-01)",
         "expect_column_values_to_be_in_set(user_id): one row per (user_id, item_id, ts)",
     ]
-    assert bad["reason"].str.extract(r", got (.*)$")[0].tolist()[:3] == ["2", "'0000000000'", "'test'"]
+    assert bad["reason"].str.extract(r", got (.*)$")[0].tolist()[:2] == ["2", "'0000000000'"]
     assert bad["label"].tolist()[0] == 2 and bad["item_id"].tolist()[1] == "0000000000"
     image = pd.read_parquet(data_dir / "validation" / "quarantine" / "items.parquet")
     assert image["item_id"].tolist() == [ARTICLES[7]] and "image_path" in image.loc[0, "reason"]  # 8: changed, valid
