@@ -40,7 +40,7 @@ from em3.serving.batch import score_log
 from em3.train import train
 from em3.train.trainer import predict
 from em3.validation import run_validate
-from em3.validation.contract import SPLITS, SplitRule
+from em3.validation.contract import SPLITS, SplitRule, read_interactions
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -86,7 +86,7 @@ def setup(work: Path, args: argparse.Namespace):
 
 def same_rows(cfg, data, n_rows: int) -> tuple[pd.DataFrame, Split]:
     """The interactions in split order, repeated to ``n_rows``: as a native log and as em3's encoded Split."""
-    table = pd.read_parquet(cfg.data.tables_dir / "interactions.parquet")
+    table = read_interactions(cfg.data.tables_dir).to_pandas()
     split = SplitRule.of_tables(cfg.data.tables_dir).codes(table["ts"].to_numpy())
     table = table.iloc[np.argsort(split, kind="stable")].reset_index(drop=True)
     repeat = np.resize(np.arange(len(table)), n_rows)

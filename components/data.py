@@ -40,8 +40,9 @@ def ingest(config: str, data_uri: str, tables: Output[Dataset], metrics: Output[
         data_uri: The raw logs: a folder or s3://bucket/prefix, in the layout ingest.format names.
 
     Returns:
-        tables: The canonical tables: interactions.parquet, items.parquet, users.parquet, images/, quarantine/ and
-            manifest.json (row counts, sha256 of every source file, the parameters); metadata: data_hash.
+        tables: The canonical tables: interactions/ (a partition per day), items.parquet, users.parquet, images/,
+            quarantine/ and manifest.json (row counts, partitions, sha256 of every source file, the parameters);
+            metadata: data_hash.
         metrics: Rows per table and per split (rows.<name>).
         Output: The data hash: sha256 of the source files, images and ingest parameters.
     """

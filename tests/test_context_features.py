@@ -4,6 +4,7 @@ numeric standardised with a missing flag), the history rule, and what train.json
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 
 import numpy as np
@@ -17,6 +18,7 @@ from em3.data.tables import load_tables
 from em3.data.token_store import TokenStore
 from em3.errors import DataError
 from em3.train.trainer import train
+from em3.validation.contract import partition_path, read_interactions
 from tests.conftest import with_updates
 
 N_USERS, N_ITEMS = 12, 10
@@ -24,8 +26,13 @@ SPLIT_PARAMS = {"valid_start": "2020-02-01", "test_start": "2020-03-01", "cold_m
 
 
 def write_interactions(root, frame: pd.DataFrame) -> None:
-    """The canonical table of ``frame`` (its ``split`` column, kept here for the expectations, is not stored)."""
-    frame.drop(columns="split").to_parquet(root / "interactions.parquet")
+    """The canonical table of ``frame`` in day partitions (its ``split`` column, kept here for the expectations, is
+    not stored)."""
+    shutil.rmtree(root / "interactions", ignore_errors=True)
+    for day, rows in frame.drop(columns="split").groupby(frame["ts"].dt.normalize()):
+        path = partition_path(root, day.date())
+        path.parent.mkdir(parents=True)
+        rows.to_parquet(path)
 
 
 @pytest.fixture
@@ -46,6 +53,7 @@ def tables(tmp_path):
     interactions = pd.DataFrame(rows, columns=columns)
     rare = interactions.index[(interactions["user_id"] == "u10") & (interactions["split"] == "train")][2:]
     interactions = interactions.drop(rare)  # u10 keeps 2 train rows: its club value is rare
+    interactions = interactions.sort_values("ts", kind="stable", ignore_index=True)  # the order of the table
     write_interactions(tmp_path, interactions)
     (tmp_path / "manifest.json").write_text(json.dumps({"params": SPLIT_PARAMS}))
     club = [None, *["gold" if u % 2 else "silver" for u in range(1, 10)], "rare", "platinum"]
@@ -179,7 +187,7 @@ def test_histories_are_read_from_disk_and_equal_the_in_memory_definition(tables,
     finally:
         tempfile.tempdir = None
     assert list((root / "tmp").iterdir()) == []
-    frame = pd.read_parquet(root / "interactions.parquet")
+    frame = read_interactions(root).to_pandas()
     item = frame["item_id"].map(data.store.index()).to_numpy()
     user = pd.factorize(frame["user_id"], sort=True)[0]
     expected = earlier_histories(user, history_time(frame["ts"], "auto")[0], item, frame["label"].to_numpy(), 4)
@@ -197,10 +205,10 @@ def test_rows_of_items_missing_from_the_store_or_without_ids_are_refused_with_th
         root, interactions.assign(item_id=interactions["item_id"].where(interactions.index % 10 != 0, "i99"))
     )
     expected = int((interactions.index % 10 == 0).sum())
-    with pytest.raises(ValueError, match=rf"interactions.parquet: {expected} rows name items missing .*\(e.g. i99\)"):
+    with pytest.raises(ValueError, match=rf"interactions: {expected} rows name items missing .*\(e.g. i99\)"):
         load_tables(root, root / "store", max_history=4)
     write_interactions(root, interactions.assign(user_id=interactions["user_id"].where(interactions.index != 3)))
-    with pytest.raises(DataError, match=r"interactions.parquet: column 'user_id' has 1 empty values"):
+    with pytest.raises(DataError, match=r"interactions: column 'user_id' has 1 empty values"):
         load_tables(root, root / "store", max_history=4)
 
 

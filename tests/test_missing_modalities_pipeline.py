@@ -16,6 +16,7 @@ from em3.features import features_from_tables
 from em3.ingest import run_ingest
 from em3.train import train
 from em3.validation import run_validate
+from em3.validation.contract import read_interactions
 from tests.data.conftest import HM_SPLIT, write_tiny_hm
 
 
@@ -47,7 +48,7 @@ def prepared(tmp_path_factory):
 
 def test_every_purchase_is_kept_and_the_store_masks_what_is_missing(prepared):
     _, cfg, manifest, report = prepared
-    interactions = pd.read_parquet(cfg.data.tables_dir / "interactions.parquet")
+    interactions = read_interactions(cfg.data.tables_dir).to_pandas()
     assert interactions["item_id"].nunique() == 12, "photo-only and text-only articles keep their purchases"
     assert report["items"] == 12
     assert report["image"]["missing"] == {"no_image": 3} and report["text"]["missing"] == {"empty_text": 6}

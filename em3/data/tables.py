@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from em3.data.dataset import RankingData, Split
@@ -23,7 +22,13 @@ from em3.data.history import history_chunks, history_time
 from em3.data.mapped import MappedRows, temporary_rows
 from em3.data.token_store import TokenStore
 from em3.errors import DataError
-from em3.validation.contract import SPLITS, SplitRule
+from em3.validation.contract import (
+    INTERACTIONS_DIR,
+    SPLITS,
+    SplitRule,
+    interactions_columns,
+    read_interactions,
+)
 
 CONTEXT_COLUMNS = ("sales_channel_id",)
 READ_COLUMNS = ("user_id", "item_id", "ts", "label")  # and the context columns
@@ -139,12 +144,12 @@ def load_tables(
     Ids and split names are read dictionary-encoded and every per-row array is a number, so that memory is about
     60 bytes a row (plus the store's per-item tables) whatever the log's ids; the histories go to a file."""
     tables_dir = Path(tables_dir)
-    path = tables_dir / "interactions.parquet"
-    if not path.is_file():
+    path = tables_dir / INTERACTIONS_DIR
+    if not path.is_dir():
         raise FileNotFoundError(f"{path} not found: run `em3 ingest` (and `em3 validate`) first")
-    present = pq.read_schema(path).names
+    present = interactions_columns(tables_dir)
     columns = [c for c in (*READ_COLUMNS, *CONTEXT_COLUMNS) if c in present]
-    table = pq.read_table(path, columns=columns, read_dictionary=["user_id", "item_id"])
+    table = read_interactions(tables_dir, columns, read_dictionary=["user_id", "item_id"])
     store = TokenStore.load(store_dir)
     rule = SplitRule.of_tables(tables_dir)
 

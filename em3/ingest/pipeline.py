@@ -3,8 +3,8 @@
 Raw files are read as strings and checked first (em3.validation.suites); failing rows go to
 ``quarantine/<table>.parquet`` with a reason and are left out of everything built afterwards (negatives
 included). Bad rows never stop ingest: ``validate`` applies the thresholds. A missing text or photo only masks
-that modality (em3.ingest.items). Outputs, in ``out_dir``: ``interactions.parquet``, ``items.parquet``,
-``users.parquet``, ``images/``, ``quarantine/``, ``manifest.json``.
+that modality (em3.ingest.items). Outputs, in ``out_dir``: ``interactions/day=YYYY-MM-DD/part-0.parquet`` (a
+partition per day), ``items.parquet``, ``users.parquet``, ``images/``, ``quarantine/``, ``manifest.json``.
 
 When no purchase or impression is left after the checks, ingest stops with a one-line DataError saying how many
 rows which rules took, writes the quarantine and a manifest to ``<out_dir>.rejected/`` and leaves ``out_dir``
@@ -29,10 +29,10 @@ from em3.ingest.manifest import make_manifest
 from em3.ingest.native import read_native
 from em3.ingest.raw import RawData
 from em3.sources import Source, open_source
-from em3.validation.contract import INTERACTIONS, MANIFEST, resolve_split_dates
+from em3.validation.contract import MANIFEST, resolve_split_dates
 from em3.validation.engine import Checked
 from em3.validation.freshness import mark_stale
-from em3.validation.output import write_parquet
+from em3.validation.output import write_interactions, write_parquet
 
 QUARANTINE = "quarantine"
 REJECTED_SUFFIX = ".rejected"
@@ -66,12 +66,13 @@ def _ingest(source: Source, read: Reader, cfg: IngestConfig, out_dir: Path, reje
         items = raw.items.drop(columns="image_key")
         items.insert(2, "image_path", images.paths)
         tables = {"interactions": interactions, "items": items, "users": raw.users}
-        for name, table in tables.items():
-            write_parquet(table, stage / f"{name}.parquet", INTERACTIONS if name == "interactions" else None)
+        partitions = write_interactions(interactions, stage)
+        for name in ("items", "users"):
+            write_parquet(tables[name], stage / f"{name}.parquet")
         checks = [*raw.checks, images.checked]
         _write_quarantine(checks, stage)
         stamps = {rel: source.read_stamp(rel, sha) for rel, sha in raw.files.items()}
-        manifest = make_manifest(cfg, raw, images.summary, tables, checks, negatives_missing, stamps)
+        manifest = make_manifest(cfg, raw, images.summary, tables, checks, negatives_missing, stamps, partitions)
         write_json(stage / MANIFEST, manifest)
     return manifest
 

@@ -32,7 +32,7 @@ from em3.data.token_store import TokenStore
 from em3.errors import DataError
 from em3.models.history import NO_GRAD_CHUNK, HistoryContent
 from em3.models.ranker import Ranker
-from em3.validation.contract import SPLITS, SplitRule
+from em3.validation.contract import SPLITS, SplitRule, read_interactions
 
 ARRAYS, INDEX = "catalogue.safetensors", "catalogue.json"
 
@@ -128,7 +128,7 @@ def build_catalogue(model: Ranker, cfg: Config) -> Catalogue:
             f"the token store {cfg.data.store_dir} has {data.store.n_rows - 1} items but the model was trained on "
             f"{model.shapes.n_items - 1}: give the store it was trained on"
         )
-    table = pd.read_parquet(Path(cfg.data.tables_dir) / "interactions.parquet")
+    table = read_interactions(Path(cfg.data.tables_dir)).to_pandas()
     split = SplitRule.of_tables(Path(cfg.data.tables_dir)).codes(table["ts"].to_numpy())
     frame = table.iloc[np.argsort(split, kind="stable")]  # the row order of the splits
     splits = [getattr(data, name) for name in SPLITS]

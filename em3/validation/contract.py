@@ -1,7 +1,8 @@
 """The canonical data contract between ingest and the later stages (DESIGN.md §4): tables and columns, the
 time split, the manifest, and which relative paths taken from input are acceptable.
 
-``interactions.parquet``: ``user_id`` (str), ``item_id`` (str), ``ts`` (timestamp, naive UTC: midnight for
+``interactions/day=YYYY-MM-DD/part-0.parquet`` (one Hive-style partition per day of ``ts``, read as one table by
+``read_interactions``): ``user_id`` (str), ``item_id`` (str), ``ts`` (timestamp, naive UTC: midnight for
 day-stamped logs such as H&M's, the event's time for native logs with times), ``label`` (int8 0/1),
 ``sales_channel_id`` (int16), ``units`` (int16: units bought or clicks; 0 for sampled negatives); one row per
 (user, item, ts). No price: it exists only for purchases and would leak the label. No split and no cold flag:
@@ -27,11 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from em3.config import IngestConfig
 from em3.errors import DataError
 
 MANIFEST = "manifest.json"
+INTERACTIONS_DIR = "interactions"  # day partitions: interactions/day=YYYY-MM-DD/part-0.parquet
+PARTITION_FILE = "part-0.parquet"
 IMAGE_SUMS = "images/SHA256SUMS"
 SPLITS = ("train", "valid", "test")
 INTERACTIONS = pa.schema(
@@ -104,6 +108,37 @@ class SplitRule:
         """(N,) True where row's item (indices < ``n_items``) had fewer than ``cold_max_train`` positive train rows."""
         train_positives = np.bincount(item[(split == 0) & (label > 0)], minlength=n_items)
         return train_positives[item] < self.cold_max_train
+
+
+def partition_path(data_dir: Path, day: date) -> Path:
+    """The file of the interactions of ``day``."""
+    return Path(data_dir) / INTERACTIONS_DIR / f"day={day.isoformat()}" / PARTITION_FILE
+
+
+def interaction_files(data_dir: Path) -> dict[date, Path]:
+    """Day -> partition file of the interactions table, in day order; a DataError when there is none."""
+    folder = Path(data_dir) / INTERACTIONS_DIR
+    files = {
+        date.fromisoformat(path.parent.name.removeprefix("day=")): path
+        for path in folder.glob(f"day=*/{PARTITION_FILE}")
+    }
+    if not files:
+        raise DataError(f"{folder}: no day partitions (day=YYYY-MM-DD/{PARTITION_FILE}); run `em3 ingest` first")
+    return dict(sorted(files.items()))
+
+
+def read_interactions(
+    data_dir: Path, columns: list[str] | None = None, read_dictionary: list[str] | None = None
+) -> pa.Table:
+    """Every day partition of the interactions table, in day order, as one table."""
+    interaction_files(data_dir)  # a clear error when there is none
+    folder = Path(data_dir) / INTERACTIONS_DIR
+    return pq.read_table(folder, columns=columns, read_dictionary=read_dictionary, partitioning=None)
+
+
+def interactions_columns(data_dir: Path) -> list[str]:
+    """The columns of the interactions table (its first partition's)."""
+    return pq.read_schema(next(iter(interaction_files(data_dir).values()))).names
 
 
 def read_image_sums(data_dir: Path) -> dict[str, str]:

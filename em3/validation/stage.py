@@ -3,7 +3,8 @@ them, over the raw checks ingest recorded in its manifest and over the catalogue
 
 Writes ``report.json``, ``report.md`` and ``quarantine/<table>.parquet`` (failing canonical rows with a
 ``reason``) to ``<data_dir>/validation`` or another folder (e.g. outside ingest's output, for DVC). The
-interactions are read in row batches (em3.validation.batches): memory is bounded by the batch, not the log. The
+interactions are read in row batches, day partition by day partition (em3.validation.batches): memory is bounded
+by the batch, not the log, and every row must lie on its partition's day. The
 canonical tables are not rewritten: they are ingest's outputs, and rows failing here point at a broken
 contract rather than at bad input, which ingest has already quarantined.
 """
@@ -11,6 +12,7 @@ contract rather than at bad input, which ingest has already quarantined.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,8 @@ from pydantic import ValidationError
 from em3.atomic import staged_dir, write_json
 from em3.config import IngestConfig, ValidateConfig
 from em3.errors import DataError
-from em3.validation.batches import check_interactions_file
-from em3.validation.contract import INTERACTIONS, ITEMS, MANIFEST, USERS, read_manifest
+from em3.validation.batches import check_interactions_files
+from em3.validation.contract import INTERACTIONS, ITEMS, MANIFEST, USERS, interaction_files, read_manifest
 from em3.validation.freshness import freshness_problems
 from em3.validation.inputs import RECORD, validated_tables
 from em3.validation.modalities import content_summary
@@ -52,11 +54,11 @@ def run_validate(
         raise DataError(f"{data_dir / MANIFEST}: not written by this em3 version's ingest ({exc})") from None
     users = _read(data_dir, "users", USERS)
     items = _read(data_dir, "items", ITEMS)
-    interactions = _table_path(data_dir, "interactions", INTERACTIONS.names)
+    partitions = _interaction_partitions(data_dir)
     with staged_dir(out_dir, REPORT) as out:
         quarantine = out / "quarantine"
-        log_summary, positives = check_interactions_file(
-            interactions, rules, users["user_id"], items["item_id"], quarantine / "interactions.parquet"
+        log_summary, positives = check_interactions_files(
+            partitions, rules, users["user_id"], items["item_id"], quarantine / "interactions.parquet"
         )
         checks = [check_items(items, rules, data_dir), check_users(users, rules)]
         for check in checks:
@@ -75,6 +77,15 @@ def run_validate(
     if not report["passed"]:
         raise DataError(f"{failure_message(report)}\nReport: {out_dir / 'report.md'}")
     return report
+
+
+def _interaction_partitions(data_dir: Path) -> dict[date, Path]:
+    """The interactions' day partitions, after checking that each has the contract's columns."""
+    partitions = interaction_files(data_dir)
+    for path in partitions.values():
+        if missing := [column for column in INTERACTIONS.names if column not in pq.read_schema(path).names]:
+            raise DataError(f"{path}: missing column(s) {missing}; expected {INTERACTIONS.names}")
+    return partitions
 
 
 def _read(data_dir: Path, table: str, columns: Sequence[str]) -> pd.DataFrame:

@@ -10,6 +10,7 @@ manifest), as does the folder of the suite files, so both stages apply the same 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -116,12 +117,15 @@ def check_interactions(
     user_ids: Iterable[str],
     item_ids: Iterable[str],
     repeated: np.ndarray | None = None,
+    day: date | None = None,
 ) -> Checked:
     """Interactions rows; ``repeated`` marks the rows whose key an earlier row has (default: found within
-    ``frame``; a batch of a larger table gets them from em3.validation.batches)."""
+    ``frame``; a batch of a larger table gets them from em3.validation.batches); ``day``: the day partition the
+    rows were read from, which each row's ``ts`` must lie on (None: not checked)."""
     ts = pd.to_datetime(frame["ts"], errors="coerce")
     checked = frame.assign(
         ts=ts,
+        ts_on_day=True if day is None else ts.dt.normalize() == pd.Timestamp(day),
         user_id_known=frame["user_id"].isin(user_ids),
         item_id_known=frame["item_id"].isin(item_ids),
         user_id_repeated=frame.duplicated(list(INTERACTION_KEY)) if repeated is None else repeated,

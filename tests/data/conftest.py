@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from PIL import Image
 
 from em3.config import IngestConfig
 from em3.ingest import run_ingest
+from em3.validation.contract import INTERACTIONS_DIR, read_interactions
+from em3.validation.output import write_interactions
 from tests.conftest import HM_SAMPLE as SAMPLE  # noqa: E402
 
 CUSTOMERS = [hashlib.sha256(f"customer {i}".encode()).hexdigest() for i in range(6)]
@@ -90,7 +93,15 @@ def sample_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def read(out: Path, table: str) -> pd.DataFrame:
+    if table == "interactions":
+        return read_interactions(out).to_pandas()
     return pd.read_parquet(out / f"{table}.parquet")
+
+
+def rewrite_interactions(out: Path, frame: pd.DataFrame) -> None:
+    """Replace the interactions table of ``out`` with ``frame`` (day partitions, as ingest writes them)."""
+    shutil.rmtree(out / INTERACTIONS_DIR)
+    write_interactions(frame, out)
 
 
 @pytest.fixture(scope="session")

@@ -82,7 +82,7 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_a_parameter_touches(
     variants = {"train@id_only", "train@two_stage", "train@em3"}
     assert first == {"generate", "ingest", "validate", "features", "evaluate"} | variants
     for output in (
-        "data/tables/interactions.parquet",
+        "data/tables/manifest.json",
         "data/features/index.json",
         "data/validation/report.json",
         "runs/em3/model/model.safetensors",

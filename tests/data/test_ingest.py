@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from em3.ingest import DataError
-from em3.validation.contract import INTERACTIONS
+from em3.validation.contract import INTERACTIONS, interaction_files
 from tests.data.conftest import ARTICLES, CUSTOMERS, csv_text, ingest, read, upload_folder
 
 TABLES = ("interactions", "items", "users")
@@ -48,7 +48,8 @@ def test_s3_missing_file_and_key_traversal_are_data_errors(hm_dir: Path, s3, tmp
 def test_outputs_follow_the_contract(hm_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     manifest = ingest(hm_dir, out)
-    assert pq.read_schema(out / "interactions.parquet").remove_metadata() == INTERACTIONS
+    partitions = interaction_files(out)
+    assert all(pq.read_schema(path).remove_metadata() == INTERACTIONS for path in partitions.values())
     interactions, items, users = (read(out, table) for table in TABLES)
     assert "price" not in interactions and interactions["label"].isin([0, 1]).all()
     assert all(manifest["splits"][name]["rows"] > 0 for name in ("train", "valid", "test"))
@@ -75,6 +76,23 @@ def test_outputs_follow_the_contract(hm_dir: Path, tmp_path: Path) -> None:
     assert manifest["rows"] == {"interactions": len(interactions), "items": 12, "users": 6}
     assert sum(s["rows"] for s in manifest["splits"].values()) == len(interactions)
     assert not (out / "quarantine").exists()
+
+
+def test_interactions_are_one_partition_per_day_listed_in_the_manifest(hm_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    manifest = ingest(hm_dir, out)
+    partitions = interaction_files(out)
+    whole = read(out, "interactions")
+    days = whole["ts"].dt.normalize().dt.date
+    assert list(partitions) == sorted(set(days)) and len(partitions) > 3
+    for day, path in partitions.items():
+        assert path == out / "interactions" / f"day={day.isoformat()}" / "part-0.parquet"
+        rows = pd.read_parquet(path)
+        assert (rows["ts"].dt.date == day).all() and len(rows) == (days == day).sum()
+        listed = manifest["partitions"][day.isoformat()]
+        assert (listed["rows"], listed["positives"]) == (len(rows), int(rows["label"].sum()))
+        assert listed["files"] == manifest["files"]  # the source files the day came from, with their sha256
+    assert sum(p["rows"] for p in manifest["partitions"].values()) == manifest["rows"]["interactions"] == len(whole)
 
 
 def test_rerun_is_deterministic_and_replaces_the_output(hm_dir: Path, tmp_path: Path) -> None:

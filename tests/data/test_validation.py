@@ -10,10 +10,9 @@ import pytest
 
 from em3.config import ConfigError, IngestConfig, ValidateConfig, parse_config
 from em3.validation import DataError, batches, run_validate
-from em3.validation.contract import INTERACTIONS, resolve_split_dates
+from em3.validation.contract import interaction_files, resolve_split_dates
 from em3.validation.engine import Rule, check_table
-from em3.validation.output import write_parquet
-from tests.data.conftest import ARTICLES, ingest, read
+from tests.data.conftest import ARTICLES, ingest, read, rewrite_interactions
 
 
 @pytest.fixture
@@ -87,7 +86,7 @@ def test_canonical_violations_are_quarantined_with_reasons(data_dir: Path) -> No
     rows = read(data_dir, "interactions")
     rows.loc[0, "label"] = 2
     rows.loc[1, "item_id"] = "0000000000"
-    write_parquet(pd.concat([rows, rows.iloc[[5]]], ignore_index=True), data_dir / "interactions.parquet", INTERACTIONS)
+    rewrite_interactions(data_dir, pd.concat([rows, rows.iloc[[5]]], ignore_index=True))
     items = read(data_dir, "items")
     (data_dir / items.loc[7, "image_path"]).write_bytes(b"")
     (data_dir / items.loc[8, "image_path"]).write_bytes((data_dir / items.loc[9, "image_path"]).read_bytes())
@@ -106,6 +105,21 @@ def test_canonical_violations_are_quarantined_with_reasons(data_dir: Path) -> No
     assert image["item_id"].tolist() == [ARTICLES[7]] and "image_path" in image.loc[0, "reason"]  # 8: changed, valid
 
 
+def test_rows_on_another_day_than_their_partition_and_repeats_across_days_are_quarantined(data_dir: Path) -> None:
+    """The cross-day rules: a row must lie on the day of its partition (so histories built from earlier days stay
+    earlier), and one row per (user, item, ts) holds over every partition."""
+    files = interaction_files(data_dir)
+    first, second = list(files)[:2]
+    moved = pd.read_parquet(files[first]).iloc[[0]]
+    day = pd.read_parquet(files[second])
+    pd.concat([day, moved], ignore_index=True).to_parquet(files[second])  # first's row, again, in second's file
+    report = run_validate(ValidateConfig(max_bad_fraction=1.0), data_dir)
+    bad = pd.read_parquet(data_dir / "validation" / "quarantine" / "interactions.parquet")
+    assert table(report, "validate", "interactions")["rows_quarantined"] == len(bad) == 1
+    assert "on the day of its partition" in bad.loc[0, "reason"] and "one row per" in bad.loc[0, "reason"]
+    assert bad.loc[0, "user_id"] == moved.iloc[0]["user_id"]
+
+
 def test_a_log_checked_in_batches_gives_the_report_and_quarantine_of_one_batch(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -115,7 +129,7 @@ def test_a_log_checked_in_batches_gives_the_report_and_quarantine_of_one_batch(
     rows.loc[[0, 9], "label"] = 2
     rows.loc[6, "item_id"] = "0000000000"
     repeats = rows.iloc[[1, 5, 5]]  # key of row 1 once more, of row 5 twice more, in later batches
-    write_parquet(pd.concat([rows, repeats], ignore_index=True), data_dir / "interactions.parquet", INTERACTIONS)
+    rewrite_interactions(data_dir, pd.concat([rows, repeats], ignore_index=True))
     reports, quarantines = [], []
     for batch_rows in (len(rows) + 3, 4):
         monkeypatch.setattr(batches, "BATCH_ROWS", batch_rows)

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 from kfp import dsl
 
@@ -14,7 +13,7 @@ from components import evaluate, features, generate, ingest, register, train, va
 from em3.data.token_store import TokenStore
 from em3.errors import DataError
 from em3.registry import history
-from em3.validation.contract import data_hash
+from em3.validation.contract import data_hash, read_interactions
 from pipelines.em3_run import pipeline_arguments
 from tests.pipelines.conftest import tiny_config
 
@@ -52,7 +51,7 @@ def test_data_components_write_their_artifacts(data):
     assert data.raw.metadata["items"] == n_items and (Path(data.raw.path) / "articles.csv").is_file()
 
     manifest = json.loads((Path(data.tables.path) / "manifest.json").read_text())
-    interactions = pd.read_parquet(Path(data.tables.path) / "interactions.parquet")
+    interactions = read_interactions(Path(data.tables.path)).to_pandas()
     assert manifest["source"] == data.raw.path, "ingest reads the data_uri parameter, not ingest.source"
     assert data.rows.metadata["rows.interactions"] == len(interactions) == manifest["rows"]["interactions"] > 0
     assert sum(data.rows.metadata[f"rows.{split}"] for split in ("train", "valid", "test")) == len(interactions)

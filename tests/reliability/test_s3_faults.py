@@ -14,6 +14,7 @@ from em3.config import ConfigError
 from em3.ingest import DataError
 from em3.registry import log_run
 from em3.retries import s3_client_config
+from em3.validation.contract import interaction_files
 from tests.data.conftest import ingest
 from tests.registry.conftest import with_registry
 from tests.reliability.conftest import run_em3, write_config
@@ -34,7 +35,8 @@ def test_ingest_through_faults_gives_byte_identical_output(hm_bucket, s3_endpoin
         ingest(f"s3://{bucket}/hm", tmp_path / "faulty")
     assert proxy.injected == dict.fromkeys(FAULTS, 1), proxy.injected  # each kind of fault happened, was retried
     clean, faulty = files(tmp_path / "clean"), files(tmp_path / "faulty")
-    assert clean.keys() == faulty.keys() and len(clean) == 3 + 1 + 12 + 1  # tables, manifest, images, SHA256SUMS
+    days = len(interaction_files(tmp_path / "clean"))  # items, users, a partition per day, manifest, images, sums
+    assert clean.keys() == faulty.keys() and len(clean) == 2 + days + 1 + 12 + 1
     manifests = [json.loads(out.pop("manifest.json")) for out in (clean, faulty)]
     for manifest in manifests:
         manifest.pop("created_utc")

@@ -44,7 +44,7 @@ def test_ingest_and_register_leave_the_keys_nowhere(hm_bucket, tiny_run, s3, s3_
     assert "em3 version 1 → champion" in registered.stdout
     written = {path: path.read_bytes() for path in work.rglob("*") if path.is_file()}
     stored = {**s3_objects(s3, raw_bucket), **s3_objects(s3, artifacts_bucket)}
-    assert {"tables/manifest.json", "tables/interactions.parquet", "mlflow.db"} <= {
+    assert {"tables/manifest.json", "tables/items.parquet", "mlflow.db"} <= {
         path.relative_to(work).as_posix() for path in written
     }
     assert any(key.endswith("artifacts/model/model.safetensors") for key in stored)

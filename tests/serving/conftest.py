@@ -22,7 +22,7 @@ from em3.models import Ranker
 from em3.registry import log_run, register
 from em3.train import train
 from em3.validation import run_validate
-from em3.validation.contract import SPLITS, SplitRule
+from em3.validation.contract import SPLITS, SplitRule, read_interactions
 from tests.pipelines.conftest import TINY as PIPELINE_TINY
 
 # Scores are float32 computations of the same weights on the same inputs; only the grouping differs (item vectors
@@ -106,7 +106,7 @@ def served(tmp_path_factory) -> Served:
 
 def contract_rows(served: Served) -> pd.DataFrame:
     """The test split's rows as the data contract gives them (no label), in the order of data.test."""
-    table = pd.read_parquet(served.cfg.data.tables_dir / "interactions.parquet")
+    table = read_interactions(served.cfg.data.tables_dir).to_pandas()
     split = SplitRule.of_tables(served.cfg.data.tables_dir).codes(table["ts"].to_numpy())
     rows = table[split == SPLITS.index("test")].reset_index(drop=True)
     return pd.DataFrame(
