@@ -118,10 +118,12 @@ def partition_path(data_dir: Path, day: date) -> Path:
 def interaction_files(data_dir: Path) -> dict[date, Path]:
     """Day -> partition file of the interactions table, in day order; a DataError when there is none."""
     folder = Path(data_dir) / INTERACTIONS_DIR
-    files = {
-        date.fromisoformat(path.parent.name.removeprefix("day=")): path
-        for path in folder.glob(f"day=*/{PARTITION_FILE}")
-    }
+    files = {}
+    for path in folder.glob(f"day=*/{PARTITION_FILE}"):
+        try:
+            files[date.fromisoformat(path.parent.name.removeprefix("day="))] = path
+        except ValueError:
+            raise DataError(f"{path.parent}: not a day partition; expected {folder}/day=YYYY-MM-DD") from None
     if not files:
         raise DataError(f"{folder}: no day partitions (day=YYYY-MM-DD/{PARTITION_FILE}); run `em3 ingest` first")
     return dict(sorted(files.items()))

@@ -93,6 +93,10 @@ def test_interactions_are_one_partition_per_day_listed_in_the_manifest(hm_dir: P
         assert (listed["rows"], listed["positives"]) == (len(rows), int(rows["label"].sum()))
         assert listed["files"] == manifest["files"]  # the source files the day came from, with their sha256
     assert sum(p["rows"] for p in manifest["partitions"].values()) == manifest["rows"]["interactions"] == len(whole)
+    (out / "interactions" / "day=2020-13-01").mkdir()
+    (out / "interactions" / "day=2020-13-01" / "part-0.parquet").write_bytes(b"")
+    with pytest.raises(DataError, match=r"day=2020-13-01: not a day partition; expected .*day=YYYY-MM-DD"):
+        read(out, "interactions")
 
 
 def test_rerun_is_deterministic_and_replaces_the_output(hm_dir: Path, tmp_path: Path) -> None:
