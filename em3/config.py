@@ -277,6 +277,13 @@ class IngestConfig(Section):
     min_date: date | None = Field(None, description="earliest accepted event date; None: no floor")
     max_date: date = Field(date(2099, 12, 31), description="latest accepted event date")
     max_text_chars: int = Field(5000, gt=0, description="longer item texts are cut to this many characters")
+    days: tuple[date, date] | None = Field(
+        None,
+        description="[first, last]: add the source's events of these days to the existing output as their own "
+        "day partitions (a day ingested again replaces its partition; the other days, items, users and images "
+        "are kept, this run's items and users winning on their id); None: ingest the whole source and replace "
+        "the output",
+    )
     suites_dir: str | None = Field(
         None,
         description="folder of the Great Expectations suite files (raw/<table>.json, canonical/<table>.json) that "
@@ -288,6 +295,8 @@ class IngestConfig(Section):
         first = self.min_date or date.min
         valid = self.valid_start or first
         test = self.test_start or self.max_date
+        if self.days and self.days[0] > self.days[1]:
+            raise ValueError(f"ingest.days: first day after last ({self.days[0]} > {self.days[1]})")
         if not (first <= valid <= self.max_date and first <= test <= self.max_date and valid < test):
             raise ValueError(
                 "ingest dates must satisfy min_date <= valid_start < test_start <= max_date "

@@ -26,10 +26,10 @@ def make_manifest(
     checks: list[Checked],
     negatives_missing: int,
     stamps: dict[str, dict[str, Any]],
-    partitions: dict[str, dict[str, int]],
+    partitions: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     """``stamps``: per source file read, which version was read (em3.sources, em3.validation.freshness);
-    ``partitions``: rows and positives per day partition of the interactions."""
+    ``partitions``: per day partition of the interactions, its rows, positives, source and source files."""
     interactions = tables["interactions"]
     by_split = interactions["label"].groupby(assign_split(interactions["ts"], cfg.valid_start, cfg.test_start))
     return {
@@ -50,7 +50,7 @@ def make_manifest(
             }
             for split in SPLITS
         },
-        "partitions": {day: {**counts, "files": raw.files} for day, counts in partitions.items()},
+        "partitions": partitions,
         "negatives_missing": negatives_missing,
         **raw.repairs,
         "raw_checks": [check.summary for check in checks],
