@@ -2,7 +2,7 @@
 read): how model changes were chosen for issue 12 (docs/benchmarks.md, "Choosing on validation").
 
     .venv/bin/python bench/validation_runs.py NAME [--set key=value ...] [--config configs/bench_quality.yaml]
-        [--work-dir DIR]
+        [--work-dir DIR] [--synthetic-impressions N]
 
 Trains the benchmark config (by default ``configs/bench_quality.yaml``: the H&M sample, DESIGN §4's split;
 ``configs/bench_extract.yaml``: the H&M extract) with lr 1e-3, 10 epochs, patience 3 and the given overrides, and
@@ -52,6 +52,14 @@ def main() -> None:
         default=None,
         help="the quality benchmark's work folder, whose prepared data is reused (default: the config's output_dir)",
     )
+    parser.add_argument(
+        "--synthetic-impressions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train on the synthetic native log of N impressions that `em3 bench quality --synthetic-impressions N "
+        "--work-dir DIR` wrote under the work folder (written there first if missing), not on ingest.source",
+    )
     args = parser.parse_args()
     done = {json.loads(line)["name"] for line in RESULTS.read_text().splitlines()} if RESULTS.exists() else set()
     if args.name in done:
@@ -60,9 +68,10 @@ def main() -> None:
     overrides = {key: yaml.safe_load(value) for key, value in (pair.split("=", 1) for pair in args.set)}
     base = load_config(args.config)
     work_dir = args.work_dir or base.output_dir
-    cfg = with_overrides(benchmark_config(base, work_dir), {**PROTOCOL, **overrides})
+    synthetic = args.synthetic_impressions
+    cfg = with_overrides(benchmark_config(base, work_dir, synthetic=synthetic > 0), {**PROTOCOL, **overrides})
     cfg = cfg.model_copy(update={"name": args.name, "output_dir": work_dir / "validation_runs" / args.name})
-    prepare_data(cfg)
+    prepare_data(cfg, synthetic)
     torch.set_num_threads(1)
     started = time.perf_counter()
     data = load_data(cfg)
@@ -76,6 +85,7 @@ def main() -> None:
     record = {
         "name": args.name,
         "config": args.config.name,
+        **({"synthetic_impressions": synthetic} if synthetic else {}),
         "overrides": overrides,
         "best_valid_auc": max(curve, default=None),
         "valid_auc": round(metrics["valid"]["auc"], 4),
