@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from em3.errors import DataError
-from em3.validation.contract import IMAGE_SUMS, interaction_files, read_image_sums
+from em3.validation.contract import IMAGE_SUMS, interaction_files, read_image_sums, read_manifest
 
 
 def events_of_days(events: pd.DataFrame, days: tuple[date, date], source: str) -> pd.DataFrame:
@@ -34,8 +34,6 @@ def carry_over(
     """Link into ``stage`` the partitions of ``previous`` outside ``days``, its images (but those this run fetches
     anew, ``fetched_images`` as ``images/<key>`` paths: the fetch writes a new file) and its quarantine (but this
     run's folder ``quarantine``, which it rewrites); returns the previous manifest's entries of the days kept."""
-    from em3.validation.contract import read_manifest
-
     manifest = read_manifest(previous)
     kept = {}
     for day, path in interaction_files(previous).items():

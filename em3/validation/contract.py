@@ -132,10 +132,10 @@ def interaction_files(data_dir: Path) -> dict[date, Path]:
 def read_interactions(
     data_dir: Path, columns: list[str] | None = None, read_dictionary: list[str] | None = None
 ) -> pa.Table:
-    """Every day partition of the interactions table, in day order, as one table."""
-    interaction_files(data_dir)  # a clear error when there is none
-    folder = Path(data_dir) / INTERACTIONS_DIR
-    return pq.read_table(folder, columns=columns, read_dictionary=read_dictionary, partitioning=None)
+    """Every day partition of the interactions table, in day order, as one table: the files ``interaction_files``
+    lists and validate checks, never another file that lies in the folder."""
+    files = [str(path) for path in interaction_files(data_dir).values()]
+    return pq.read_table(files, columns=columns, read_dictionary=read_dictionary, partitioning=None)
 
 
 def interactions_columns(data_dir: Path) -> list[str]:

@@ -93,6 +93,8 @@ def test_interactions_are_one_partition_per_day_listed_in_the_manifest(hm_dir: P
         assert (listed["rows"], listed["positives"]) == (len(rows), int(rows["label"].sum()))
         assert listed["files"] == manifest["files"]  # the source files the day came from, with their sha256
     assert sum(p["rows"] for p in manifest["partitions"].values()) == manifest["rows"]["interactions"] == len(whole)
+    pd.read_parquet(partitions[min(partitions)]).to_parquet(out / "interactions" / "stray.parquet")
+    assert len(read(out, "interactions")) == len(whole), "only the listed partitions are read"
     (out / "interactions" / "day=2020-13-01").mkdir()
     (out / "interactions" / "day=2020-13-01" / "part-0.parquet").write_bytes(b"")
     with pytest.raises(DataError, match=r"day=2020-13-01: not a day partition; expected .*day=YYYY-MM-DD"):
