@@ -155,7 +155,7 @@ def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> 
     if trained is not None:  # where the twin's model is (it may have reused another run's itself)
         trained_in = work_dir / trained["trained_in"] if "trained_in" in trained else twin_cfg.output_dir
     if trained is None:
-        metrics = train(cfg, data, test=job.stage == "final").metrics
+        metrics = train(cfg, data, resume=_resumable(cfg), test=job.stage == "final").metrics
         trained = {
             "valid_auc": metrics["valid"]["auc"],
             "best_epoch": metrics["best_epoch"],
@@ -177,6 +177,7 @@ def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> 
     return record
 
 
+STARTED = "started.json"  # the config a run was started with (a checkpoint of another config is never resumed)
 TRAINED = ("valid_auc", "best_epoch", "valid_curve", "stopped_by", "steps", "train_seconds")
 
 
@@ -194,6 +195,18 @@ def _finished(cfg: Config) -> dict | None:
     except ConfigError:
         return None
     return record if saved == cfg.model_dump(mode="json", exclude={"bench"}) else None
+
+
+def _resumable(cfg: Config) -> bool:
+    """Whether the run in ``cfg.output_dir`` was started with this very config and left a checkpoint (the trainer
+    writes one at every epoch's end): a benchmark stopped mid-run then goes on from there, which a long run (the
+    1 M-impression leg takes hours a run) needs. Records the config of a run that starts afresh."""
+    started = cfg.output_dir / STARTED
+    config = cfg.model_dump(mode="json", exclude={"bench"})
+    if started.is_file() and json.loads(started.read_text()) == config:
+        return (cfg.output_dir / "checkpoints" / "last.pt").is_file()
+    write_json(started, config)
+    return False
 
 
 def _placeless(cfg: Config) -> dict:

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from em3.bench.quality import _finished, best_overrides, final_jobs, search_jobs, twins, with_overrides
+from em3.bench.quality import (
+    STARTED,
+    _finished,
+    _resumable,
+    best_overrides,
+    final_jobs,
+    search_jobs,
+    twins,
+    with_overrides,
+)
 from em3.bench.quality_plan import Settings, grid_entry
 from em3.config import load_config
 
@@ -86,3 +95,17 @@ def test_a_finished_run_matches_a_config_that_only_adds_settings_at_their_defaul
     saved["train"]["no_such_setting"] = 1  # a setting since removed: never the same run
     (tmp_path / "quality.json").write_text(json.dumps({"config": saved, "valid_auc": 0.6}))
     assert _finished(cfg) is None
+
+
+def test_a_run_resumes_only_from_a_checkpoint_that_its_own_config_started(tmp_path):
+    """A benchmark stopped mid-run goes on from the run's last checkpoint next time, never from another config's."""
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "bench_quality.yaml")
+    cfg = cfg.model_copy(update={"output_dir": tmp_path})
+    assert not _resumable(cfg) and (tmp_path / STARTED).is_file()  # a fresh start records its config
+    assert not _resumable(cfg), "started, but no checkpoint yet"
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
+    assert _resumable(cfg)
+    other = with_overrides(cfg, {"train.lr": cfg.train.lr * 3})
+    assert not _resumable(other), "another config's checkpoint"
+    assert not _resumable(cfg), "the other config started afresh and recorded itself"
