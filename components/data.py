@@ -4,7 +4,7 @@ Component bodies run in the image (or a kfp.local subprocess): imports go inside
 ``config`` is the pipeline's config parameter (YAML text, see em3/config.py); each stage reads its section.
 """
 
-from kfp.dsl import Dataset, Input, Markdown, Metrics, Output, component
+from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output, component
 
 from em3.cluster import EM3_IMAGE
 
@@ -62,27 +62,41 @@ def ingest(config: str, data_uri: str, tables: Output[Dataset], metrics: Output[
 
 
 @component(base_image=EM3_IMAGE, install_kfp_package=False)
-def validate(config: str, tables: Input[Dataset], validation: Output[Dataset], report: Output[Markdown]):
-    """Great Expectations checks of the tables; fails (stopping the run, the report in its error) past
-    ``validation.max_bad_fraction``.
+def validate(
+    config: str,
+    tables: Input[Dataset],
+    validation: Output[Dataset],
+    report: Output[Markdown],
+    report_html: Output[HTML],
+    metrics: Output[Metrics],
+):
+    """Great Expectations checks of the tables and the drift of the new day(s) against the days before; fails
+    (stopping the run, the report in its error) past ``validation.max_bad_fraction`` or on a drift check set to
+    fail.
 
     Args:
-        config: The em3 config as YAML (the pipeline's config parameter); validation sets the threshold.
+        config: The em3 config as YAML (the pipeline's config parameter); validation sets the limits.
         tables: The canonical tables from ingest.
 
     Returns:
-        validation: report.json, report.md and quarantine/ (the rejected rows, each with its reason).
+        validation: report.json, report.md, report.html and quarantine/ (the rejected rows, each with its reason).
         report: The validation report (markdown), shown in the UI.
+        report_html: The same report as an HTML page.
+        metrics: The drift checks' scores (drift_<check>), drift_warnings and drift_failures.
     """
     import shutil
     from pathlib import Path
 
     from em3.config import config_from_yaml
     from em3.validation import run_validate
+    from em3.validation.report import drift_metrics
+    from em3.workflow import log_metrics
 
     cfg = config_from_yaml(config, "config parameter")
-    run_validate(cfg.validation, Path(tables.path), Path(validation.path))
+    result = run_validate(cfg.validation, Path(tables.path), Path(validation.path))
     shutil.copyfile(Path(validation.path) / "report.md", report.path)
+    shutil.copyfile(Path(validation.path) / "report.html", report_html.path)
+    log_metrics(metrics, drift_metrics(result))
 
 
 @component(base_image=EM3_IMAGE, install_kfp_package=False)

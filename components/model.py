@@ -43,14 +43,15 @@ def train(
     """
     from em3.config import config_from_yaml
     from em3.train.launch import train_here
-    from em3.workflow import log_metrics
+    from em3.workflow import fetched_init, log_metrics
 
     run = {"name": f"{variant}_{backbone}", "output_dir": model.path, "model.variant": variant,
            "model.backbone": backbone, "ingest.source": data_uri, "data.source": "tables",
            "data.tables_dir": tables.path, "data.validation_dir": validation.path,
            "data.store_dir": store.path}  # fmt: skip
     cfg = config_from_yaml(config, "config parameter", run)
-    result = train_here(cfg)
+    with fetched_init(cfg) as cfg:  # train.init_from: models:/NAME@ALIAS downloaded for the run
+        result = train_here(cfg)
     model.metadata.update({"variant": variant, "backbone": backbone, "framework": "pytorch"})
     log_metrics(metrics, result["test"], prefix="test_")
     log_metrics(metrics, result["valid"], prefix="valid_")
@@ -85,12 +86,12 @@ def evaluate(
     from pathlib import Path
 
     from em3.config import config_from_yaml
-    from em3.data.tables import load_tables
+    from em3.data.loading import tables_data
     from em3.evaluation import run_evaluate
     from em3.workflow import log_metrics
 
-    cfg = config_from_yaml(config, "config parameter")
-    data = load_tables(tables.path, store.path, cfg.data.max_history)
+    cfg = config_from_yaml(config, "config parameter", {"data.tables_dir": tables.path, "data.store_dir": store.path})
+    data = tables_data(cfg.data)  # read as the train step read them (history rule, user features, split)
     summary = run_evaluate([Path(m.path) for m in models], data, cfg.evaluate, Path(evaluation.path))
     shutil.copyfile(Path(evaluation.path) / "report.html", report.path)
     for name, values in summary["models"].items():

@@ -69,8 +69,19 @@ class DataConfig(Section):
         description="let features and train run on tables whose validation failed, is missing or stale, or that "
         "came from another source than ingest.source (says so loudly)",
     )
+    split: Literal["ingest", "newest_days"] = Field(
+        "ingest",
+        description="tables: split at the dates ingest recorded, or at the newest days (test: the last test_days "
+        "calendar days of the tables, validation: the valid_days before; a daily run's windows move with its data)",
+    )
     valid_days: int = Field(4, gt=0, description="last days before the test period used for validation")
     test_days: int = Field(6, gt=0, description="last days of the log used for test")
+    train_days: int | None = Field(
+        None,
+        gt=0,
+        description="tables: train on the last train_days days before validation only (older days still feed the "
+        "behaviour histories); None: every day before validation",
+    )
     cold_max_train: int = Field(
         3, ge=1, description="an item is cold on a row when it had fewer interactions than this in train"
     )
@@ -196,6 +207,11 @@ class TrainConfig(Section):
     patience: int = Field(3, ge=1, description="epochs without a better validation AUC before stopping")
     checkpoint_every: int = Field(200, gt=0, description="steps between checkpoints")
     max_steps: int | None = Field(None, gt=0, description="stop after this many steps (for quick runs)")
+    init_from: str | None = Field(
+        None,
+        description="warm start: begin from a trained model's weights, carried over by id (a run folder, a model "
+        "folder, models:/NAME@ALIAS or runs:/ID; new items take an ID from their content, new users start neutral)",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     bf16: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")
     progress: bool = True
@@ -329,8 +345,55 @@ class ModalityLimits(Section):
     text: Fraction = 1.0
 
 
+class DriftCheck(Section):
+    """One drift check: flagged past ``limit``; then ``action`` says whether the run warns or fails (``off``: the
+    check is not run)."""
+
+    limit: float = Field(gt=0)
+    action: Literal["warn", "fail", "off"] = "warn"
+
+
+class DriftConfig(Section):
+    """Drift of the new day(s) against the days before them (em3.validation.drift): each check's limit and action."""
+
+    reference_days: int = Field(7, gt=0, description="day partitions before the new days that they are compared with")
+    min_rows: int = Field(
+        1000, gt=0, description="judge nothing when the new days or the reference have fewer rows (chance moves them)"
+    )
+    label_rate: DriftCheck = Field(
+        DriftCheck(limit=2.0, action="fail"),
+        description="limit: the largest ratio of the new days' label rate to the reference's, or of its inverse",
+    )
+    new_item_share: DriftCheck = Field(
+        DriftCheck(limit=0.25), description="limit: the largest change of the share of rows whose item is new"
+    )
+    new_user_share: DriftCheck = Field(
+        DriftCheck(limit=0.25), description="limit: the largest change of the share of rows whose user is new"
+    )
+    missing_image_share: DriftCheck = Field(
+        DriftCheck(limit=0.2, action="fail"),
+        description="limit: the largest change of the share of rows whose item has no usable photo",
+    )
+    missing_text_share: DriftCheck = Field(
+        DriftCheck(limit=0.2, action="fail"),
+        description="limit: the largest change of the share of rows whose item has no text",
+    )
+    numeric_psi: DriftCheck = Field(
+        DriftCheck(limit=0.25), description="limit: the largest PSI of a numeric column (0.1-0.25: moderate shift)"
+    )
+    text_length_psi: DriftCheck = Field(
+        DriftCheck(limit=0.25), description="limit: the largest PSI of the rows' item text lengths"
+    )
+
+    @model_validator(mode="after")
+    def _ratio_above_one(self) -> DriftConfig:
+        if self.label_rate.limit < 1:
+            raise ValueError(f"validation.drift.label_rate.limit is a ratio, at least 1 (got {self.label_rate.limit})")
+        return self
+
+
 class ValidateConfig(Section):
-    """The validate stage: canonical-table checks and the quarantine threshold (see em3.validation)."""
+    """The validate stage: canonical-table checks, the quarantine threshold and drift (see em3.validation)."""
 
     max_bad_fraction: float = Field(0.05, ge=0, le=1, description="fail when a table loses more of its rows")
     table_max_bad_fraction: TableLimits = Field(
@@ -339,6 +402,7 @@ class ValidateConfig(Section):
     max_missing_fraction: ModalityLimits = Field(
         ModalityLimits(), description="fail when more of the items lack a usable image / text"
     )
+    drift: DriftConfig = Field(DriftConfig(), description="the new day(s) against a reference window of days")
 
 
 class EvaluateConfig(Section):
@@ -366,6 +430,11 @@ class RegistryConfig(Section):
     min_auc: float = Field(0.55, ge=0, le=1, description="champion only with a test AUC of at least this")
     min_delta: float = Field(0.0, description="champion only with a test AUC of at least the champion's + this")
     cold_tolerance: float = Field(0.005, ge=0, description="largest accepted drop of cold_auc below the champion's")
+    rescore_champion: bool = Field(
+        True,
+        description="score the champion on the candidate's test rows (its weights carried over by id) and gate on "
+        "those; False, or a champion saved without ids.json: compare with the metrics it was registered with",
+    )
     required_metrics: tuple[str, ...] = Field(
         ("auc", "gauc", "logloss", "cold_auc"), description="test metrics that must be present and finite"
     )

@@ -11,7 +11,8 @@ import json
 import math
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +65,51 @@ def register_best(
 
     run_dir = best_run(run_dirs)
     run_cfg = load_config(run_dir / "model" / CONFIG).model_copy(update={"registry": cfg.registry})
+    champion = champion_scores(run_dir, cfg, data_dirs)
     with tempfile.TemporaryDirectory(prefix="em3-register-") as tmp:
         staged = Path(tmp)
         for part in ("model", "metrics"):
             shutil.copytree(run_dir / part, staged / part)
         if plots_dir is not None and plots_dir.is_dir():
             shutil.copytree(plots_dir, staged / "plots")
-        result = register(run_cfg, log_run(run_cfg, staged, data_hash=data_sha, data_dirs=data_dirs))
+        result = register(run_cfg, log_run(run_cfg, staged, data_hash=data_sha, data_dirs=data_dirs), champion)
     return {**result, "candidate": run_cfg.name}
+
+
+def champion_scores(run_dir: Path, cfg: Config, data_dirs: dict[str, str] | None = None) -> dict | None:
+    """The champion scored on the test rows of the run in ``run_dir`` (em3.registry.champion), for the gate of
+    ``register``; None when ``registry.rescore_champion`` is off or the run did not train on tables.
+    ``data_dirs``: where this process sees the run's data, as for ``register_best``."""
+    from em3.models.io import CONFIG
+
+    run_cfg = load_config(Path(run_dir) / "model" / CONFIG).model_copy(update={"registry": cfg.registry})
+    if not cfg.registry.rescore_champion or run_cfg.data.source != "tables":
+        return None
+    from em3.data.loading import tables_data
+    from em3.registry.champion import champion_on_test
+
+    data = run_cfg.data.model_copy(update={key: Path(path) for key, path in (data_dirs or {}).items()})
+    return champion_on_test(run_cfg, tables_data(data))
+
+
+@contextmanager
+def fetched_init(cfg: Config) -> Iterator[Config]:
+    """``cfg`` with ``train.init_from`` a local model folder: a registered model (``models:/NAME@ALIAS``) is
+    downloaded for the duration (em3.train.warm_start reads folders only); when there is none yet (no such model
+    or alias: a daily pipeline's first run), training starts from scratch and says so."""
+    source = cfg.train.init_from
+    if not source or not source.startswith("models:/"):
+        yield cfg
+        return
+    from em3.registry.registry import fetched_model_dir, model_version
+    from em3.registry.tracking import RegistryError
+
+    try:
+        model_version(source, cfg.registry)
+    except RegistryError as error:  # a daily pipeline's first run: nothing to start from yet
+        print(f"train.init_from {source}: {error}; training from scratch", flush=True)
+        yield cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": None})})
+        return
+    with fetched_model_dir(source, cfg.registry) as path:
+        print(f"warm start from {source}: {path}", flush=True)
+        yield cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": str(path)})})

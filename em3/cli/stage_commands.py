@@ -14,9 +14,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     from em3.data.loading import load_data
     from em3.train import train
     from em3.train.distributed import process_group
+    from em3.workflow import fetched_init
 
     cfg = config_from_args(args)
-    with process_group(cfg.train.device) as ctx:  # under torchrun: one of its processes (docs/distributed.md)
+    with process_group(cfg.train.device) as ctx, fetched_init(cfg) as cfg:  # torchrun: one of its processes
         result = train(cfg, load_data(cfg), resume=args.resume)
     if ctx.is_main:
         print(markdown_table(comparison_rows([result.metrics])))

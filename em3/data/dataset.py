@@ -51,6 +51,8 @@ class RankingData:
     store: TokenStore
     item_train_interactions: np.ndarray  # (n_rows,) train impressions per item row (purchases for purchase logs)
     inputs: dict = field(default_factory=dict)  # what feeds the model (context and numeric features, history rule)
+    user_ids: np.ndarray | None = None  # (n_users - 1,) the id of user index i + 1 (tables; None: synthetic)
+    context_vocabularies: list[list[str]] = field(default_factory=list)  # per context field, the value of code i + 1
 
     @property
     def numeric_dim(self) -> int:

@@ -35,16 +35,16 @@ READ_COLUMNS = ("user_id", "item_id", "ts", "label")  # and the context columns
 USER_PREFIX = "user."  # context names of user attributes in train.json
 
 
-def categorical_codes(values: pd.Series, train: np.ndarray, min_rows: int) -> tuple[np.ndarray, int]:
+def categorical_codes(values: pd.Series, train: np.ndarray, min_rows: int) -> tuple[np.ndarray, list[str]]:
     """Values → indices 1..n of the values on at least ``min_rows`` training rows (sorted as strings), 0 for
-    anything else (missing, unseen in train, rarer); and the cardinality including 0. Works on the distinct values,
-    so a column of ten million rows never becomes ten million strings."""
+    anything else (missing, unseen in train, rarer); and those values (index i + 1: the cardinality is their
+    number + 1). Works on the distinct values, so a column of ten million rows never becomes ten million strings."""
     codes, uniques = pd.factorize(values)  # -1 where missing
     names = pd.Index(uniques).astype(str)  # values compared as strings: 1 and "1" are one category
     counts = pd.Series(np.bincount(codes[train & (codes >= 0)], minlength=len(uniques))).groupby(names).sum()
     vocabulary = pd.Index(sorted(counts.index[counts >= min_rows]))
     lookup = np.append(vocabulary.get_indexer(names) + 1, 0)  # -1 (not in the vocabulary) -> 0; index -1: missing
-    return lookup[codes].astype(np.int64), len(vocabulary) + 1
+    return lookup[codes].astype(np.int64), vocabulary.tolist()
 
 
 def numeric_columns(values: pd.Series, train: np.ndarray) -> np.ndarray:
@@ -93,8 +93,9 @@ def user_attributes(
 
 def context_features(
     channels: dict[str, pd.Series], users: dict[str, pd.Series], train: np.ndarray, min_rows: int
-) -> tuple[np.ndarray, tuple[int, ...], np.ndarray, dict[str, list[str]]]:
-    """Categorical codes (N, F), their cardinalities, numeric inputs (N, 2G) and the names of what is used, from the
+) -> tuple[np.ndarray, tuple[int, ...], np.ndarray, dict[str, list[str]], list[list[str]]]:
+    """Categorical codes (N, F), their cardinalities, numeric inputs (N, 2G), the names of what is used and each
+    categorical field's vocabulary (the value of code i + 1), from the
     interactions' context ``channels`` (categorical whatever their type) and the rows' user attributes. A
     categorical column with a single value on the training rows (missing counts as a value: "1.0 or nothing" is
     information) tells the model nothing and is left out (e.g. ``sales_channel_id`` of a log that has no such
@@ -108,7 +109,7 @@ def context_features(
     parts = [numeric_columns(values, train) for _, values in numeric]
     dense = np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(train), 0), np.float32)
     names = {"context": [name for name, _ in categorical], "numeric": [name for name, _ in numeric]}
-    return codes, tuple(n for _, n in encoded), dense, names
+    return codes, tuple(len(vocabulary) + 1 for _, vocabulary in encoded), dense, names, [v for _, v in encoded]
 
 
 def dictionary_codes(table: pa.Table, name: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -139,8 +140,10 @@ def load_tables(
     history: str = "auto",
     user_features: tuple[str, ...] | None = None,
     category_min_rows: int = 5,
+    rule: SplitRule | None = None,
 ) -> RankingData:
-    """The splits of ``tables_dir`` with the content of ``store_dir``; the other arguments are ``data.<name>``.
+    """The splits of ``tables_dir`` with the content of ``store_dir``; the other arguments are ``data.<name>``, and
+    ``rule`` the split (default: ingest's dates; rows it places in no split only feed the histories).
     Ids and split names are read dictionary-encoded and every per-row array is a number, so that memory is about
     60 bytes a row (plus the store's per-item tables) whatever the log's ids; the histories go to a file."""
     tables_dir = Path(tables_dir)
@@ -151,7 +154,7 @@ def load_tables(
     columns = [c for c in (*READ_COLUMNS, *CONTEXT_COLUMNS) if c in present]
     table = read_interactions(tables_dir, columns, read_dictionary=["user_id", "item_id"])
     store = TokenStore.load(store_dir)
-    rule = SplitRule.of_tables(tables_dir)
+    rule = rule or SplitRule.of_tables(tables_dir)
 
     item_index, item_ids = dictionary_codes(table, "item_id", path)
     rows = store.index()
@@ -168,7 +171,7 @@ def load_tables(
     user_codes, user_ids = sorted_codes(*dictionary_codes(table, "user_id", path))
     user, n_users = user_codes + 1, len(user_ids) + 1
     ts = table.column("ts").to_pandas()
-    split = rule.codes(ts.to_numpy())  # (N,) 0 train, 1 valid, 2 test
+    split = rule.codes(ts.to_numpy())  # (N,) 0 train, 1 valid, 2 test, -1 before the training window
     parts = [np.flatnonzero(split == code) for code in range(len(SPLITS))]  # rows of each split, in log order
     train = split == 0
     label = table.column("label").to_numpy().astype(np.int64)
@@ -177,7 +180,7 @@ def load_tables(
     time, history_rule = history_time(ts, history)
     del table, item_index, ts
     users = user_attributes(tables_dir, user_ids, user_codes, user_features)
-    context, cardinalities, numeric, names = context_features(channels, users, train, category_min_rows)
+    context, cardinalities, numeric, names, vocabularies = context_features(channels, users, train, category_min_rows)
     del channels, users
     histories = mapped_histories(user, time, item, label, max_history, np.concatenate(parts))  # split after split
     starts = np.cumsum([0, *map(len, parts)])
@@ -200,6 +203,8 @@ def load_tables(
         store=store,
         item_train_interactions=np.bincount(item[train & (label == 1)], minlength=store.n_rows),
         inputs={**names, "history": history_rule},
+        user_ids=user_ids,
+        context_vocabularies=vocabularies,
     )
 
 

@@ -6,6 +6,8 @@ import base64
 from collections.abc import Mapping
 from html import escape
 
+from em3.html_page import html_page
+
 HIGHER_IS_BETTER = {"logloss": False, "cold_logloss": False}
 
 CAPTIONS = {
@@ -15,15 +17,6 @@ CAPTIONS = {
     "plots/similarity.png": "Per-item material similarity (cold items) and held-out behaviour similarity (popular "
     "items of the test period).",
 }
-
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-.better { color: #176b1f; } .worse { color: #a1261b; }
-figure { margin: 1.5em 0; } img { max-width: 100%; }
-"""
 
 
 def render_report(summary: Mapping, plots: Mapping[str, bytes]) -> str:
@@ -68,11 +61,7 @@ def render_report(summary: Mapping, plots: Mapping[str, bytes]) -> str:
         "<h2>Plots</h2>",
         *(_figure(path, png) for path, png in plots.items()),
     ]
-    body = "\n".join(sections)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>EM3 evaluation</title>\n'
-        f"<style>{STYLE}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
-    )
+    return html_page("EM3 evaluation", "\n".join(sections))
 
 
 def _modality_table(by_model: Mapping[str, Mapping[str, Mapping]]) -> str:

@@ -31,6 +31,7 @@ from em3.ingest.native import read_native
 from em3.ingest.raw import RawData
 from em3.sources import Source, open_source
 from em3.validation.contract import MANIFEST, read_interactions, read_manifest, resolve_split_dates
+from em3.validation.drift import modality_gaps
 from em3.validation.engine import Checked
 from em3.validation.freshness import mark_stale
 from em3.validation.output import write_interactions, write_parquet
@@ -82,7 +83,10 @@ def _ingest(source: Source, read: Reader, cfg: IngestConfig, out_dir: Path, reje
             items = merged_table(previous, "items", items, "item_id")
             users = merged_table(previous, "users", users, "user_id")
         written = write_interactions(interactions, stage)
-        new_partitions = {day: {**counts, "source": cfg.source, "files": raw.files} for day, counts in written.items()}
+        gaps = modality_gaps(interactions, items)  # as this run's catalogue has them: validate's drift reference
+        new_partitions = {
+            day: {**counts, **gaps[day], "source": cfg.source, "files": raw.files} for day, counts in written.items()
+        }
         partitions = dict(sorted({**kept_partitions, **new_partitions}.items()))
         for name, table in (("items", items), ("users", users)):
             write_parquet(table, stage / f"{name}.parquet")

@@ -1,4 +1,5 @@
-"""A trained model on disk: ``model.safetensors`` + ``config.yaml`` + ``shapes.json``; rebuilt without pickle."""
+"""A trained model on disk: ``model.safetensors`` + ``config.yaml`` + ``shapes.json``; rebuilt without pickle.
+``ids.json`` (em3.train.warm_start) says which item, user and context value each table row stands for."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from em3.atomic import atomic_file, staged_dir
 from em3.config import Config, parse_config
 from em3.models.ranker import ModelShapes, Ranker
 
-WEIGHTS, CONFIG, SHAPES = "model.safetensors", "config.yaml", "shapes.json"
+WEIGHTS, CONFIG, SHAPES, IDS = "model.safetensors", "config.yaml", "shapes.json", "ids.json"
 # absent from models saved before they existed; zero means what those models did: two_stage's missing vectors, and
 # the content -> ID map of unseen items (zero: the neutral ID)
 OPTIONAL_WEIGHTS = ("content.missing.", "history_content.missing.", "content_to_id")
@@ -35,13 +36,17 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
         save_model(model, str(tmp))
 
 
-def save_model_dir(directory: Path, model: torch.nn.Module, cfg: Config, shapes: ModelShapes) -> None:
-    """Weights, config and data shapes (what rebuilds the model) into a staged folder that replaces ``directory``
-    only when complete: a crash never leaves a model directory that looks whole."""
+def save_model_dir(
+    directory: Path, model: torch.nn.Module, cfg: Config, shapes: ModelShapes, ids: dict | None = None
+) -> None:
+    """Weights, config and data shapes (what rebuilds the model) and the tables' ``ids`` into a staged folder that
+    replaces ``directory`` only when complete: a crash never leaves a model directory that looks whole."""
     with staged_dir(Path(directory), WEIGHTS) as staging:
         save_model(model, str(staging / WEIGHTS))
         (staging / CONFIG).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         (staging / SHAPES).write_text(json.dumps(asdict(shapes), indent=2))
+        if ids is not None:
+            (staging / IDS).write_text(json.dumps(ids))
 
 
 def load_model_dir(directory: str | Path, device: str = "cpu") -> tuple[Ranker, Config]:

@@ -129,8 +129,9 @@ def build_catalogue(model: Ranker, cfg: Config) -> Catalogue:
             f"{model.shapes.n_items - 1}: give the store it was trained on"
         )
     table = read_interactions(Path(cfg.data.tables_dir)).to_pandas()
-    split = SplitRule.of_tables(Path(cfg.data.tables_dir)).codes(table["ts"].to_numpy())
-    frame = table.iloc[np.argsort(split, kind="stable")]  # the row order of the splits
+    split = SplitRule.of_config(cfg.data).codes(table["ts"].to_numpy())
+    order = np.argsort(split, kind="stable")
+    frame = table.iloc[order[split[order] >= 0]]  # the row order of the splits (rows before the window in none)
     splits = [getattr(data, name) for name in SPLITS]
     user = torch.cat([split.user for split in splits]).numpy()
     context = torch.cat([split.context for split in splits]).numpy()
@@ -139,9 +140,8 @@ def build_catalogue(model: Ranker, cfg: Config) -> Catalogue:
     if not all(name.startswith(USER_PREFIX) for name in data.inputs.get("numeric", [])):
         raise ServingError(f"numeric inputs {data.inputs['numeric']} are not all user attributes: cannot serve them")
 
-    first = np.unique(user, return_index=True)[1]  # one row per user index
-    users = np.zeros(data.n_users, dtype=object)
-    users[user[first]] = frame["user_id"].to_numpy()[first]
+    first = np.unique(user, return_index=True)[1]  # one row per user index of the splits
+    users = np.array(["", *data.user_ids], dtype=object)  # every user, those only before the window too
     user_fields = [f for f, name in enumerate(names) if name.startswith(USER_PREFIX)]
     user_context = np.zeros((data.n_users, len(user_fields)), np.int64)
     user_context[user[first]] = context[first][:, user_fields]

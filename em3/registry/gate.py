@@ -17,11 +17,12 @@ class Decision:
     reason: str
 
 
-def decide(candidate: Metrics, champion: Metrics | None, cfg: RegistryConfig) -> Decision:
+def decide(candidate: Metrics, champion: Metrics | None, cfg: RegistryConfig, compared_on: str = "") -> Decision:
     """``champion`` when the candidate's required metrics are all finite, its AUC reaches ``min_auc`` and the
     champion's AUC + ``min_delta``, and its cold_auc is at most ``cold_tolerance`` below the champion's; otherwise
-    ``challenger``. The reason lists the failed checks (for a champion: all checks). A comparison with a champion
-    metric that is missing or not finite is skipped, and the reason says so."""
+    ``challenger``. The reason lists the failed checks (for a champion: all checks) and where the champion's
+    metrics come from (``compared_on``). A comparison with a champion metric that is missing or not finite is
+    skipped, and the reason says so."""
     unusable = [
         f"{name} is {_describe(candidate.get(name))}"
         for name in cfg.required_metrics
@@ -37,7 +38,9 @@ def decide(candidate: Metrics, champion: Metrics | None, cfg: RegistryConfig) ->
         checks.append(_versus_champion("auc", candidate, champion, cfg.min_delta, "min_delta"))
         checks.append(_versus_champion("cold_auc", candidate, champion, -cfg.cold_tolerance, "cold_tolerance"))
     failed = [text for ok, text in checks if not ok]
-    return Decision(CHALLENGER, "; ".join(failed)) if failed else Decision(CHAMPION, "; ".join(t for _, t in checks))
+    reason = "; ".join(failed) if failed else "; ".join(t for _, t in checks)
+    reason += f" [{compared_on}]" if champion is not None and compared_on else ""
+    return Decision(CHALLENGER if failed else CHAMPION, reason)
 
 
 def _versus_champion(name: str, candidate: Metrics, champion: Metrics, margin: float, margin_name: str):

@@ -14,6 +14,8 @@ import getpass
 import json
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,9 +47,12 @@ _MODEL_URI = re.compile(r"^models:/(?P<name>[\w.-]+)(?:@(?P<alias>[\w-]+)|/(?P<v
 
 
 @mlflow_errors_as_registry_errors
-def register(cfg: Config, run_id: str) -> dict:
+def register(cfg: Config, run_id: str, champion_scores: dict | None = None) -> dict:
     """Create a version of ``cfg.registry.model_name`` from the run's ``model/`` artifacts and give it the alias
-    the gate decides (``champion`` or ``challenger``); returns model, version, alias, reason and run_id."""
+    the gate decides (``champion`` or ``challenger``); returns model, version, alias, reason and run_id.
+    ``champion_scores`` (em3.registry.champion.champion_on_test): the champion's metrics on the run's test rows,
+    which the gate compares with when they are of the champion of the moment; else the champion's own test
+    metrics (as registered, on its own test rows), and the reason says which."""
     from em3.models.io import WEIGHTS
 
     rc, mlflow = cfg.registry, client(cfg.registry)
@@ -65,7 +70,8 @@ def register(cfg: Config, run_id: str) -> dict:
     with model_lock(mlflow, rc.model_name, _user()):  # decide against the champion of the moment, alone
         _ensure_model(mlflow, rc.model_name)
         champion = _alias_version(mlflow, rc, CHAMPION)
-        decision = decide(candidate, _test_metrics(champion) if champion else None, rc)
+        theirs, compared_on = _champion_metrics(champion, champion_scores)
+        decision = decide(candidate, theirs, rc, compared_on)
         tags = {
             GIT_COMMIT: run.data.tags.get(GIT_COMMIT, UNKNOWN),
             DATA_HASH: run.data.tags.get(DATA_HASH, UNKNOWN),
@@ -176,16 +182,24 @@ def model_version(uri: str, cfg: RegistryConfig | None = None) -> ModelVersion:
 def load(uri: str, cfg: RegistryConfig | None = None, device: str = "cpu") -> Ranker:
     """Rebuild the model at ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` from its safetensors, config and
     shapes (no pickle), in eval mode on ``device``."""
-    from mlflow.artifacts import download_artifacts
-
     from em3.models.io import load_model_dir
+
+    with fetched_model_dir(uri, cfg) as path:
+        model, _ = load_model_dir(path, device)
+    return model
+
+
+@contextmanager
+def fetched_model_dir(uri: str, cfg: RegistryConfig | None = None) -> Iterator[Path]:
+    """The em3 model folder (weights, config, shapes, ids) of ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``,
+    downloaded into a temporary folder named after the version (``em3-<name>-v<N>-...``) for the duration."""
+    from mlflow.artifacts import download_artifacts
 
     version = model_version(uri, cfg)
     tracking_uri = (cfg or RegistryConfig()).tracking_uri
-    with tempfile.TemporaryDirectory(prefix="em3-model-") as tmp:
-        path = Path(download_artifacts(artifact_uri=version.source, dst_path=tmp, tracking_uri=tracking_uri))
-        model, _ = load_model_dir(em3_files(path), device)
-    return model
+    with tempfile.TemporaryDirectory(prefix=f"em3-{version.name}-v{version.version}-") as tmp:
+        download = mlflow_errors_as_registry_errors(download_artifacts)
+        yield em3_files(Path(download(artifact_uri=version.source, dst_path=tmp, tracking_uri=tracking_uri)))
 
 
 def em3_files(path: Path) -> Path:
@@ -265,6 +279,16 @@ def _version(mlflow: MlflowClient, rc: RegistryConfig, version: int | str) -> Mo
 def _alias_version(mlflow: MlflowClient, rc: RegistryConfig, alias: str) -> ModelVersion | None:
     version = _model(mlflow, rc).aliases.get(alias)
     return None if version is None else mlflow.get_model_version(rc.model_name, str(version))
+
+
+def _champion_metrics(champion: ModelVersion | None, scores: dict | None) -> tuple[dict | None, str]:
+    """What the gate compares with, and where those metrics come from (said in its reason)."""
+    if champion is None:
+        return None, ""
+    if scores is not None and scores.get("version") == int(champion.version) and "metrics" in scores:
+        return scores["metrics"], f"champion v{champion.version} scored on this run's test rows"
+    why = scores.get("skipped", "scored for another version") if scores else "not scored on this run's test rows"
+    return _test_metrics(champion), f"champion v{champion.version}'s own test metrics ({why})"
 
 
 def _test_metrics(version: ModelVersion) -> dict[str, float]:

@@ -177,13 +177,14 @@ def _log_model(mlflow: MlflowClient, run_id: str, model_dir: Path, data_dirs: di
     import shutil
     import tempfile
 
-    from em3.models.io import CONFIG, SHAPES, WEIGHTS, load_model_dir
+    from em3.models.io import CONFIG, IDS, SHAPES, WEIGHTS, load_model_dir
 
     with tempfile.TemporaryDirectory(prefix="em3-log-") as tmp:
         weights = Path(tmp) / "weights"
         weights.mkdir()
-        for name in (WEIGHTS, SHAPES):
-            shutil.copyfile(model_dir / name, weights / name)
+        for name in (WEIGHTS, SHAPES, IDS):  # ids: what a warm start from the registered model maps by
+            if name != IDS or (model_dir / name).is_file():
+                shutil.copyfile(model_dir / name, weights / name)
         (weights / CONFIG).write_text(redact((model_dir / CONFIG).read_text()))
         model, run_cfg = load_model_dir(model_dir)
         data = run_cfg.data.model_copy(update={key: Path(path) for key, path in data_dirs.items()})

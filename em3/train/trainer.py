@@ -35,6 +35,7 @@ from em3.train.checkpoint import load_checkpoint, save_checkpoint
 from em3.train.data_source import data_line, training_data
 from em3.train.distributed import SINGLE_PROCESS, Distributed, current
 from em3.train.optim import Optimizer, clip_gradients, make_optimizer, set_learning_rate
+from em3.train.warm_start import table_ids, warm_start
 
 POSTFIX_EVERY = 20  # steps between loss read-outs on the progress bar
 
@@ -121,6 +122,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
     device = ctx.device(resolve_device(cfg.train.device, "train.device"))
     shapes = model_shapes(data)
     model = Ranker(cfg.model, shapes).to(device)
+    started_from = warm_start(model, data, cfg) if cfg.train.init_from and not resume else None
     if model.use_similarity:
         model.set_similarity_scaling(*similarity_scaling(split_similarity(data.store, data.train)))
     optimizer = make_optimizer(model, cfg.train)
@@ -133,6 +135,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
         "bad_epochs": 0,
         "history": [],
         "stopped_by": None,
+        "warm_start": started_from,  # in the checkpoint: a resumed run still says where it began
     }
     if resume:
         if not checkpoint.exists():
@@ -195,7 +198,8 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
     model.eval()  # trained: the fill and the evaluations below read it as served
     if cfg.model.unseen_ids_from_content:
         fill_unseen_item_ids(model, data.store, seen_in_training(data))
-    save_model_dir(out / "model", model, cfg, shapes)  # whole or not at all; metrics/train.json marks the run done
+    # whole or not at all; metrics/train.json marks the run done
+    save_model_dir(out / "model", model, cfg, shapes, table_ids(data))
     metrics = {
         "name": cfg.name,
         "seed": cfg.seed,
@@ -205,6 +209,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
         "best_epoch": loop["best_epoch"],
         "stopped_by": loop["stopped_by"],
         "train_seconds": round(time.perf_counter() - started, 2),
+        "warm_start": loop.get("warm_start"),
         "parameters": model.parameter_counts(),
         "data": source,
         "inputs": {**data.inputs, "modalities": data.store.modalities},

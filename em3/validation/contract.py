@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from em3.config import IngestConfig
+from em3.config import DataConfig, IngestConfig
 from em3.errors import DataError
 
 MANIFEST = "manifest.json"
@@ -86,6 +86,7 @@ class SplitRule:
     valid_start: date
     test_start: date
     cold_max_train: int  # an item is cold with fewer positive training rows
+    train_start: date | None = None  # rows before it are in no split (they still feed the histories)
 
     @classmethod
     def of_tables(cls, data_dir: Path) -> SplitRule:
@@ -101,8 +102,25 @@ class SplitRule:
                 f"{Path(data_dir) / MANIFEST}: no usable split dates in params ({exc!r}); re-run `em3 ingest`"
             ) from None
 
+    @classmethod
+    def of_config(cls, data: DataConfig) -> SplitRule:
+        """The rule training applies to ``data.tables_dir``: ingest's dates or the newest days (``data.split``),
+        training limited to the last ``data.train_days`` days before validation."""
+        rule = cls.of_tables(data.tables_dir)
+        if data.split == "newest_days":
+            newest = max(interaction_files(data.tables_dir))
+            test_start = newest - timedelta(days=data.test_days - 1)
+            rule = replace(rule, valid_start=test_start - timedelta(days=data.valid_days), test_start=test_start)
+        if data.train_days:
+            rule = replace(rule, train_start=rule.valid_start - timedelta(days=data.train_days))
+        return rule
+
     def codes(self, ts: np.ndarray) -> np.ndarray:
-        return split_codes(ts, self.valid_start, self.test_start)
+        """(N,) index into SPLITS of each time, -1 before ``train_start`` (no split)."""
+        codes = split_codes(ts, self.valid_start, self.test_start)
+        if self.train_start is not None:
+            codes[np.asarray(ts, dtype="datetime64[ns]") < np.datetime64(self.train_start, "ns")] = -1
+        return codes
 
     def cold(self, item: np.ndarray, label: np.ndarray, split: np.ndarray, n_items: int) -> np.ndarray:
         """(N,) True where row's item (indices < ``n_items``) had fewer than ``cold_max_train`` positive train rows."""

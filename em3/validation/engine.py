@@ -154,6 +154,25 @@ def _unexpected_indices(
     table: str, frame: pd.DataFrame, rules: Sequence[Rule], parameters: Mapping[str, Any]
 ) -> list[list[Any]]:
     """Index labels of the rows failing each rule, in rule order (one GX validation run per table)."""
+    expectations = [(r.expectation, {"column": r.on or r.column, **r.kwargs}) for r in rules]
+    results = run_expectations(table, frame.reset_index(drop=True), expectations, parameters, "COMPLETE")
+    indices = []  # GX reports positions of the plain index it was given
+    for r, outcome in zip(rules, results, strict=True):
+        if outcome.exception_info.get("raised_exception"):
+            raise RuntimeError(f"{table}: {r.reason} could not run: {outcome.exception_info['exception_message']}")
+        indices.append(frame.index[outcome.result.get("unexpected_index_list") or []].tolist())
+    return indices
+
+
+def run_expectations(
+    name: str,
+    frame: pd.DataFrame,
+    expectations: Sequence[tuple[str, dict[str, Any]]],
+    parameters: Mapping[str, Any] | None = None,
+    result_format: str = "SUMMARY",
+) -> list[Any]:
+    """GX results of ``expectations`` ((snake-case type, kwargs), in order) on ``frame``: one ephemeral context and
+    one validation run; ``parameters``: values of the suite parameters (``{"$PARAMETER": name}``) they name."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -161,32 +180,23 @@ def _unexpected_indices(
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = context.data_sources.add_pandas(table).add_dataframe_asset(table)
+    batch = context.data_sources.add_pandas(name).add_dataframe_asset(name)
     suite = context.suites.add(
         gx.ExpectationSuite(
-            name=table,
+            name=name,
             expectations=[
-                ExpectationConfiguration(
-                    type=r.expectation, kwargs={"column": r.on or r.column, **r.kwargs}
-                ).to_domain_obj()
-                for r in rules
+                ExpectationConfiguration(type=t, kwargs=kwargs).to_domain_obj() for t, kwargs in expectations
             ],
         )
     )
-    validation = gx.ValidationDefinition(
-        name=table, data=batch.add_batch_definition_whole_dataframe(table), suite=suite
-    )
+    validation = gx.ValidationDefinition(name=name, data=batch.add_batch_definition_whole_dataframe(name), suite=suite)
     result = validation.run(
-        batch_parameters={"dataframe": frame.reset_index(drop=True)},  # GX reports positions of a plain index
-        expectation_parameters=dict(parameters),
-        result_format={"result_format": "COMPLETE"},
+        batch_parameters={"dataframe": frame},
+        expectation_parameters=dict(parameters or {}),
+        result_format={"result_format": result_format},
     )
-    indices = []
-    for r, outcome in zip(rules, result.results, strict=True):
+    for (expected, kwargs), outcome in zip(expectations, result.results, strict=True):
         config = outcome.expectation_config
-        if (config.type, config.kwargs["column"]) != (r.expectation, r.on or r.column):
-            raise RuntimeError(f"{table}: GX results out of order at {r.reason}")
-        if outcome.exception_info.get("raised_exception"):
-            raise RuntimeError(f"{table}: {r.reason} could not run: {outcome.exception_info['exception_message']}")
-        indices.append(frame.index[outcome.result.get("unexpected_index_list") or []].tolist())
-    return indices
+        if (config.type, config.kwargs.get("column")) != (expected, kwargs.get("column")):
+            raise RuntimeError(f"{name}: GX results out of order at {expected}({kwargs.get('column')})")
+    return list(result.results)

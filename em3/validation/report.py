@@ -6,23 +6,29 @@ Tables are of two kinds. ``rows``: a quarantined row is lost (purchases, impress
 the table fails past ``validation.max_bad_fraction`` or its own ``validation.table_max_bad_fraction``.
 ``modality``: a quarantined row only masks an item's photo or text (``images``, ``texts``), which the models
 handle; such a table fails only past a limit of its own. Missing modalities over the whole catalogue are judged
-by ``validation.max_missing_fraction`` (by default never: a catalogue without photos is valid).
+by ``validation.max_missing_fraction`` (by default never: a catalogue without photos is valid). The drift of the
+new day(s) against the days before them (em3.validation.drift) fails the report when a check set to ``fail`` is
+over its limit; a ``warn`` check over its limit is recorded and shown.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from markdown_it import MarkdownIt
+
 from em3.config import ValidateConfig
+from em3.html_page import html_page
 from em3.validation.engine import ROWS
 from em3.validation.modalities import MODALITIES, content_markdown
 
 
 def build_report(
-    stages: dict[str, list[dict[str, Any]]], cfg: ValidateConfig, catalogue: dict[str, Any]
+    stages: dict[str, list[dict[str, Any]]], cfg: ValidateConfig, catalogue: dict[str, Any], drift: dict[str, Any]
 ) -> dict[str, Any]:
     """``stages``: check summaries (em3.validation.engine) by stage name, e.g. ``{"ingest": [...], "validate":
-    [...]}``; ``catalogue``: em3.validation.modalities.content_summary of the validated tables."""
+    [...]}``; ``catalogue``: em3.validation.modalities.content_summary of the validated tables; ``drift``:
+    em3.validation.drift's section."""
     tables = []
     for stage, summaries in stages.items():
         for summary in summaries:
@@ -46,11 +52,13 @@ def build_report(
         }
         for modality in MODALITIES
     }
+    passed = all(t["passed"] for t in tables) and all(m["passed"] for m in missing.values()) and drift["passed"]
     return {
-        "passed": all(t["passed"] for t in tables) and all(m["passed"] for m in missing.values()),
+        "passed": passed,
         "max_bad_fraction": cfg.max_bad_fraction,
         "tables": tables,
         "catalogue": {**catalogue, "missing": missing},
+        "drift": drift,
     }
 
 
@@ -65,6 +73,7 @@ def failure_message(report: dict[str, Any]) -> str:
         for modality, m in report["catalogue"]["missing"].items()
         if not m["passed"]
     ]
+    over += [f"drift: {_drift_line(c)}" for c in report["drift"]["checks"] if c["status"] == "fail"]
     return f"data validation failed: {'; '.join(over)}\n\n{render_markdown(report)}"
 
 
@@ -100,6 +109,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             for modality, m in catalogue["missing"].items()
         ),
     ]
+    lines += ["", *drift_markdown(report["drift"])]
     for t in report["tables"]:
         if t["failures"]:
             lines += [
@@ -115,6 +125,62 @@ def render_markdown(report: dict[str, Any]) -> str:
                 ),
             ]
     return "\n".join(lines) + "\n"
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The Markdown report as one HTML page (the Kubeflow UI's view); HTML in the data is escaped, not rendered."""
+    markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+    return html_page("EM3 data validation", markdown.render(render_markdown(report)))
+
+
+def drift_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The drift checks' scores (``drift_<check>`` or ``drift_<check>_<column>`` for PSI) and counts, as metrics."""
+    drift = report["drift"]
+    metrics = {"drift_failures": drift["failures"], "drift_warnings": drift["warnings"]}
+    for c in drift["checks"]:
+        name = f"drift_{c['check']}" + (f"_{c['column']}" if c["check"] == "numeric_psi" else "")
+        metrics[name] = c["score"]
+    return metrics
+
+
+def drift_markdown(drift: dict[str, Any]) -> list[str]:
+    """The drift section as Markdown lines."""
+    lines = ["## Drift of the new days against the days before them", ""]
+    if "new_days" not in drift:
+        return [*lines, drift["note"].capitalize() + "."]
+    lines += [
+        f"New day(s) {', '.join(drift['new_days'])} ({drift['new_rows']} rows) against "
+        f"{', '.join(drift['reference_days'])} ({drift['reference_rows']} rows). Shares and the label rate are the "
+        "means of the rows; the label rate's score is a ratio, a share's an absolute change, the others a PSI.",
+        "",
+    ]
+    if not drift["judged"]:
+        lines += [f"Not judged: fewer than {drift['min_rows']} rows on one side (validation.drift.min_rows).", ""]
+    lines += [
+        "| check | column | new | reference | score | limit | action | status |",
+        "|---|---|--:|--:|--:|--:|---|---|",
+        *(
+            f"| {c['check']} | {c['column']} | {_value(c['new'])} | {_value(c['reference'])} | {_value(c['score'])} | "
+            f"{c['limit']:.4g} | {c['action']} | {_status(c['status'])} |"
+            for c in drift["checks"]
+        ),
+    ]
+    return lines
+
+
+def _value(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def _status(status: str) -> str:
+    return status.upper() if status in ("warn", "fail") else status
+
+
+def _drift_line(check: dict[str, Any]) -> str:
+    return (
+        f"{check['check']} of {check['column']} is {check['score']:.4g} (new {check['new']:.4g}, reference "
+        f"{check['reference']:.4g}; limit {check['limit']:.4g})"
+    )
 
 
 def _limit(limit: float | None) -> str:

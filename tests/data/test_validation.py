@@ -49,6 +49,9 @@ def test_clean_data_passes_and_writes_the_report(data_dir: Path) -> None:
     assert table(report, "validate", "interactions")["rows_in"] == len(read(data_dir, "interactions"))
     assert json.loads((data_dir / "validation" / "report.json").read_text()) == report
     assert (data_dir / "validation" / "report.md").read_text().startswith("# Data validation: PASSED")
+    html = (data_dir / "validation" / "report.html").read_text()
+    assert "<h1>Data validation: PASSED</h1>" in html and "<td>transactions</td>" in html
+    assert "<h2>Drift of the new days against the days before them</h2>" in html
     assert not (data_dir / "validation" / "quarantine").exists()
     elsewhere = data_dir.parent / "reports" / "validation"
     assert run_validate(ValidateConfig(), data_dir, elsewhere) == report
@@ -147,7 +150,7 @@ def test_rerun_replaces_the_previous_report(data_dir: Path) -> None:
     (data_dir / "validation" / "report.json").write_text("{}")
     (data_dir / "validation" / "old.parquet").write_text("stale")
     run_validate(ValidateConfig(), data_dir)
-    assert sorted(p.name for p in (data_dir / "validation").iterdir()) == ["report.json", "report.md"]
+    assert sorted(p.name for p in (data_dir / "validation").iterdir()) == ["report.html", "report.json", "report.md"]
 
 
 def test_missing_inputs_are_data_errors(data_dir: Path, tmp_path: Path) -> None:

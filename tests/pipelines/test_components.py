@@ -37,11 +37,20 @@ def data(tmp_path_factory) -> SimpleNamespace:
         rows=artifact(dsl.Metrics, root, "rows"),
         validation=artifact(dsl.Dataset, root, "validation"),
         report=artifact(dsl.Markdown, root, "report.md"),
+        report_html=artifact(dsl.HTML, root, "report.html"),
+        drift=artifact(dsl.Metrics, root, "drift"),
         store=artifact(dsl.Dataset, root, "store"),
     )
     generate.python_func(config=config, raw=out.raw)
     out.digest = ingest.python_func(config=config, data_uri=out.raw.path, tables=out.tables, metrics=out.rows)
-    validate.python_func(config=config, tables=out.tables, validation=out.validation, report=out.report)
+    validate.python_func(
+        config=config,
+        tables=out.tables,
+        validation=out.validation,
+        report=out.report,
+        report_html=out.report_html,
+        metrics=out.drift,
+    )
     features.python_func(config=config, tables=out.tables, store=out.store)
     return out
 
@@ -59,7 +68,11 @@ def test_data_components_write_their_artifacts(data):
     assert len(data.digest) == 64
 
     assert Path(data.report.path).read_text().startswith("# Data validation: PASSED")
-    assert json.loads((Path(data.validation.path) / "report.json").read_text())["passed"] is True
+    validated = json.loads((Path(data.validation.path) / "report.json").read_text())
+    assert validated["passed"] is True
+    assert Path(data.report_html.path).read_text().startswith("<!DOCTYPE html>")
+    drift = validated["drift"]  # the demo's days are small: reported, not judged, and the UI gets the counts
+    assert data.drift.metadata["drift_failures"] == drift["failures"] == 0
 
     assert data.store.metadata["items"] == n_items
     assert TokenStore.load(data.store.path).n_rows == n_items + 1  # row 0: no item

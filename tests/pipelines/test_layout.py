@@ -22,6 +22,7 @@ FLOORS = (  # lowest first: a module imports from its own floor or below, never 
         "em3.losses",
         "em3.cluster",
         "em3.comparison",
+        "em3.html_page",
     ),  # the ground: no em3 import but these
     ("em3.sources",),  # local paths and s3:// (boto3)
     ("em3.validation",),  # the data contract and its checks (Great Expectations)

@@ -51,6 +51,7 @@ def test_log_run_records_config_metrics_model_and_plots(trained_runs, tmp_path):
     assert files == [
         "config.yaml",
         "model/config.yaml",
+        "model/ids.json",  # what each table row stands for: a warm start maps by it
         "model/model.safetensors",
         "model/shapes.json",
         "plots/eval/roc.png",
