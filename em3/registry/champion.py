@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from em3.config import Config
+from em3.config import Config, ConfigError
 from em3.data.dataset import RankingData
 from em3.metrics import ranking_metrics
 from em3.models.io import IDS
@@ -21,8 +21,9 @@ from em3.train.warm_start import rebuilt_for
 
 @mlflow_errors_as_registry_errors
 def champion_on_test(cfg: Config, data: RankingData) -> dict[str, Any] | None:
-    """``{"version", "metrics"}`` of the registry's champion on ``data.test``; ``{"version", "skipped"}`` when it
-    cannot be carried over (saved before its ids were); None when the model has no champion yet."""
+    """``{"version", "metrics"}`` of the registry's champion on ``data.test``; ``{"version", "skipped"}`` (why) when
+    it cannot be carried over (saved before its ids were, or reading other inputs); None when the model has no
+    champion yet."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -37,7 +38,10 @@ def champion_on_test(cfg: Config, data: RankingData) -> dict[str, Any] | None:
     with fetched_model_dir(f"models:/{cfg.registry.model_name}/{version}", cfg.registry) as path:
         if not (path / IDS).is_file():
             return {"version": version, "skipped": f"champion v{version} was saved without {IDS}"}
-        model, champion_cfg = rebuilt_for(path, data, model_shapes(data))
+        try:
+            model, champion_cfg = rebuilt_for(path, data, model_shapes(data))
+        except ConfigError as error:  # other inputs than this data's: the gate falls back to its own metrics
+            return {"version": version, "skipped": str(error)}
     test = data.test
     logits = predict(model, test, data, cfg.evaluate.batch_size, champion_cfg.train.bf16)
     metrics = ranking_metrics(test.user.numpy(), test.label.numpy(), logits, test.cold.numpy())

@@ -43,6 +43,7 @@ def table_ids(data: RankingData) -> dict[str, Any]:
         "items": [str(item) for item in data.store.item_ids],
         "users": [str(user) for user in data.user_ids] if data.user_ids is not None else _numbers(data.n_users),
         "context": dict(zip(_context_names(data), _vocabularies(data), strict=True)),
+        "numeric": list(data.inputs.get("numeric", [])),
     }
 
 
@@ -89,15 +90,21 @@ def rebuilt_for(directory: Path, data: RankingData, shapes: ModelShapes) -> tupl
 def carry_over(old: Ranker, ids: dict[str, Any], model: Ranker, data: RankingData, source: str) -> dict[str, Any]:
     """``old``'s weights into ``model`` (built for ``data``): tables by id (``ids``: ``old``'s ``table_ids``), the
     rest as they are; returns how many rows of each table were kept and new."""
+    new = table_ids(data)
+    for inputs in ("context", "numeric"):  # the backbone reads them by position: the same fields, in order
+        if list(ids.get(inputs, [])) != list(new[inputs]):
+            raise ConfigError(
+                f"{source} reads the {inputs} inputs {list(ids.get(inputs, []))}, this data gives "
+                f"{list(new[inputs])}: its weights cannot be carried over (set data.user_features to match)"
+            )
     old_state, state = old.state_dict(), model.state_dict()
     if mismatched := [k for k in state if k in old_state and _shape_differs(k, old_state[k], state[k])]:
         raise ConfigError(f"train.init_from: {source} does not fit this model ({', '.join(mismatched[:5])} differ)")
-    new = table_ids(data)
     tables = {
         "item_embed.weight": (ids["items"], new["items"]),
         "user_embed.weight": (ids["users"], new["users"]),
         **{
-            f"context_embed.tables.{f}.weight": (ids["context"].get(name, []), vocabulary)
+            f"context_embed.tables.{f}.weight": (ids["context"][name], vocabulary)
             for f, (name, vocabulary) in enumerate(new["context"].items())
         },
     }

@@ -101,6 +101,11 @@ def test_a_warm_start_refuses_another_architecture_or_a_model_without_ids(champi
         (bare / name).write_bytes((run / "model" / name).read_bytes())
     with pytest.raises(ConfigError, match=r"has no ids.json \(saved before warm start existed\)"):
         warm_start(model, data, with_updates(cfg, train={"init_from": str(bare)}))
+    no_club = load_tables(root, root / "store", max_history=4, user_features=())
+    with pytest.raises(
+        ConfigError, match=r"reads the context inputs \['sales_channel_id', 'user.club'\], this data gives"
+    ):
+        warm_start(model, no_club, with_updates(cfg, train={"init_from": str(run)}))
     with pytest.raises(ConfigError, match=r"neither a run or model folder"):
         warm_start(model, data, with_updates(cfg, train={"init_from": str(tmp_path / "nowhere")}))
 
