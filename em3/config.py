@@ -430,6 +430,10 @@ class RegistryConfig(Section):
     min_auc: float = Field(0.55, ge=0, le=1, description="champion only with a test AUC of at least this")
     min_delta: float = Field(0.0, description="champion only with a test AUC of at least the champion's + this")
     cold_tolerance: float = Field(0.005, ge=0, description="largest accepted drop of cold_auc below the champion's")
+    promote_despite_drift: bool = Field(
+        False,
+        description="False: a model whose data's validation flagged drift (a check set to warn) stays challenger",
+    )
     rescore_champion: bool = Field(
         True,
         description="score the champion on the candidate's test rows (its weights carried over by id) and gate on "

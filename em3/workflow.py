@@ -66,14 +66,26 @@ def register_best(
     run_dir = best_run(run_dirs)
     run_cfg = load_config(run_dir / "model" / CONFIG).model_copy(update={"registry": cfg.registry})
     champion = champion_scores(run_dir, cfg, data_dirs)
+    drift = drift_flags(Path((data_dirs or {}).get("validation_dir", run_cfg.data.validation_dir)))
     with tempfile.TemporaryDirectory(prefix="em3-register-") as tmp:
         staged = Path(tmp)
         for part in ("model", "metrics"):
             shutil.copytree(run_dir / part, staged / part)
         if plots_dir is not None and plots_dir.is_dir():
             shutil.copytree(plots_dir, staged / "plots")
-        result = register(run_cfg, log_run(run_cfg, staged, data_hash=data_sha, data_dirs=data_dirs), champion)
+        result = register(run_cfg, log_run(run_cfg, staged, data_hash=data_sha, data_dirs=data_dirs), champion, drift)
     return {**result, "candidate": run_cfg.name}
+
+
+def drift_flags(validation_dir: Path) -> tuple[str, ...]:
+    """The drift checks that warned in the validation report in ``validation_dir`` (none without a report)."""
+    report = Path(validation_dir) / "report.json"
+    if not report.is_file():
+        return ()
+    checks = json.loads(report.read_text()).get("drift", {}).get("checks", [])
+    return tuple(
+        f"{c['check']} of {c['column']} {c['score']:.4g} > {c['limit']:.4g}" for c in checks if c["status"] == "warn"
+    )
 
 
 def champion_scores(run_dir: Path, cfg: Config, data_dirs: dict[str, str] | None = None) -> dict | None:

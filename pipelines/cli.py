@@ -79,6 +79,40 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     submit_p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installations)")
     submit_p.add_argument("--no-cache", action="store_true", help="run every task, even unchanged ones")
     submit_p.set_defaults(handler=cmd_pipeline_submit)
+    schedule_p = actions.add_parser(
+        "schedule", epilog=EPILOG, help="create a recurring daily run on a Kubeflow Pipelines endpoint"
+    )
+    with_config(schedule_p, required=False)
+    with_variants(schedule_p)
+    schedule_p.add_argument("--cron", required=True, help="when, as crontab writes it: '0 3 * * *' is 03:00 daily")
+    schedule_p.add_argument("--host", required=True, help="Kubeflow Pipelines API, e.g. http://localhost:8080")
+    schedule_p.add_argument(
+        "--dataset-uri", required=True, help="the folder the pods share that keeps the dataset between daily runs"
+    )
+    schedule_p.add_argument("--experiment", default="em3", help="Kubeflow experiment (default em3)")
+    schedule_p.add_argument("--name", default="em3-daily", help="name of the recurring run (default em3-daily)")
+    schedule_p.add_argument("--namespace", help="Kubeflow profile namespace (multi-user installations)")
+    schedule_p.set_defaults(handler=cmd_pipeline_schedule)
+    replay_p = actions.add_parser(
+        "replay",
+        epilog=EPILOG,
+        help="replay the source's last days as daily runs here (kfp.local): drift, warm start, the gate, per day",
+    )
+    with_config(replay_p, required=False)
+    replay_p.add_argument("--days", type=int, default=5, help="how many of the source's last days (default 5)")
+    replay_p.add_argument(
+        "--variants", nargs="+", choices=VARIANTS, default=["em3"], help="models to train each day (default em3)"
+    )
+    replay_p.add_argument(
+        "--shift",
+        metavar="K:KIND",
+        help="inject a shift into the K-th replayed day (0 first): K:labels (label rate x3) or K:photos (no photos)",
+    )
+    replay_p.add_argument(
+        "--no-scratch", action="store_true", help="skip the from-scratch model each day (the warm start's saving)"
+    )
+    replay_p.add_argument("--pipeline-root", type=Path, default=Path("runs/replay"), help="everything goes here")
+    replay_p.set_defaults(handler=cmd_pipeline_replay)
 
 
 def _compiled_yaml(source_yaml: Path) -> Path:
@@ -157,3 +191,42 @@ def cmd_pipeline_submit(args: argparse.Namespace) -> None:
         args.host, config_from_args(args), args.variants, args.experiment, args.run_name, args.namespace, caching
     )
     print(f"created run {run_id} on {args.host} (experiment {args.experiment!r})")
+
+
+def cmd_pipeline_schedule(args: argparse.Namespace) -> None:
+    from pipelines.em3_run import schedule_daily
+
+    recurring = schedule_daily(
+        args.host,
+        config_from_args(args),
+        args.cron,
+        args.dataset_uri,
+        args.variants,
+        args.experiment,
+        args.name,
+        args.namespace,
+    )
+    print(f"created recurring run {recurring} on {args.host}: {args.cron!r}, each run adds the day before it")
+
+
+def cmd_pipeline_replay(args: argparse.Namespace) -> None:
+    import json
+
+    from em3.atomic import write_bytes, write_json
+    from em3.replay import SHIFTS, replay_plot, replay_table
+    from pipelines.em3_run import replay_local
+
+    shift = None
+    if args.shift:
+        position, _, kind = args.shift.partition(":")
+        if not position.isdigit() or kind not in SHIFTS:
+            raise ConfigError(f"--shift {args.shift!r}: expected K:KIND, K a replayed day (0 first), KIND in {SHIFTS}")
+        shift = (int(position), kind)
+    rows = replay_local(
+        config_from_args(args), args.pipeline_root, args.days, args.variants, shift, not args.no_scratch
+    )
+    write_json(args.pipeline_root / "replay.json", rows)
+    write_bytes(args.pipeline_root / "replay.png", replay_plot(rows))
+    print(replay_table(rows))
+    print(json.dumps({row["day"]: row.get("reason", row["outcome"]) for row in rows}, indent=1))
+    print(f"saved: {args.pipeline_root / 'replay.json'}, {args.pipeline_root / 'replay.png'}")

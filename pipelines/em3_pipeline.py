@@ -66,6 +66,8 @@ def em3_pipeline(
     min_auc: float = 0.55,
     min_delta: float = 0.0,
     cold_tolerance: float = 0.005,
+    run_date: str = "",
+    dataset_uri: str = "",
 ) -> Outputs:
     """Args:
         data_uri: Where the raw logs are: a folder the pods can read, or s3://bucket/prefix (credentials from the
@@ -87,6 +89,13 @@ def em3_pipeline(
             at least this to replace it (0: no worse; negative: tolerate a small drop).
         cold_tolerance: Gate: largest accepted drop of the test AUC on cold-start items (cold_auc) below the
             champion's (0 or more).
+        run_date: A daily run: its date (YYYY-MM-DD), or scheduled in a recurring run (em3 pipeline schedule:
+            the schedule time). The day before it is added to the dataset at dataset_uri as its own partition,
+            checked for drift against the days before, and published there when it passes; the token store there
+            is reused. Empty: the whole source is ingested (and with a dataset_uri, the dataset starts from it).
+        dataset_uri: The folder the pods share that keeps the dataset (tables/, features/) between daily runs.
+            Windows, warm start and the gate on the newest day are config settings (data.split: newest_days,
+            train.init_from: models:/em3@champion, registry.rescore_champion).
 
     Returns:
         evaluation: The evaluate stage's folder: evaluate.json (DESIGN section 2 metrics of every model), the
@@ -97,11 +106,18 @@ def em3_pipeline(
         reason: Why the gate decided so (also a tag of the version).
         candidate: Which trained run was registered (variant_backbone, the best validation AUC).
     """
-    ingested = ingest(config=config, data_uri=data_uri).set_caching_options(True)
+    ingested = ingest(
+        config=config,
+        data_uri=data_uri,
+        run_date=run_date,
+        dataset_uri=dataset_uri,
+        scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER,
+    ).set_caching_options(True)
     secret_env(ingested, S3_SECRET, S3_ENV)
     tables = ingested.outputs["tables"]
-    checked = validate(config=config, tables=tables)
-    encoded = features(config=config, tables=tables).after(checked).set_caching_options(True)
+    checked = validate(config=config, tables=tables, dataset_uri=dataset_uri)
+    encoded = features(config=config, tables=tables, dataset_uri=dataset_uri).after(checked)
+    encoded.set_caching_options(True)
     store = encoded.outputs["store"]
     for stage in (checked, encoded):  # they compare the tables with their source (em3.validation.freshness)
         secret_env(stage, S3_SECRET, S3_ENV)

@@ -34,7 +34,8 @@ def pipeline_arguments(cfg: Config, variants: Sequence[str] = VARIANTS) -> dict[
     for parameter, dotted in PARAMETERS.items():
         section, key = dotted.split(".")
         arguments[parameter] = values[section].pop(key)
-    return {**arguments, "config": yaml.safe_dump(values, sort_keys=False), "variants": list(variants)}
+    config = yaml.safe_dump(values, sort_keys=False)
+    return {**arguments, "config": config, "variants": list(variants), "run_date": "", "dataset_uri": ""}
 
 
 def compile_em3(path: str | Path = PIPELINE_YAML) -> Path:
@@ -49,10 +50,11 @@ def run_local(
     synthetic: bool = False,
     cache: bool = True,
     runner: str = "subprocess",
+    daily: dict[str, str] | None = None,
 ) -> dict:
     """Run the whole pipeline on this machine with ``kfp.local`` (see pipelines.run.local_runs; with the docker
     runner the MLflow store of the embedded defaults goes under ``pipeline_root``, the one folder the containers
-    see).
+    see). ``daily``: the pipeline's ``run_date`` and ``dataset_uri`` (em3.daily).
 
     With ``synthetic`` the raw data is first written by the ``synthetic_data`` pipeline (``cfg.raw_synthetic``)
     and ingested from there; otherwise from ``cfg.ingest.source``. ``cache`` reuses a task's earlier outputs when its
@@ -65,7 +67,7 @@ def run_local(
         from em3.containers import container_config
 
         cfg = container_config(cfg, pipeline_root, synthetic)
-    arguments = pipeline_arguments(cfg, variants)
+    arguments = {**pipeline_arguments(cfg, variants), **(daily or {})}
     with run.local_runs(pipeline_root, cache, runner) as run_here:
         if synthetic:
             arguments["data_uri"] = run_here(synthetic_data, config=arguments["config"]).output.path
@@ -80,6 +82,89 @@ def run_local(
     }
 
 
+DAILY = {  # what a replayed day trains with, unless the config says otherwise: em3.daily's settings
+    "data.split": "newest_days",
+    "data.test_days": 1,
+    "data.valid_days": 1,
+}
+
+
+def replay_local(
+    cfg: Config,
+    pipeline_root: str | Path,
+    days: int,
+    variants: Sequence[str] = ("em3",),
+    shift: tuple[int, str] | None = None,
+    compare_scratch: bool = True,
+) -> list[dict]:
+    """Replay the last ``days`` days of the local source ``ingest.source`` as daily runs through ``kfp.local``.
+
+    First the days before them become the dataset (a whole run up to the day before, with ``dataset_uri``: the
+    first champion); then each day is one run with its run date (the day after it): its partition is ingested and
+    checked for drift, the models warm-start from the champion (``train.init_from``), and the gate compares on the
+    day. ``shift`` (a replayed day's position, ``labels`` or ``photos``) injects a shift into that day's source.
+    With ``compare_scratch`` a model is also trained from scratch on each day's tables, for how many steps the warm
+    start saves. Returns a row per day (em3.replay.COLUMNS)."""
+    from datetime import timedelta
+
+    from em3.config import set_dotted
+    from em3.replay import shifted_source, source_days
+    from pipelines.run import PipelineError
+
+    root = Path(pipeline_root).resolve()
+    dataset = root / "dataset"
+    values = cfg.model_dump(mode="json")
+    for key, value in DAILY.items():
+        set_dotted(values, key, value)
+    values["train"]["init_from"] = values["train"]["init_from"] or f"models:/{cfg.registry.model_name}@champion"
+    daily_cfg = type(cfg).model_validate(values)
+    all_days = source_days(cfg.ingest)
+    replayed = all_days[-days:]
+    before = (all_days[0], replayed[0] - timedelta(days=1))  # the dataset the replay starts from
+    base = daily_cfg.model_copy(update={"ingest": daily_cfg.ingest.model_copy(update={"days": before})})
+    run_local(base, root / "runs", variants, daily={"run_date": "", "dataset_uri": str(dataset)})
+    rows = []
+    for position, day in enumerate(replayed):
+        ingest = daily_cfg.ingest
+        if shift is not None and shift[0] == position:
+            source = shifted_source(cfg.ingest, day, shift[1], root / "shifted" / day.isoformat())
+            ingest = ingest.model_copy(update={"source": str(source)})
+        daily = {"run_date": (day + timedelta(days=1)).isoformat(), "dataset_uri": str(dataset)}
+        try:
+            summary = run_local(daily_cfg.model_copy(update={"ingest": ingest}), root / "runs", variants, daily=daily)
+        except PipelineError as error:
+            rows.append({"day": day.isoformat(), "outcome": _stopped_at(str(error))})
+            continue
+        results = _day_results(summary, daily_cfg, dataset, root, compare_scratch)
+        rows.append({"day": day.isoformat(), "outcome": "registered", **results})
+    return rows
+
+
+def schedule_daily(
+    host: str,
+    cfg: Config,
+    cron: str,
+    dataset_uri: str,
+    variants: Sequence[str] = VARIANTS,
+    experiment: str = "em3",
+    name: str = "em3-daily",
+    namespace: str | None = None,
+) -> str:
+    """A recurring run of the pipeline on ``host``: at each ``cron`` time (five fields, as crontab writes them) it
+    adds the day before its schedule time to the dataset at ``dataset_uri`` (em3.daily; ``run_date: scheduled``),
+    with ``cfg``'s parameters; returns the recurring run's id."""
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ConfigError(f"--cron {cron!r}: expected five fields (minute hour day month weekday), e.g. '0 3 * * *'")
+    if not dataset_uri:
+        raise ConfigError("a daily run adds its day to a dataset: give --dataset-uri (a folder the pods share)")
+    _refuse_local_registry(cfg)
+    from em3.daily import SCHEDULED
+
+    arguments = {**pipeline_arguments(cfg, variants), "run_date": SCHEDULED, "dataset_uri": dataset_uri}
+    return run.schedule(host, em3_pipeline, arguments, f"0 {cron}", experiment, name, namespace)
+
+
 def submit(
     host: str,
     cfg: Config,
@@ -91,11 +176,7 @@ def submit(
 ) -> str:
     """Create a run of the pipeline on the Kubeflow Pipelines endpoint ``host`` with ``cfg``'s parameters; returns
     the run id."""
-    if cfg.registry.tracking_uri.startswith("sqlite:"):
-        raise ConfigError(
-            f"registry.tracking_uri is {cfg.registry.tracking_uri!r}: a run on a cluster cannot register into a "
-            "local SQLite store; set it to your MLflow server (e.g. --set registry.tracking_uri=http://mlflow:5000)"
-        )
+    _refuse_local_registry(cfg)
     arguments = pipeline_arguments(cfg, variants)
     return run.submit(host, em3_pipeline, arguments, experiment, run_name, namespace, enable_caching)
 
@@ -121,3 +202,72 @@ def summary_table(summary: dict) -> str:
             f"MLflow UI: mlflow ui --backend-store-uri {redact(summary['tracking_uri'])}",  # no password from the URL
         ]
     )
+
+
+def _stopped_at(message: str) -> str:
+    """What stopped a replayed day's run, in a line: the validation's failures when that is what it was (read from
+    the report the error names), else the error's first line."""
+    import re
+
+    message = re.sub(r"\x1b\[[0-9;]*m", "", message)  # kfp.local colours task names
+    report = re.search(r"Report: (\S+)report\.md", message)
+    if report and (path := Path(report.group(1)) / "report.json").is_file():
+        from em3.validation.report import failure_message
+
+        return "stopped by validate: " + failure_message(json.loads(path.read_text())).splitlines()[0].split(": ", 1)[1]
+    return "failed: " + message.splitlines()[0][:200]
+
+
+def _day_results(summary: dict, cfg: Config, dataset: Path, root: Path, compare_scratch: bool) -> dict:
+    """A replayed day's row: the gate's decision, the registered model's metrics and steps, the champion's AUC it
+    was compared with, and (``compare_scratch``) a model trained from scratch on the same tables."""
+    import re
+
+    from em3.replay import best_point, steps_to_reach
+
+    registered = summary["registered"]
+    run_dir = Path(summary["models"][registered["candidate"]]["run_dir"])
+    trained = json.loads((run_dir / "metrics" / "train.json").read_text())
+    champion = re.search(r"auc \d\.\d+ [<>=]+ champion's (\d\.\d+)", registered["reason"])
+    row = {
+        "alias": registered["alias"],
+        "reason": registered["reason"],
+        "test_auc": trained["test"]["auc"],
+        "champion_auc": float(champion.group(1)) if champion else None,
+        "valid_auc": trained["valid"]["auc"],
+        "steps": trained["steps"],
+        "warm_start": trained.get("warm_start"),
+    }
+    if not compare_scratch:
+        return row
+    from em3.data.loading import tables_data
+    from em3.train import train
+
+    data_cfg = cfg.data.model_copy(update={"tables_dir": dataset / "tables", "store_dir": dataset / "features"})
+    scratch_cfg = cfg.model_copy(
+        update={
+            "name": f"scratch_{registered['candidate']}",
+            "output_dir": root / "scratch" / f"v{registered['version']}",
+            "data": data_cfg,
+            "model": cfg.model.model_copy(update={"variant": trained["variant"], "backbone": trained["backbone"]}),
+            "train": cfg.train.model_copy(update={"init_from": None}),
+        }
+    )
+    scratch = train(scratch_cfg, tables_data(data_cfg), test=False).metrics
+    scratch_auc, scratch_steps = best_point(scratch["valid_history"])
+    reached = steps_to_reach(trained["valid_history"], scratch_auc)
+    return {
+        **row,
+        "scratch_valid_auc": scratch_auc,
+        "scratch_steps": scratch_steps,
+        "steps_to_reach": reached,
+        "share_of_scratch": None if reached is None else reached / max(scratch_steps, 1),
+    }
+
+
+def _refuse_local_registry(cfg: Config) -> None:
+    if cfg.registry.tracking_uri.startswith("sqlite:"):
+        raise ConfigError(
+            f"registry.tracking_uri is {cfg.registry.tracking_uri!r}: a run on a cluster cannot register into a "
+            "local SQLite store; set it to your MLflow server (e.g. --set registry.tracking_uri=http://mlflow:5000)"
+        )

@@ -62,6 +62,36 @@ def submit(
     return result.run_id
 
 
+def schedule(
+    host: str,
+    pipeline: Callable,
+    arguments: Mapping[str, Any],
+    cron: str,
+    experiment: str,
+    name: str,
+    namespace: str | None = None,
+) -> str:
+    """Compile ``pipeline`` and create a recurring run of it on ``host`` with ``arguments``, fired by ``cron`` (KFP's
+    six fields, seconds first), one run at a time and without catching up missed ones (a daily run ingests the
+    day before its schedule time, so a missed day is replayed by hand); returns the recurring run's id."""
+    import kfp
+
+    client = kfp.Client(host=host, **({"namespace": namespace} if namespace else {}))
+    experiment_id = client.create_experiment(experiment, namespace=namespace).experiment_id
+    with tempfile.TemporaryDirectory(prefix="em3-pipeline-") as tmp:
+        package = compile_pipeline(pipeline, Path(tmp) / "pipeline.yaml")
+        recurring = client.create_recurring_run(
+            experiment_id,
+            name,
+            cron_expression=cron,
+            pipeline_package_path=str(package),
+            params=dict(arguments),
+            max_concurrency=1,
+            no_catchup=True,
+        )
+    return recurring.recurring_run_id
+
+
 @contextlib.contextmanager
 def local_runs(
     pipeline_root: str | Path, cache: bool = True, runner: str = "subprocess", out: TextIO | None = None
@@ -102,6 +132,7 @@ def local_runs(
         _task_lines(task_executor, log, out) as tasks,
         in_runner,
         _logging_kept(),
+        _no_schedule_time(),
     ):
 
         def run(pipeline: Any, **arguments: Any) -> Any:
@@ -116,6 +147,25 @@ def local_runs(
                 builtins.print = print_function
 
         yield run
+
+
+@contextlib.contextmanager
+def _no_schedule_time() -> Iterator[None]:
+    """kfp.local has no schedule time, and fails on the schedule-time placeholder (it reads it as an artifact path):
+    while in this context the placeholder resolves to "" (a local run is never a scheduled one)."""
+    from kfp import dsl
+    from kfp.local import placeholder_utils
+
+    resolve = placeholder_utils.resolve_individual_placeholder
+
+    def resolve_unscheduled(element: str, *args: Any, **kwargs: Any) -> str:
+        return resolve(element.replace(dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER, ""), *args, **kwargs)
+
+    placeholder_utils.resolve_individual_placeholder = resolve_unscheduled
+    try:
+        yield
+    finally:
+        placeholder_utils.resolve_individual_placeholder = resolve
 
 
 @contextlib.contextmanager

@@ -12,12 +12,12 @@ from em3.cli.options import config_from_args, with_config
 def cmd_register(args: argparse.Namespace) -> None:
     from em3.registry import log_run, register
     from em3.registry.tracking import redact
-    from em3.workflow import champion_scores
+    from em3.workflow import champion_scores, drift_flags
 
     cfg = config_from_args(args)
     champion = champion_scores(Path(args.run), cfg)  # the gate compares on this run's test rows
     run_id = log_run(cfg, args.run, data_hash=args.data_hash)
-    result = register(cfg, run_id, champion)
+    result = register(cfg, run_id, champion, drift_flags(cfg.data.validation_dir))
     print(f"{result['model']} version {result['version']} → {result['alias']}: {result['reason']}")
     print(f"MLflow UI: mlflow ui --backend-store-uri {redact(cfg.registry.tracking_uri)}")
 

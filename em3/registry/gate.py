@@ -17,12 +17,18 @@ class Decision:
     reason: str
 
 
-def decide(candidate: Metrics, champion: Metrics | None, cfg: RegistryConfig, compared_on: str = "") -> Decision:
+def decide(
+    candidate: Metrics,
+    champion: Metrics | None,
+    cfg: RegistryConfig,
+    compared_on: str = "",
+    drift: tuple[str, ...] = (),
+) -> Decision:
     """``champion`` when the candidate's required metrics are all finite, its AUC reaches ``min_auc`` and the
-    champion's AUC + ``min_delta``, and its cold_auc is at most ``cold_tolerance`` below the champion's; otherwise
-    ``challenger``. The reason lists the failed checks (for a champion: all checks) and where the champion's
-    metrics come from (``compared_on``). A comparison with a champion metric that is missing or not finite is
-    skipped, and the reason says so."""
+    champion's AUC + ``min_delta``, its cold_auc is at most ``cold_tolerance`` below the champion's, and its data's
+    validation flagged no ``drift`` (unless ``promote_despite_drift``); otherwise ``challenger``. The reason lists
+    the failed checks (for a champion: all checks) and where the champion's metrics come from (``compared_on``). A
+    comparison with a champion metric that is missing or not finite is skipped, and the reason says so."""
     unusable = [
         f"{name} is {_describe(candidate.get(name))}"
         for name in cfg.required_metrics
@@ -37,6 +43,8 @@ def decide(candidate: Metrics, champion: Metrics | None, cfg: RegistryConfig, co
     else:
         checks.append(_versus_champion("auc", candidate, champion, cfg.min_delta, "min_delta"))
         checks.append(_versus_champion("cold_auc", candidate, champion, -cfg.cold_tolerance, "cold_tolerance"))
+    if not cfg.promote_despite_drift:
+        checks += [(False, f"drift flagged in its data: {flag}") for flag in drift]
     failed = [text for ok, text in checks if not ok]
     reason = "; ".join(failed) if failed else "; ".join(t for _, t in checks)
     reason += f" [{compared_on}]" if champion is not None and compared_on else ""

@@ -47,12 +47,13 @@ _MODEL_URI = re.compile(r"^models:/(?P<name>[\w.-]+)(?:@(?P<alias>[\w-]+)|/(?P<v
 
 
 @mlflow_errors_as_registry_errors
-def register(cfg: Config, run_id: str, champion_scores: dict | None = None) -> dict:
+def register(cfg: Config, run_id: str, champion_scores: dict | None = None, drift: tuple[str, ...] = ()) -> dict:
     """Create a version of ``cfg.registry.model_name`` from the run's ``model/`` artifacts and give it the alias
     the gate decides (``champion`` or ``challenger``); returns model, version, alias, reason and run_id.
     ``champion_scores`` (em3.registry.champion.champion_on_test): the champion's metrics on the run's test rows,
     which the gate compares with when they are of the champion of the moment; else the champion's own test
-    metrics (as registered, on its own test rows), and the reason says which."""
+    metrics (as registered, on its own test rows), and the reason says which. ``drift``: what the validation of
+    the run's data flagged (em3.workflow.drift_flags), which keeps it challenger (registry.promote_despite_drift)."""
     from em3.models.io import WEIGHTS
 
     rc, mlflow = cfg.registry, client(cfg.registry)
@@ -71,7 +72,7 @@ def register(cfg: Config, run_id: str, champion_scores: dict | None = None) -> d
         _ensure_model(mlflow, rc.model_name)
         champion = _alias_version(mlflow, rc, CHAMPION)
         theirs, compared_on = _champion_metrics(champion, champion_scores)
-        decision = decide(candidate, theirs, rc, compared_on)
+        decision = decide(candidate, theirs, rc, compared_on, drift)
         tags = {
             GIT_COMMIT: run.data.tags.get(GIT_COMMIT, UNKNOWN),
             DATA_HASH: run.data.tags.get(DATA_HASH, UNKNOWN),

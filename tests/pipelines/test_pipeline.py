@@ -107,7 +107,17 @@ def test_caching_is_on_for_data_stages_and_off_for_register(spec):
 def test_every_parameter_and_output_carries_a_description_for_the_kubeflow_ui(spec):
     root = spec.pipeline["root"]
     parameters = root["inputDefinitions"]["parameters"]
-    assert set(parameters) == {"data_uri", "config", "backbone", "variants", "min_auc", "min_delta", "cold_tolerance"}
+    assert set(parameters) == {
+        "data_uri",
+        "config",
+        "backbone",
+        "variants",
+        "min_auc",
+        "min_delta",
+        "cold_tolerance",
+        "run_date",
+        "dataset_uri",
+    }
     assert [name for name, p in parameters.items() if len(p.get("description", "")) < 40] == []
     assert "s3://bucket/prefix" in parameters["data_uri"]["description"]
     assert "champion" in parameters["min_auc"]["description"]
@@ -232,6 +242,8 @@ def test_submit_sends_the_compiled_pipeline_and_the_config(fake_client, tmp_path
         "min_delta": 0.0,
         "cold_tolerance": 0.005,
         "config": None,
+        "run_date": "",
+        "dataset_uri": "",
     }
     gate = {"registry.min_auc": 0.6, "ingest.source": "s3://bucket/raw"}
     assert config_from_yaml(arguments["config"], "test", gate) == cfg, (

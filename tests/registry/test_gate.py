@@ -97,3 +97,13 @@ def test_registry_section_has_the_documented_defaults():
     assert (gate.tracking_uri, gate.experiment, gate.model_name) == ("sqlite:///mlflow.db", "em3", "em3")
     assert (gate.min_auc, gate.min_delta, gate.cold_tolerance) == (0.55, 0.0, 0.005)
     assert gate.required_metrics == ("auc", "gauc", "logloss", "cold_auc")
+
+
+def test_a_model_whose_data_drifted_stays_challenger_unless_configured_and_says_where_it_compared():
+    flag = "label_rate of label 3.1 > 2"
+    drifted = decide(GOOD, metrics(auc=0.60), GATE, "champion v3 scored on this run's test rows", (flag,))
+    assert drifted.alias == CHALLENGER and drifted.reason.startswith(f"drift flagged in its data: {flag}")
+    assert drifted.reason.endswith("[champion v3 scored on this run's test rows]")
+    allowed = decide(GOOD, metrics(auc=0.60), GATE.model_copy(update={"promote_despite_drift": True}), "", (flag,))
+    assert allowed.alias == CHAMPION and "drift" not in allowed.reason
+    assert decide(GOOD, None, GATE, "never shown without a champion").reason.endswith("no champion yet")

@@ -98,6 +98,12 @@ def test_artifact_upload_through_faults_stores_identical_artifacts(tiny_run, s3,
         item["Key"].removeprefix(prefix): s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]
     }
-    assert sorted(stored) == ["config.yaml", "model/config.yaml", "model/model.safetensors", "model/shapes.json"]
-    for name in ("config.yaml", "model.safetensors", "shapes.json"):
+    assert sorted(stored) == [
+        "config.yaml",
+        "model/config.yaml",
+        "model/ids.json",
+        "model/model.safetensors",
+        "model/shapes.json",
+    ]
+    for name in ("config.yaml", "ids.json", "model.safetensors", "shapes.json"):
         assert stored[f"model/{name}"] == (run_dir / "model" / name).read_bytes(), name
