@@ -8,7 +8,9 @@ where the Kubeflow UI shows them next to each field.
 
 Cluster settings: train tasks ask for ``EM3_TRAIN_GPUS`` (read when compiling; default 1) ``nvidia.com/gpu`` on a
 node labelled ``nvidia.com/gpu.present=true`` and tolerate the ``nvidia.com/gpu`` taint (with several GPUs a task
-trains with one ``torchrun`` process per GPU); ingest, validate, features, train (which compare the tables with
+trains with one ``torchrun`` process per GPU); with ``EM3_DATASET_PVC`` (read when compiling) ingest, validate and
+features mount that PersistentVolumeClaim at /mnt/em3-dataset, where daily runs keep their dataset (dataset_uri a
+folder under it); ingest, validate, features, train (which compare the tables with
 their source) and register read S3 credentials from the secret ``em3-s3``; register reads MLflow credentials from
 ``em3-mlflow`` (optional: servers without auth need none).
 """
@@ -33,6 +35,9 @@ from em3.cluster import (
 
 PIPELINE_YAML = Path(__file__).with_suffix(".yaml")
 TRAIN_GPUS = int(os.environ.get("EM3_TRAIN_GPUS", "1"))
+# Daily runs keep their dataset in a volume that ingest, validate and features share (read when compiling): the
+# PersistentVolumeClaim EM3_DATASET_PVC mounted at DATASET_MOUNT, so dataset_uri is a folder under it
+DATASET_PVC, DATASET_MOUNT = os.environ.get("EM3_DATASET_PVC", ""), "/mnt/em3-dataset"
 # The config parameter's default (YAML, keys in em3/config.py; one line: KFP's header comment breaks on newlines).
 # Data folders, data source, backbone, variant and the gate's thresholds come from the pipeline's parameters.
 CLUSTER_CONFIG = (
@@ -121,6 +126,9 @@ def em3_pipeline(
     store = encoded.outputs["store"]
     for stage in (checked, encoded):  # they compare the tables with their source (em3.validation.freshness)
         secret_env(stage, S3_SECRET, S3_ENV)
+    if DATASET_PVC:  # the daily dataset (em3.daily) in a volume the three share
+        for stage in (ingested, checked, encoded):
+            kubernetes.mount_pvc(stage, pvc_name=DATASET_PVC, mount_path=DATASET_MOUNT)
 
     with dsl.ParallelFor(variants) as variant:
         trained = train(

@@ -133,6 +133,20 @@ def test_every_parameter_and_output_carries_a_description_for_the_kubeflow_ui(sp
     assert undescribed == []
 
 
+def test_a_dataset_volume_is_mounted_where_daily_runs_keep_their_dataset(tmp_path):
+    _, platform = yaml.safe_load_all(compile_in_subprocess(tmp_path / "p.yaml", EM3_DATASET_PVC="em3-dataset"))
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    mounted = {name for name, spec in executors.items() if spec.get("pvcMount")}
+    assert mounted == {"exec-ingest", "exec-validate", "exec-features"}
+    for name in mounted:
+        (mount,) = executors[name]["pvcMount"]
+        assert (mount["mountPath"], mount.get("pvcName") or mount["constant"]) == ("/mnt/em3-dataset", "em3-dataset")
+    _, default = yaml.safe_load_all(PIPELINE_YAML.read_text())  # compiled without it: no volume asked for
+    assert not any(
+        spec.get("pvcMount") for spec in default["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()
+    )
+
+
 def test_image_names_are_set_at_compile_time(tmp_path):
     text = compile_in_subprocess(tmp_path / "p.yaml", EM3_IMAGE="registry.example.com/em3:1.2")
     executors = next(yaml.safe_load_all(text))["deploymentSpec"]["executors"]
