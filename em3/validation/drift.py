@@ -52,17 +52,17 @@ GAPS = {"missing_image_share": "rows_without_image", "missing_text_share": "rows
 
 def modality_gaps(interactions: pd.DataFrame, items: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Per day of ``interactions`` (ISO date): its rows whose item has no photo and no text in ``items`` (as this
-    ingest delivered them); the manifest records them with each partition."""
-    info = items.set_index("item_id").reindex(interactions["item_id"])
+    ingest delivered them); the manifest records them with each partition. Flags are made per item and then
+    gathered per row (two booleans a row, not two strings)."""
+    missing = items.set_index("item_id")[["image_path", "text"]].fillna("").eq("")
+    per_row = missing.reindex(interactions["item_id"]).fillna(True).to_numpy(bool)  # (N, 2); unknown item: none
     gaps = (
         pd.DataFrame(
-            {
-                "day": pd.to_datetime(interactions["ts"]).dt.normalize().to_numpy(),
-                "rows_without_image": (info["image_path"].fillna("") == "").to_numpy(),
-                "rows_without_text": (info["text"].fillna("") == "").to_numpy(),
-            }
+            per_row,
+            columns=["rows_without_image", "rows_without_text"],
+            index=pd.to_datetime(interactions["ts"]).dt.normalize(),
         )
-        .groupby("day")
+        .groupby(level=0)
         .sum()
     )
     return {pd.Timestamp(day).date().isoformat(): {k: int(v) for k, v in row.items()} for day, row in gaps.iterrows()}

@@ -14,7 +14,7 @@ from PIL import Image
 from em3.config import DriftConfig, ValidateConfig
 from em3.errors import DataError
 from em3.validation import run_validate
-from em3.validation.drift import check_drift, drift_windows, no_drift_section, psi
+from em3.validation.drift import check_drift, drift_windows, modality_gaps, no_drift_section, psi
 from em3.validation.modalities import content_summary
 from em3.validation.report import build_report, render_html
 from tests.data.conftest import ingest
@@ -209,3 +209,13 @@ def test_the_html_report_escapes_what_the_data_holds() -> None:
     html = render_html(report)
     assert "<script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
     assert "Not checked: one day." in html
+
+
+def test_ingest_records_each_days_rows_without_photo_or_text() -> None:
+    items = pd.DataFrame({"item_id": ["a", "b", "c"], "text": ["A", "", "C"], "image_path": ["a.jpg", "b.jpg", ""]})
+    ts = pd.to_datetime(["2020-03-01 09:00", "2020-03-01 10:00", "2020-03-02 09:00", "2020-03-02 11:00"])
+    interactions = pd.DataFrame({"item_id": ["a", "b", "c", "z"], "ts": ts})  # z: not in the items table
+    assert modality_gaps(interactions, items) == {
+        "2020-03-01": {"rows_without_image": 0, "rows_without_text": 1},
+        "2020-03-02": {"rows_without_image": 2, "rows_without_text": 1},
+    }
