@@ -182,19 +182,12 @@ TRAINED = ("valid_auc", "best_epoch", "valid_curve", "stopped_by", "steps", "tra
 
 
 def _finished(cfg: Config) -> dict | None:
-    """The saved result of the run in ``cfg.output_dir`` if it finished with this very config, else None. The saved
-    config is read with today's defaults for settings added since (a new setting's default keeps the old
-    behaviour); one that no longer parses never matches. The ``bench`` section (how the summary judges) is not the
-    run's."""
+    """The saved result of the run in ``cfg.output_dir`` if it finished with this very config, else None."""
     path = cfg.output_dir / "quality.json"
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    try:
-        saved = parse_config(record["config"], str(path)).model_dump(mode="json", exclude={"bench"})
-    except ConfigError:
-        return None
-    return record if saved == cfg.model_dump(mode="json", exclude={"bench"}) else None
+    return record if _same_run(record["config"], cfg, path) else None
 
 
 def _resumable(cfg: Config) -> bool:
@@ -202,11 +195,21 @@ def _resumable(cfg: Config) -> bool:
     writes one at every epoch's end): a benchmark stopped mid-run then goes on from there, which a long run (the
     1 M-impression leg takes hours a run) needs. Records the config of a run that starts afresh."""
     started = cfg.output_dir / STARTED
-    config = cfg.model_dump(mode="json", exclude={"bench"})
-    if started.is_file() and json.loads(started.read_text()) == config:
+    if started.is_file() and _same_run(json.loads(started.read_text()), cfg, started):
         return (cfg.output_dir / "checkpoints" / "last.pt").is_file()
-    write_json(started, config)
+    write_json(started, cfg.model_dump(mode="json", exclude={"bench"}))
     return False
+
+
+def _same_run(saved: dict, cfg: Config, path: Path) -> bool:
+    """Whether a config saved by a run (at ``path``) is ``cfg``: read with today's defaults for settings added since
+    (a new setting's default keeps the old behaviour); one that no longer parses never matches. The ``bench``
+    section (how the summary judges) is not the run's."""
+    try:
+        values = parse_config(saved, str(path)).model_dump(mode="json", exclude={"bench"})
+    except ConfigError:
+        return False
+    return values == cfg.model_dump(mode="json", exclude={"bench"})
 
 
 def _placeless(cfg: Config) -> dict:

@@ -109,3 +109,15 @@ def test_a_run_resumes_only_from_a_checkpoint_that_its_own_config_started(tmp_pa
     other = with_overrides(cfg, {"train.lr": cfg.train.lr * 3})
     assert not _resumable(other), "another config's checkpoint"
     assert not _resumable(cfg), "the other config started afresh and recorded itself"
+
+
+def test_a_run_started_before_a_setting_existed_still_resumes(tmp_path):
+    """A config recorded before a setting was added (its default keeps the old behaviour) is the same run."""
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "bench_quality.yaml")
+    cfg = cfg.model_copy(update={"output_dir": tmp_path})
+    saved = cfg.model_dump(mode="json", exclude={"bench"})
+    del saved["validation"]["drift"]  # as a run started before drift checks existed recorded it
+    (tmp_path / STARTED).write_text(json.dumps(saved))
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
+    assert _resumable(cfg)
