@@ -72,15 +72,15 @@ class DataConfig(Section):
     split: Literal["ingest", "newest_days"] = Field(
         "ingest",
         description="tables: split at the dates ingest recorded, or at the newest days (test: the last test_days "
-        "calendar days of the tables, validation: the valid_days before; a daily run's windows move with its data)",
+        "day partitions of the tables, validation: the valid_days before; a daily run's windows move with its data)",
     )
     valid_days: int = Field(4, gt=0, description="last days before the test period used for validation")
     test_days: int = Field(6, gt=0, description="last days of the log used for test")
     train_days: int | None = Field(
         None,
         gt=0,
-        description="tables: train on the last train_days days before validation only (older days still feed the "
-        "behaviour histories); None: every day before validation",
+        description="tables: train on the last train_days day partitions before validation only (older days still "
+        "feed the behaviour histories); None: every day before validation",
     )
     cold_max_train: int = Field(
         3, ge=1, description="an item is cold on a row when it had fewer interactions than this in train"

@@ -228,7 +228,8 @@ def _day_results(summary: dict, cfg: Config, dataset: Path, root: Path, compare_
     registered = summary["registered"]
     run_dir = Path(summary["models"][registered["candidate"]]["run_dir"])
     trained = json.loads((run_dir / "metrics" / "train.json").read_text())
-    champion = re.search(r"auc \d\.\d+ [<>=]+ champion's (\d\.\d+)", registered["reason"])
+    # the AUC check's own figure; a challenger's reason lists only the checks it failed, so it may be absent
+    champion = re.search(r"(?:^|; )auc \d\.\d+ [<>=]+ champion's (\d\.\d+)", registered["reason"])
     row = {
         "alias": registered["alias"],
         "reason": registered["reason"],

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +105,20 @@ class SplitRule:
     @classmethod
     def of_config(cls, data: DataConfig) -> SplitRule:
         """The rule training applies to ``data.tables_dir``: ingest's dates or the newest days (``data.split``),
-        training limited to the last ``data.train_days`` days before validation."""
+        training limited to the last ``data.train_days`` days before validation. Days are counted in day
+        partitions (days with data): a day that never arrived (refused by validate) is skipped, not left empty."""
         rule = cls.of_tables(data.tables_dir)
+        days = sorted(interaction_files(data.tables_dir))
         if data.split == "newest_days":
-            newest = max(interaction_files(data.tables_dir))
-            test_start = newest - timedelta(days=data.test_days - 1)
-            rule = replace(rule, valid_start=test_start - timedelta(days=data.valid_days), test_start=test_start)
+            if len(days) <= data.test_days + data.valid_days:
+                raise DataError(
+                    f"{data.tables_dir}: {len(days)} day partitions; data.split newest_days needs more than "
+                    f"test_days + valid_days ({data.test_days} + {data.valid_days}) to train on"
+                )
+            rule = replace(rule, valid_start=days[-data.test_days - data.valid_days], test_start=days[-data.test_days])
         if data.train_days:
-            rule = replace(rule, train_start=rule.valid_start - timedelta(days=data.train_days))
+            before = [day for day in days if day < rule.valid_start]
+            rule = replace(rule, train_start=before[-data.train_days] if len(before) >= data.train_days else None)
         return rule
 
     def codes(self, ts: np.ndarray) -> np.ndarray:

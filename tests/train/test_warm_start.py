@@ -16,6 +16,7 @@ import torch
 
 from em3.config import ConfigError, DataConfig
 from em3.data.tables import load_tables
+from em3.errors import DataError
 from em3.models.io import IDS, load_model_dir
 from em3.models.item_tables import item_embedding_tables
 from em3.train.trainer import train
@@ -123,6 +124,11 @@ def test_the_newest_days_split_moves_with_the_data_and_older_days_feed_only_the_
     assert len(data.valid) == ((day >= "2020-03-10") & (day < "2020-03-12")).sum()
     assert len(data.test) == (day == "2020-03-12").sum()
     rows = data.store.index()
+    partition_path(root, date(2020, 3, 11)).unlink()  # a day that never arrived (validate refused it): skipped
+    gap = SplitRule.of_config(DataConfig(source="tables", tables_dir=root, **window))
+    assert (gap.test_start, gap.valid_start, gap.train_start) == tuple(date(2020, 3, d) for d in (12, 9, 6))
+    with pytest.raises(DataError, match=r"11 day partitions; data.split newest_days needs more than"):
+        SplitRule.of_config(DataConfig(source="tables", tables_dir=root, **{**window, "valid_days": 10}))
     first = log[day >= "2020-03-07"].iloc[0]  # the window's first row: its history holds the earlier days' clicks
     earlier = log[(log["user_id"] == first["user_id"]) & (log["ts"] < first["ts"]) & (log["label"] == 1)]
     history = data.train.history[0]
