@@ -117,7 +117,8 @@ def replay_plot(days: list[dict[str, Any]]) -> bytes:
     for i, row in enumerate(days):
         if row["outcome"] != "registered":
             auc_ax.axvline(i, color="red", alpha=0.3)
-            auc_ax.annotate(row["outcome"], (i, auc_ax.get_ylim()[0]), rotation=90, fontsize=7, color="red")
+            label = row["outcome"].split(":")[0]  # "stopped by validate", "failed": the table has the rest
+            auc_ax.annotate(label, (i, auc_ax.get_ylim()[0]), rotation=90, fontsize=7, color="red", va="bottom")
     auc_ax.set(xticks=x, xticklabels=labels, ylabel="test AUC (the day)", title="AUC per day")
     auc_ax.tick_params(axis="x", rotation=45)
     auc_ax.legend(fontsize=8)
