@@ -53,7 +53,10 @@ def shifted_source(cfg: IngestConfig, day: date, shift: str, out: Path) -> Path:
         flip = int(round(min(3 * rate, 1.0) * on_day.sum() - log.loc[on_day, "label"].sum()))
         chosen = np.random.default_rng(0).choice(negatives, size=min(flip, len(negatives)), replace=False)
         log.loc[chosen, "label"] = 1
-        log.to_parquet(path, index=False) if path.suffix == ".parquet" else log.to_csv(path, index=False)
+        if path.suffix == ".parquet":
+            log.to_parquet(path, index=False)
+        else:
+            log.to_csv(path, index=False)
     elif shift != "photos":
         raise ConfigError(f"shift {shift!r}: one of {SHIFTS}")
     return out
