@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from em3.comparison import fmt_metric, markdown_table
-from em3.config import ConfigError, IngestConfig
+from em3.config import Config, ConfigError, IngestConfig
 
 SHIFTS = ("labels", "photos")  # the label rate tripled on the day; no photos delivered with the day
 REACH_TOLERANCE = 0.002  # "reaches the from-scratch model's validation AUC" within this
@@ -74,12 +74,63 @@ def best_point(history: Sequence[dict[str, Any]]) -> tuple[float, int]:
     return float(best["auc"]), int(best["step"])
 
 
+def day_results(
+    registered: dict, run_dir: Path, cfg: Config, dataset: Path, root: Path, compare_scratch: bool
+) -> dict[str, Any]:
+    """A replayed day's row: the gate's decision on the ``registered`` model (the pipeline's register outputs;
+    trained in ``run_dir``), its metrics, its validation AUC before and after training, its steps and the
+    champion's AUC that the gate compared it with; with ``compare_scratch``, a model trained from scratch on the
+    day's tables in ``dataset`` (under ``root``/scratch), for the steps the warm start saves."""
+    import json
+
+    from em3.data.loading import tables_data
+    from em3.registry.registry import gate_champion_metrics, model_version
+    from em3.train import train
+
+    trained = json.loads((run_dir / "metrics" / "train.json").read_text())
+    version = model_version(f"models:/{registered['model']}/{registered['version']}", cfg.registry)
+    start = [h["auc"] for h in trained["valid_history"] if h["epoch"] < 0]
+    row = {
+        "alias": registered["alias"],
+        "reason": registered["reason"],
+        "test_auc": trained["test"]["auc"],
+        "champion_auc": gate_champion_metrics(version).get("auc"),
+        "start_valid_auc": start[0] if start else None,
+        "valid_auc": trained["valid"]["auc"],
+        "steps": trained["steps"],
+        "warm_start": trained.get("warm_start"),
+    }
+    if not compare_scratch:
+        return row
+    data_cfg = cfg.data.model_copy(update={"tables_dir": dataset / "tables", "store_dir": dataset / "features"})
+    scratch_cfg = cfg.model_copy(
+        update={
+            "name": f"scratch_{registered['candidate']}",
+            "output_dir": root / "scratch" / f"v{registered['version']}",
+            "data": data_cfg,
+            "model": cfg.model.model_copy(update={"variant": trained["variant"], "backbone": trained["backbone"]}),
+            "train": cfg.train.model_copy(update={"init_from": None}),
+        }
+    )
+    scratch = train(scratch_cfg, tables_data(data_cfg), test=False).metrics
+    scratch_auc, scratch_steps = best_point(scratch["valid_history"])
+    reached = steps_to_reach(trained["valid_history"], scratch_auc)
+    return {
+        **row,
+        "scratch_valid_auc": scratch_auc,
+        "scratch_steps": scratch_steps,
+        "steps_to_reach": reached,
+        "share_of_scratch": None if reached is None else reached / max(scratch_steps, 1),
+    }
+
+
 COLUMNS = (
     "day",
     "outcome",
     "alias",
     "test_auc",
     "champion_auc",
+    "start_valid_auc",
     "valid_auc",
     "steps",
     "scratch_valid_auc",

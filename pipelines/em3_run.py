@@ -89,6 +89,20 @@ DAILY = {  # what a replayed day trains with, unless the config says otherwise: 
 }
 
 
+def daily_config(cfg: Config) -> Config:
+    """``cfg`` as a replayed day trains with it: ``DAILY``'s settings where ``cfg`` does not set them, and a warm
+    start from the champion unless it names another starting point."""
+    from em3.config import set_dotted
+
+    values = cfg.model_dump(mode="json")
+    for key, value in DAILY.items():
+        section, field = key.split(".")
+        if field not in getattr(cfg, section).model_fields_set:
+            set_dotted(values, key, value)
+    values["train"]["init_from"] = values["train"]["init_from"] or f"models:/{cfg.registry.model_name}@champion"
+    return type(cfg).model_validate(values)
+
+
 def replay_local(
     cfg: Config,
     pipeline_root: str | Path,
@@ -107,17 +121,12 @@ def replay_local(
     start saves. Returns a row per day (em3.replay.COLUMNS)."""
     from datetime import timedelta
 
-    from em3.config import set_dotted
-    from em3.replay import shifted_source, source_days
+    from em3.replay import day_results, shifted_source, source_days
     from pipelines.run import PipelineError
 
     root = Path(pipeline_root).resolve()
     dataset = root / "dataset"
-    values = cfg.model_dump(mode="json")
-    for key, value in DAILY.items():
-        set_dotted(values, key, value)
-    values["train"]["init_from"] = values["train"]["init_from"] or f"models:/{cfg.registry.model_name}@champion"
-    daily_cfg = type(cfg).model_validate(values)
+    daily_cfg = daily_config(cfg)
     all_days = source_days(cfg.ingest)
     replayed = all_days[-days:]
     before = (all_days[0], replayed[0] - timedelta(days=1))  # the dataset the replay starts from
@@ -135,7 +144,9 @@ def replay_local(
         except PipelineError as error:
             rows.append({"day": day.isoformat(), "outcome": _stopped_at(str(error))})
             continue
-        results = _day_results(summary, daily_cfg, dataset, root, compare_scratch)
+        registered = summary["registered"]
+        run_dir = Path(summary["models"][registered["candidate"]]["run_dir"])
+        results = day_results(registered, run_dir, daily_cfg, dataset, root, compare_scratch)
         rows.append({"day": day.isoformat(), "outcome": "registered", **results})
     return rows
 
@@ -216,54 +227,6 @@ def _stopped_at(message: str) -> str:
 
         return "stopped by validate: " + failure_message(json.loads(path.read_text())).splitlines()[0].split(": ", 1)[1]
     return "failed: " + message.splitlines()[0][:200]
-
-
-def _day_results(summary: dict, cfg: Config, dataset: Path, root: Path, compare_scratch: bool) -> dict:
-    """A replayed day's row: the gate's decision, the registered model's metrics and steps, the champion's AUC it
-    was compared with, and (``compare_scratch``) a model trained from scratch on the same tables."""
-    import re
-
-    from em3.replay import best_point, steps_to_reach
-
-    registered = summary["registered"]
-    run_dir = Path(summary["models"][registered["candidate"]]["run_dir"])
-    trained = json.loads((run_dir / "metrics" / "train.json").read_text())
-    # the AUC check's own figure; a challenger's reason lists only the checks it failed, so it may be absent
-    champion = re.search(r"(?:^|; )auc \d\.\d+ [<>=]+ champion's (\d\.\d+)", registered["reason"])
-    row = {
-        "alias": registered["alias"],
-        "reason": registered["reason"],
-        "test_auc": trained["test"]["auc"],
-        "champion_auc": float(champion.group(1)) if champion else None,
-        "valid_auc": trained["valid"]["auc"],
-        "steps": trained["steps"],
-        "warm_start": trained.get("warm_start"),
-    }
-    if not compare_scratch:
-        return row
-    from em3.data.loading import tables_data
-    from em3.train import train
-
-    data_cfg = cfg.data.model_copy(update={"tables_dir": dataset / "tables", "store_dir": dataset / "features"})
-    scratch_cfg = cfg.model_copy(
-        update={
-            "name": f"scratch_{registered['candidate']}",
-            "output_dir": root / "scratch" / f"v{registered['version']}",
-            "data": data_cfg,
-            "model": cfg.model.model_copy(update={"variant": trained["variant"], "backbone": trained["backbone"]}),
-            "train": cfg.train.model_copy(update={"init_from": None}),
-        }
-    )
-    scratch = train(scratch_cfg, tables_data(data_cfg), test=False).metrics
-    scratch_auc, scratch_steps = best_point(scratch["valid_history"])
-    reached = steps_to_reach(trained["valid_history"], scratch_auc)
-    return {
-        **row,
-        "scratch_valid_auc": scratch_auc,
-        "scratch_steps": scratch_steps,
-        "steps_to_reach": reached,
-        "share_of_scratch": None if reached is None else reached / max(scratch_steps, 1),
-    }
 
 
 def _refuse_local_registry(cfg: Config) -> None:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from em3.models.ranker import Ranker
 
 GATE_DECISION, GATE_REASON, PREVIOUS_CHAMPION = "gate_decision", "gate_reason", "previous_champion"
+GATE_CHAMPION_PREFIX = "gate_champion."  # version tags: the champion's metrics that the gate compared with
 PYFUNC_WEIGHTS = "artifacts/weights"  # where log_run's MLflow Model keeps the em3 files (em3.pyfunc.mlflow_model)
 _MODEL_URI = re.compile(r"^models:/(?P<name>[\w.-]+)(?:@(?P<alias>[\w-]+)|/(?P<version>\d+))$")
 
@@ -79,6 +80,11 @@ def register(cfg: Config, run_id: str, champion_scores: dict | None = None, drif
             **{f"{TEST_PREFIX}{key}": repr(value) for key, value in candidate.items()},
             GATE_DECISION: decision.alias,
             GATE_REASON: decision.reason,
+            **{
+                f"{GATE_CHAMPION_PREFIX}{key}": repr(float(value))
+                for key, value in (theirs or {}).items()
+                if isinstance(value, int | float)
+            },
         }
         source = f"runs:/{run_id}/{MODEL_ARTIFACTS}"
         version = int(mlflow.create_model_version(rc.model_name, source, run_id=run_id, tags=tags).version)
@@ -293,11 +299,17 @@ def _champion_metrics(champion: ModelVersion | None, scores: dict | None) -> tup
 
 
 def _test_metrics(version: ModelVersion) -> dict[str, float]:
-    return {
-        key.removeprefix(TEST_PREFIX): float(value)
-        for key, value in version.tags.items()
-        if key.startswith(TEST_PREFIX)
-    }
+    return _tagged_metrics(version, TEST_PREFIX)
+
+
+def gate_champion_metrics(version: ModelVersion) -> dict[str, float]:
+    """The champion's metrics that the gate compared ``version`` with (empty when there was no champion); where
+    they come from is in the version's gate reason."""
+    return _tagged_metrics(version, GATE_CHAMPION_PREFIX)
+
+
+def _tagged_metrics(version: ModelVersion, prefix: str) -> dict[str, float]:
+    return {key.removeprefix(prefix): float(value) for key, value in version.tags.items() if key.startswith(prefix)}
 
 
 def _user() -> str:

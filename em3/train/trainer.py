@@ -131,7 +131,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
         "epoch": 0,
         "batch": 0,
         "best_auc": -math.inf,
-        "best_epoch": -1,
+        "best_epoch": None,  # -1: the warm-started weights, before any training
         "bad_epochs": 0,
         "history": [],
         "stopped_by": None,
@@ -156,6 +156,8 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
         )
     ctx.seed_rank(cfg.seed)
     step_model = ctx.wrap(model)
+    if started_from is not None:  # a daily run never ends worse on validation than the model it started from
+        _validate(model, data, cfg, loop, best_weights, ctx, epoch=-1)
 
     tc = cfg.train
     steps_per_epoch = math.ceil(ctx.shard_rows(len(data.train)) / tc.batch_size)
@@ -248,21 +250,29 @@ def as_reported(model: Ranker, data: RankingData, cfg: Config) -> Iterator[None]
             model.content_to_id.copy_(saved[1])
 
 
-def _end_epoch(model: Ranker, data: RankingData, cfg: Config, loop: dict, best_weights: Path, ctx: Distributed) -> None:
-    """Validate the model as it would be reported (``as_reported``), keep the best weights, decide on early
-    stopping, and move the loop to the next epoch (every rank gets the same metrics, hence takes the same
-    decisions; rank 0 logs and saves)."""
+def _validate(
+    model: Ranker, data: RankingData, cfg: Config, loop: dict, best_weights: Path, ctx: Distributed, epoch: int
+) -> None:
+    """Validate the model as it would be reported (``as_reported``) and keep the best weights; ``epoch`` -1 is the
+    warm-started model before training (every rank gets the same metrics, hence takes the same decisions; rank 0
+    logs and saves)."""
     with as_reported(model, data, cfg):
         valid = evaluate(model, data.valid, data, cfg, ctx)
-    loop["history"].append({"epoch": loop["epoch"], "step": loop["step"], **valid})
+    loop["history"].append({"epoch": epoch, "step": loop["step"], **valid})
     if ctx.is_main:
-        tqdm.write(f"{cfg.name} epoch {loop['epoch']}: valid auc {valid['auc']:.4f} gauc {valid['gauc']:.4f}")
+        when = "warm start" if epoch < 0 else f"epoch {epoch}"
+        tqdm.write(f"{cfg.name} {when}: valid auc {valid['auc']:.4f} gauc {valid['gauc']:.4f}")
     if valid["auc"] > loop["best_auc"]:
-        loop.update(best_auc=valid["auc"], best_epoch=loop["epoch"], bad_epochs=0)
+        loop.update(best_auc=valid["auc"], best_epoch=epoch, bad_epochs=0)
         if ctx.is_main:
             save_weights(model, best_weights)
     else:
         loop["bad_epochs"] += 1
+
+
+def _end_epoch(model: Ranker, data: RankingData, cfg: Config, loop: dict, best_weights: Path, ctx: Distributed) -> None:
+    """Validate (``_validate``), decide on early stopping, and move the loop to the next epoch."""
+    _validate(model, data, cfg, loop, best_weights, ctx, loop["epoch"])
     loop["epoch"] += 1
     loop["batch"] = 0
     if loop["bad_epochs"] >= cfg.train.patience:

@@ -23,7 +23,7 @@ from em3.validation.contract import interaction_files
 from em3.validation.drift import no_drift_section
 from em3.validation.modalities import content_summary
 from em3.validation.report import build_report
-from pipelines.em3_run import _stopped_at, schedule_daily
+from pipelines.em3_run import _stopped_at, daily_config, schedule_daily
 from tests.pipelines.conftest import TINY, tiny_config
 
 
@@ -35,6 +35,14 @@ def test_a_run_adds_the_day_before_its_run_date() -> None:
         day_of_run("scheduled", "{{$.pipeline_job_schedule_time_utc}}")
     with pytest.raises(ConfigError, match=r"run_date 'yesterday': expected a date"):
         day_of_run("yesterday")
+
+
+def test_a_replayed_day_keeps_the_windows_and_starting_point_that_its_config_sets() -> None:
+    default = daily_config(parse_config({}, "test"))
+    assert (default.data.split, default.data.valid_days, default.data.test_days) == ("newest_days", 1, 1)
+    assert default.train.init_from == "models:/em3@champion"
+    own = daily_config(parse_config({"data": {"valid_days": 3}, "train": {"init_from": "runs/v7"}}, "test"))
+    assert (own.data.split, own.data.valid_days, own.train.init_from) == ("newest_days", 3, "runs/v7")
 
 
 def test_a_part_is_published_whole_and_a_fresh_run_starts_from_it(tmp_path: Path) -> None:
@@ -222,6 +230,7 @@ def test_a_replay_warm_starts_promotes_on_the_newest_day_and_stops_a_shifted_day
     assert first["outcome"] == "registered" and "[champion v1 scored on this run's test rows]" in first["reason"]
     assert first["warm_start"]["item_embed"]["kept"] > 0, "warm-started from the first champion, by id"
     assert first["steps_to_reach"] is not None and first["scratch_steps"] > 0
+    assert 0 <= first["champion_auc"] <= 1 and 0 <= first["start_valid_auc"] <= 1, "the gate's figure, the start's"
     assert shifted["outcome"].startswith("stopped by validate: drift: label_rate of label is")
     days = list(interaction_files(root / "dataset" / TABLES))
     assert days[-1].isoformat() == first["day"], "the shifted day never reached the dataset"

@@ -11,6 +11,7 @@ import pytest
 
 from em3.data.loading import tables_data
 from em3.registry.champion import champion_on_test
+from em3.registry.registry import gate_champion_metrics, model_version
 from em3.train import train
 from em3.workflow import fetched_init, register_best
 from tests.conftest import with_updates
@@ -64,6 +65,8 @@ def test_the_gate_compares_with_the_champion_scored_on_the_newest_day(days, smal
     assert "[champion v1 scored on this run's test rows]" in registered["reason"]
     compared = re.search(r"champion's (\d\.\d{4})", registered["reason"]).group(1)
     assert compared == f"{on_newest_day:.4f}"
+    version = model_version(f"models:/{registered['model']}/{registered['version']}", cfg.registry)
+    assert gate_champion_metrics(version)["auc"] == pytest.approx(on_newest_day, rel=1e-12)  # the figure, as a tag
 
     own = with_updates(cfg, registry={**cfg.registry.model_dump(), "rescore_champion": False}, name="own")
     train(own.model_copy(update={"output_dir": later / "own"}), tables_data(own.data))

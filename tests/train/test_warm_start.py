@@ -80,11 +80,42 @@ def test_a_warm_started_run_records_its_start_and_saves_its_ids(champion, tmp_pa
     run, cfg = champion
     root = write_tables(tmp_path, [f"u{u}" for u in range(5, 13)], [f"i{k}" for k in range(5, 25)], 10, 2)
     data = load_tables(root, root / "store", max_history=4, category_min_rows=1)
-    warm = with_updates(cfg, output_dir=tmp_path / "warm", train={"init_from": str(run)})
+    settings = {"init_from": str(run), "max_steps": None, "epochs": 2}
+    warm = with_updates(cfg, output_dir=tmp_path / "warm", train=settings)
     metrics = train(warm, data, test=False).metrics
     assert metrics["warm_start"]["init_from"] == str(run) and metrics["warm_start"]["item_embed"]["kept"] == 15
     saved = json.loads((tmp_path / "warm" / "model" / IDS).read_text())
     assert saved["items"] == [f"i{k}" for k in range(5, 25)] and saved["users"] == sorted(f"u{u}" for u in range(5, 13))
+    start = metrics["valid_history"][0]  # the champion's weights on the new data, validated before any step
+    assert (start["epoch"], start["step"]) == (-1, 0) and [h["epoch"] for h in metrics["valid_history"][1:]] == [0, 1]
+    best = max(metrics["valid_history"], key=lambda h: h["auc"])
+    assert metrics["best_epoch"] == best["epoch"] and metrics["valid"]["auc"] == pytest.approx(best["auc"], abs=1e-9)
+
+
+def test_a_warm_start_keeps_its_starting_weights_when_no_epoch_beats_them(champion, tmp_path, monkeypatch) -> None:
+    """Validation that only gets worse with training (forced here: the selection is what is tested) returns the
+    warm-started weights, not the last or any trained epoch's."""
+    import em3.train.trainer as trainer
+
+    run, cfg = champion
+    root = write_tables(tmp_path, [f"u{u}" for u in range(10)], [f"i{k}" for k in range(20)], 10, 2)
+    data = load_tables(root, root / "store", max_history=4, category_min_rows=1)
+    evaluate, calls = trainer.evaluate, []
+
+    def worse_every_time(*args, **kwargs) -> dict:
+        calls.append(1)
+        return {**evaluate(*args, **kwargs), "auc": 1.0 - 0.1 * len(calls)}
+
+    monkeypatch.setattr(trainer, "evaluate", worse_every_time)
+    warm = with_updates(
+        cfg, output_dir=tmp_path / "warm", train={"init_from": str(run), "max_steps": None, "patience": 2}
+    )
+    metrics = train(warm, data, test=False).metrics
+    assert metrics["best_epoch"] == -1 and metrics["stopped_by"] == "early_stopping" and metrics["steps"] > 0
+    old = load_model_dir(run / "model")[0].state_dict()
+    new = load_model_dir(tmp_path / "warm" / "model")[0].state_dict()
+    carried = [name for name in old if not any(part in name for part in ("embed", "content_to_id", "similarity_"))]
+    assert carried and all(torch.equal(old[name], new[name]) for name in carried)
 
 
 def test_a_warm_start_refuses_another_architecture_or_a_model_without_ids(champion, tmp_path) -> None:
