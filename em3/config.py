@@ -177,10 +177,13 @@ class ModelConfig(Section):
         0.0,
         ge=0,
         description="content variants: weight of the co-engagement loss, which pulls together the content "
-        "embeddings of a training positive's item and the user's previous positive item (in-batch negatives, "
+        "embeddings of a training positive's item and the user's earlier positive items (in-batch negatives, "
         "duplicates masked; em3.losses); 0 disables it",
     )
     coengagement_temperature: float = Field(0.1, gt=0)
+    coengagement_window: int = Field(
+        1, ge=1, description="co-engagement pairs a positive with this many of the user's latest earlier positives"
+    )
     mlp_hidden: tuple[int, ...] = (128, 64)
     attention_hidden: tuple[int, ...] = (64,)
     cross_layers: int = Field(2, ge=1)

@@ -190,16 +190,18 @@ class Ranker(nn.Module):
         return self.backbone(self.user_embed(user), target, history, history_items != 0, torch.cat(inputs, -1))
 
     def _coengagement(self, batch: Batch, content: torch.Tensor, history_content: torch.Tensor) -> torch.Tensor:
-        """The co-engagement loss of the batch's positive rows: each target's content (B, E) paired with that of the
-        user's previous positive, the first history item (history_content: (B, L, E)); rows without one, or whose
-        previous positive is the same item, are left out."""
-        previous = batch.history[:, 0]  # (B,) most recent earlier positive, 0 = none
-        pairs = (batch.label > 0) & (previous != 0) & (previous != batch.item)
+        """The co-engagement loss of the batch's positive rows: each target's content (B, E) paired with that of
+        each of the user's ``coengagement_window`` latest earlier positives, the first history items
+        (history_content: (B, L, E)); empty slots and the target's own item are left out."""
+        window = min(self.cfg.coengagement_window, batch.history.shape[1])
+        earlier = batch.history[:, :window]  # (B, W) latest first, 0 = none
+        pairs = (batch.label > 0)[:, None] & (earlier != 0) & (earlier != batch.item[:, None])  # (B, W)
+        row, slot = pairs.nonzero(as_tuple=True)  # (P,) each
         return coengagement_loss(
-            content[pairs],
-            history_content[pairs, 0],
-            batch.item[pairs],
-            previous[pairs],
+            content[row],
+            history_content[row, slot],
+            batch.item[row],
+            earlier[row, slot],
             self.cfg.coengagement_temperature,
         )
 

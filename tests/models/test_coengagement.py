@@ -1,5 +1,6 @@
 """The co-engagement objective (issue 25, em3's addition beyond the paper): every model with a content tower can
-train with it, it pairs each positive row's item with the user's previous positive, and it reaches the tower."""
+train with it, it pairs each positive row's item with the user's previous positive (or a window of earlier ones), and
+it reaches the tower."""
 
 import pytest
 import torch
@@ -39,6 +40,28 @@ def test_the_loss_is_the_pairs_of_positive_rows_and_their_previous_positive(smal
     assert losses["loss"].item() == pytest.approx(
         losses["bce"].item() + 0.1 * losses.get("cic", torch.tensor(0.0)).item() + 0.5 * expected.item(), rel=1e-5
     )
+
+
+def test_a_window_pairs_each_positive_with_the_users_latest_earlier_positives(small_config, small_data):
+    model = ranker(small_config, small_data, coengagement_weight=0.5, coengagement_window=3)
+    batch = make_batch(small_data.train, torch.arange(256), small_data.store, model.content_inputs)
+    _, losses = model(batch)
+    content = model._target_content(batch)[batch.target_pos]
+    history = model._history_content(batch)[batch.history_pos]
+    pairs = [
+        (row, slot)
+        for row in range(len(batch.label))
+        for slot in range(3)
+        if batch.label[row] > 0 and batch.history[row, slot] not in (0, batch.item[row])
+    ]
+    assert any(slot == 2 for _, slot in pairs) and len(pairs) > int(
+        ((batch.label > 0) & (batch.history[:, 0] != 0)).sum()
+    )
+    rows, slots = torch.tensor(pairs).T
+    expected = coengagement_loss(
+        content[rows], history[rows, slots], batch.item[rows], batch.history[rows, slots], temperature=0.1
+    )
+    assert losses["coengagement"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("variant", CONTENT_VARIANTS)
