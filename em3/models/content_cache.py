@@ -113,6 +113,10 @@ class ReadThroughCache(nn.Module):
         if self.generation < 0:
             raise RuntimeError(NOT_REFRESHED)
         self.reads += 1
+        slots = self.slot_of_item[items]  # (N,), -1: not cached
+        if bool((self.fused_in[slots] == self.generation).logical_and_(slots >= 0).all()):  # all fresh: one gather
+            self.last_read[slots] = self.reads
+            return self.values[slots]
         unique, inverse = torch.unique(items, return_inverse=True)  # (U,), (N,)
         slots = self.slot_of_item[unique]  # (U,), -1: not cached
         cached = slots >= 0

@@ -18,11 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from em3.config import LoRAConfig
 from em3.data.token_store import ItemContent
 from em3.models.content import NO_GRAD_CHUNK, TokenContent
+
+ADAPTER = "default"  # the history head's one LoRA adapter (peft's adapter name)
 
 
 class HistoryContent(nn.Module):
@@ -38,7 +41,8 @@ class HistoryContent(nn.Module):
             self.lora_head = nn.Sequential(*tower.head)
             targets = [name for name, module in self.lora_head.named_children() if isinstance(module, nn.Linear)]
             config = LoraConfig(r=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets)
-            inject_adapter_in_model(config, self.lora_head)
+            inject_adapter_in_model(config, self.lora_head, adapter_name=ADAPTER)
+            self.lora_dropout = lora.dropout
             tower.head.requires_grad_(True)  # peft froze the shared base; the target side still trains it
 
     def forward(self, items: torch.Tensor, content: ItemContent | None) -> torch.Tensor:
@@ -51,8 +55,23 @@ class HistoryContent(nn.Module):
         if self.mode == "frozen":
             with torch.no_grad():
                 return tower.head(fused)
-        detached_base = {name: p.detach() for name, p in self.lora_head.named_parameters() if "lora_" not in name}
-        return torch.func.functional_call(self.lora_head, detached_base, (fused,), strict=False)  # (N, E)
+        if self.training and self.lora_dropout:  # dropout acts on the adapters' input: peft's own forward
+            detached_base = {name: p.detach() for name, p in self.lora_head.named_parameters() if "lora_" not in name}
+            return torch.func.functional_call(self.lora_head, detached_base, (fused,), strict=False)  # (N, E)
+        return self._merged_lora_head(fused)
+
+    def _merged_lora_head(self, x: torch.Tensor) -> torch.Tensor:
+        """The LoRA head with each adapter's delta (peft's ``get_delta_weight``: scaling · B @ A) added to the
+        detached base weight: one product over the N items a layer instead of three, the same function to rounding
+        (without adapter dropout). Gradient reaches A and B through the delta only. (N, F) → (N, E)"""
+        for layer in self.lora_head:
+            if hasattr(layer, "get_delta_weight"):  # a peft LoRA layer (peft is imported only where LoRA is used)
+                base = layer.get_base_layer()
+                weight = base.weight.detach() + layer.get_delta_weight(ADAPTER)
+                x = F.linear(x, weight, None if base.bias is None else base.bias.detach())
+            else:
+                x = layer(x)
+        return x
 
     def trainable_parameters(self) -> int:
         """Parameters that receive gradient through the history branch."""

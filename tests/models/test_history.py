@@ -70,6 +70,32 @@ def test_lora_history_starts_equal_to_the_target_tower(small_config, small_data)
     torch.testing.assert_close(encode_history(model, batch), model.content(batch.history_content))
 
 
+def test_the_merged_lora_head_is_pefts_forward_with_its_gradients(small_config, small_data):
+    """The history head adds each adapter's delta to the base weight (one product a layer); peft's own forward adds
+    B(A(x)) to the base output. Same function and gradients, to float32 rounding (sums of about 100 terms of
+    magnitude 1: errors near 1e-6, so 1e-5 absolute)."""
+    history = build(small_config, small_data, history_mode="lora").history_content
+    torch.manual_seed(1)
+    for name, weight in history.lora_head.named_parameters():
+        if "lora_" in name:
+            weight.data.normal_(0.0, 0.3)  # B starts at zero: give both adapters a real delta
+    fused = torch.randn(50, history.tower[0].fusion.out_dim)
+    adapters = [p for name, p in history.lora_head.named_parameters() if "lora_" in name]
+    base = {name: p.detach() for name, p in history.lora_head.named_parameters() if "lora_" not in name}
+    outputs, grads = [], []
+    for forward in (
+        lambda: history._merged_lora_head(fused),
+        lambda: torch.func.functional_call(history.lora_head, base, (fused,), strict=False),
+    ):
+        out = forward()
+        outputs.append(out)
+        grads.append(torch.autograd.grad(out.pow(2).sum(), adapters))
+    assert outputs[0].abs().max() > 0.1 and not torch.allclose(outputs[0], history.tower[0].head(fused))
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+    for merged, own in zip(*grads, strict=True):
+        torch.testing.assert_close(merged, own, rtol=1e-4, atol=1e-4)
+
+
 def test_full_history_trains_the_whole_tower(small_config, small_data):
     grads = history_grads(build(small_config, small_data, history_mode="full"), small_data)
     assert grads["content.fusion.queries"].abs().sum() > 0
