@@ -7,6 +7,9 @@
    median over ``--repeats`` rounds, and the ratio to ``two_stage`` as the median of the per-round ratios. Peak
    memory: each configuration in a fresh process, the growth during one training step after a warm-up step
    (``em3.profiling.PeakMemory``: RSS high-water mark on CPU, ``torch.cuda.max_memory_allocated`` on CUDA).
+   ``--token-widths encoders`` gives the catalogue the widths the default encoders store (9 image tokens of 1,280
+   numbers, 32 text tokens of 384) instead of small ones: what a history item costs each model depends on them
+   (two_stage projects a 1,664-number pooled vector per history item, em3 reads a 256-number cached fusion).
 2. Features (bench/feature_speed.py): items/s of ``run_features`` (hash, decode, encode, write the store) against
    a bare loop of the same encoders' forward passes over the same items, decoded and preprocessed beforehand.
 
@@ -63,6 +66,12 @@ PRESETS = {  # option: (full run, --quick, help)
 }
 TARGETS = {"speed_ratio": 1 / 1.5, "lora_peak_ratio": 0.5, "feature_overhead": 0.2}
 N_USERS, N_BATCHES, CLICK_RATE = 1000, 4, 0.3
+TOKEN_WIDTHS = {  # --token-widths: the synthetic catalogue's tokens
+    "small": {},  # SyntheticConfig's: 9 image tokens of 48 numbers, 12 text tokens of 32 (cheap to generate)
+    # what the default encoders and features settings store (DESIGN §5): a 3 x 3 grid of EfficientNet-lite0's
+    # 1,280-d map, 32 MiniLM tokens of 384; two_stage's pooled vector is then 1,664 numbers an item
+    "encoders": {"image_tokens": 9, "image_dim": 1280, "text_tokens": 32, "text_dim": 384},
+}
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ class Settings:
     device: str
     threads: int
     seed: int = 0
+    token_widths: str = "small"
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -82,7 +92,7 @@ class Settings:
 
 def catalogue(settings: Settings) -> TokenStore:
     """The synthetic token store (image and text tokens per item), as the training path reads it."""
-    cfg = DataConfig(synthetic=SyntheticConfig(n_items=settings.items))
+    cfg = DataConfig(synthetic=SyntheticConfig(n_items=settings.items, **TOKEN_WIDTHS[settings.token_widths]))
     return synthetic_store(cfg, np.random.default_rng(settings.seed))[0]
 
 
@@ -322,6 +332,13 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--backbone", choices=["din", "dcn"], default="din", help="ranking backbone (default: din)")
     parser.add_argument(
+        "--token-widths",
+        choices=list(TOKEN_WIDTHS),
+        default="small",
+        help="the synthetic catalogue's token widths: small (48-d image, 32-d text tokens; default) or encoders "
+        "(9 x 1,280 and 32 x 384, what the default encoders store; slower to generate)",
+    )
+    parser.add_argument(
         "--images",
         type=Path,
         help="feature items' photos: the first JPEGs found here (default: rendered 360×540 photos)",
@@ -354,7 +371,7 @@ def main() -> None:
     started = time.perf_counter()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    settings = Settings(args.items, args.batch_size, args.backbone, str(device), args.threads)
+    settings = Settings(args.items, args.batch_size, args.backbone, str(device), args.threads, 0, args.token_widths)
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
     machine = machine_info(device)  # before the run: the load average says how busy the machine was
     print(command, flush=True)

@@ -4,6 +4,7 @@
 
     .venv/bin/python bench/step_profile.py [--length 50] [--steps 60] [--items 50000] [--out FILE]
         [--id-table-updates dense|rows] [--content-cache read|catalogue] [--staleness 1000]
+        [--token-widths small|encoders]
 
 Each step is cut into: ``batch`` (the cache refresh when due, and gathering the batch's content), the forward
 pass's ``target content`` (the FQ-Former and head with gradient; two_stage's projection), ``history content`` (em3:
@@ -116,11 +117,14 @@ def main() -> None:
     parser.add_argument("--id-table-updates", choices=["dense", "rows"], default="dense")
     parser.add_argument("--content-cache", choices=["catalogue", "read"], default="read", help="em3's cache")
     parser.add_argument("--staleness", type=int, default=1000, help="em3: model.content_cache_every")
+    parser.add_argument(
+        "--token-widths", choices=list(speed.TOKEN_WIDTHS), default="small", help="as bench/speed.py's option"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "step_profile.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     machine = machine_info()
-    settings = speed.Settings(args.items, args.batch_size, args.backbone, "cpu", 1)
+    settings = speed.Settings(args.items, args.batch_size, args.backbone, "cpu", 1, 0, args.token_widths)
     store = speed.catalogue(settings)
     rows = speed.full_history_rows(settings, args.length, speed.N_BATCHES * args.batch_size)
     profiled = {name: Profiled(name, args, store, rows) for name in CONFIGS}
