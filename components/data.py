@@ -48,7 +48,7 @@ def ingest(
         data_uri: The raw logs: a folder or s3://bucket/prefix, in the layout ingest.format names.
         run_date: A daily run's date (YYYY-MM-DD, an RFC 3339 time, or scheduled: the recurring run's schedule
             time): the day before it is added to the dataset at dataset_uri. Empty: the whole source.
-        dataset_uri: The folder that keeps the dataset between daily runs (em3.daily).
+        dataset_uri: The folder or s3:// prefix that keeps the dataset between daily runs (em3.daily).
         scheduled_time: The schedule time of a recurring run (KFP's placeholder), read when run_date is scheduled.
 
     Returns:
@@ -99,7 +99,7 @@ def validate(
     Args:
         config: The em3 config as YAML (the pipeline's config parameter); validation sets the limits.
         tables: The canonical tables from ingest.
-        dataset_uri: The folder that keeps the dataset between daily runs (em3.daily); empty: none.
+        dataset_uri: The folder or s3:// prefix that keeps the dataset between daily runs (em3.daily); empty: none.
 
     Returns:
         validation: report.json, report.md, report.html and quarantine/ (the rejected rows, each with its reason).
@@ -132,8 +132,8 @@ def features(config: str, tables: Input[Dataset], store: Output[Dataset], datase
     Args:
         config: The em3 config as YAML (the pipeline's config parameter); features sets encoders and batch sizes.
         tables: The canonical tables from ingest (items.parquet and images/).
-        dataset_uri: The folder that keeps the dataset between daily runs (em3.daily): its token store is the
-            starting point (only new or changed items are encoded) and the new store is published there.
+        dataset_uri: The folder or s3:// prefix that keeps the dataset between daily runs (em3.daily): its token
+            store is the starting point (only new or changed items are encoded) and the new store is published there.
 
     Returns:
         store: The token store: image and text tokens, masks and pooled vectors per item; metadata: items,

@@ -1,7 +1,8 @@
 """A daily run of the pipeline (DESIGN §6, continuous training): the day it adds and the dataset it adds it to.
 
 A run with a run date (a date, or ``scheduled``: the schedule time of a recurring run) adds the day before its run
-date, a whole day of logs, to the dataset kept between runs at ``dataset_uri`` (a folder the pods share):
+date, a whole day of logs, to the dataset kept between runs at ``dataset_uri`` (a folder the pods share, or an
+``s3://bucket/prefix``: em3.daily_s3):
 
 - ingest starts from the dataset's tables and adds the day as its partition (``ingest.days``);
 - validate publishes the tables back only when they pass: a day that fails (a drift check set to ``fail``) leaves
@@ -23,6 +24,7 @@ from pathlib import Path
 from em3.atomic import staged_dir
 from em3.config import ConfigError
 
+S3 = "s3://"
 SCHEDULED = "scheduled"  # run_date: the recurring run's schedule time (KFP's schedule-time placeholder)
 TABLES, FEATURES = "tables", "features"
 MARKERS = {TABLES: "manifest.json", FEATURES: "index.json"}  # what marks a complete part (em3.atomic.staged_dir)
@@ -48,8 +50,13 @@ def day_of_run(run_date: str, scheduled_time: str = "") -> date | None:
 
 def fetch_part(dataset_uri: str, part: str, dest: Path) -> bool:
     """Start ``dest`` (empty or absent) from the dataset's ``part`` (TABLES or FEATURES), linked where the file
-    system allows (the dataset's files are replaced, never written in place); False when the dataset has none yet."""
-    source = _dataset(dataset_uri) / part
+    system allows (the dataset's files are replaced, never written in place) or downloaded from S3
+    (em3.daily_s3); False when the dataset has none yet."""
+    if dataset_uri.startswith(S3):
+        from em3.daily_s3 import fetch_part_s3
+
+        return fetch_part_s3(dataset_uri, part, dest)
+    source = Path(dataset_uri) / part
     if not (source / MARKERS[part]).is_file():
         return False
     dest.mkdir(parents=True, exist_ok=True)
@@ -57,21 +64,16 @@ def fetch_part(dataset_uri: str, part: str, dest: Path) -> bool:
     return True
 
 
-def publish_part(folder: Path, dataset_uri: str, part: str) -> Path:
+def publish_part(folder: Path, dataset_uri: str, part: str) -> str:
     """Replace the dataset's ``part`` with ``folder``, whole or not at all; returns where it is."""
-    target = _dataset(dataset_uri) / part
+    if dataset_uri.startswith(S3):
+        from em3.daily_s3 import publish_part_s3
+
+        return publish_part_s3(folder, dataset_uri, part, MARKERS[part])
+    target = Path(dataset_uri) / part
     with staged_dir(target, MARKERS[part]) as stage:
         shutil.copytree(folder, stage, dirs_exist_ok=True, copy_function=_link_or_copy)
-    return target
-
-
-def _dataset(dataset_uri: str) -> Path:
-    if dataset_uri.startswith("s3://"):
-        raise ConfigError(
-            f"dataset_uri {dataset_uri}: the daily dataset is kept in a folder the pods share (a volume); S3 is not "
-            "supported for it yet"
-        )
-    return Path(dataset_uri)
+    return str(target)
 
 
 def _link_or_copy(source: str, dest: str) -> None:

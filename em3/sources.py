@@ -125,7 +125,7 @@ class S3Source:
         key = self.prefix + check_relative(rel, self.uri)
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with self._errors_named(key):
+            with self.errors_named(key):
                 self.client.download_file(self.bucket, key, str(dest))
         except ClientError:  # only "no such key" gets here
             return False
@@ -133,14 +133,15 @@ class S3Source:
 
     def list_files(self, rel_dir: str) -> list[str]:
         prefix = self.prefix + check_relative(rel_dir, self.uri).rstrip("/") + "/"
-        with self._errors_named(prefix):
+        with self.errors_named(prefix):
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
             keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
         return sorted(key.removeprefix(self.prefix) for key in keys if not key.endswith("/"))
 
     @contextmanager
-    def _errors_named(self, key: str) -> Iterator[None]:
-        """S3 failures as DataErrors naming ``s3://bucket/key``; a missing key's ClientError passes through."""
+    def errors_named(self, key: str, action: str = "read") -> Iterator[None]:
+        """S3 failures as DataErrors naming ``s3://bucket/key`` (cannot ``action`` it); a missing key's ClientError
+        passes through."""
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
         from s3transfer.exceptions import RetriesExceededError
 
@@ -152,7 +153,7 @@ class S3Source:
                 raise
             retries = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
             tried = f" after {retries + 1} attempts" if retries else ""
-            raise DataError(f"s3://{self.bucket}/{key}: cannot read ({code or exc}){tried}") from None
+            raise DataError(f"s3://{self.bucket}/{key}: cannot {action} ({code or exc}){tried}") from None
         except NoCredentialsError:
             raise DataError(
                 f"s3://{self.bucket}/{key}: no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
@@ -161,7 +162,7 @@ class S3Source:
         except (BotoCoreError, RetriesExceededError) as exc:
             mode, attempts = s3_retries()
             raise DataError(
-                f"s3://{self.bucket}/{key}: cannot read ({exc}; {mode} retries, at most {attempts} attempts: "
+                f"s3://{self.bucket}/{key}: cannot {action} ({exc}; {mode} retries, at most {attempts} attempts: "
                 "AWS_MAX_ATTEMPTS)"
             ) from None
 
@@ -178,7 +179,7 @@ class S3Source:
 
         key = self.prefix + check_relative(rel, self.uri)
         try:
-            with self._errors_named(key):
+            with self.errors_named(key):
                 head = self.client.head_object(Bucket=self.bucket, Key=key)
         except ClientError:  # only "no such key" gets here
             return None

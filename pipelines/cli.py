@@ -87,7 +87,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     schedule_p.add_argument("--cron", required=True, help="when, as crontab writes it: '0 3 * * *' is 03:00 daily")
     schedule_p.add_argument("--host", required=True, help="Kubeflow Pipelines API, e.g. http://localhost:8080")
     schedule_p.add_argument(
-        "--dataset-uri", required=True, help="the folder the pods share that keeps the dataset between daily runs"
+        "--dataset-uri",
+        required=True,
+        help="the folder the pods share, or s3://bucket/prefix, that keeps the dataset between daily runs",
     )
     schedule_p.add_argument("--experiment", default="em3", help="Kubeflow experiment (default em3)")
     schedule_p.add_argument("--name", default="em3-daily", help="name of the recurring run (default em3-daily)")

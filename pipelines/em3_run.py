@@ -168,7 +168,9 @@ def schedule_daily(
     if len(fields) != 5:
         raise ConfigError(f"--cron {cron!r}: expected five fields (minute hour day month weekday), e.g. '0 3 * * *'")
     if not dataset_uri:
-        raise ConfigError("a daily run adds its day to a dataset: give --dataset-uri (a folder the pods share)")
+        raise ConfigError(
+            "a daily run adds its day to a dataset: give --dataset-uri (a folder the pods share, or s3://bucket/prefix)"
+        )
     _refuse_local_registry(cfg)
     from em3.daily import SCHEDULED
 

@@ -60,8 +60,6 @@ def test_a_part_is_published_whole_and_a_fresh_run_starts_from_it(tmp_path: Path
     (dataset / FEATURES / "stray").write_text("not a store")
     with pytest.raises(Exception, match=r"not a previous output \(no index.json\)"):
         publish_part(tables, str(dataset), FEATURES)  # never replaces what is not a store
-    with pytest.raises(ConfigError, match=r"S3 is not supported for it yet"):
-        fetch_part("s3://bucket/dataset", TABLES, tmp_path / "s3")
 
 
 def native_source(root: Path) -> IngestConfig:

@@ -34,7 +34,7 @@ FLOORS = (  # lowest first: a module imports from its own floor or below, never 
     ("em3.pyfunc",),  # the served model: catalogue, scorer, MLflow pyfunc packaging
     ("em3.registry",),  # MLflow tracking and registry: logs the served model
     # jobs over registered models; the pipelines' library side (daily runs and their replay)
-    ("em3.serving", "em3.workflow", "em3.containers", "em3.daily", "em3.replay"),
+    ("em3.serving", "em3.workflow", "em3.containers", "em3.daily", "em3.daily_s3", "em3.replay"),
     ("em3.bench", "em3.cli", "em3.__main__", "em3"),
     ("components",),
     ("pipelines",),
