@@ -5,6 +5,7 @@ from-scratch one, and the summary as a table and a plot."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from collections.abc import Sequence
 from datetime import date
@@ -81,8 +82,6 @@ def day_results(
     trained in ``run_dir``), its metrics, its validation AUC before and after training, its steps and the
     champion's AUC that the gate compared it with; with ``compare_scratch``, a model trained from scratch on the
     day's tables in ``dataset`` (under ``root``/scratch), for the steps the warm start saves."""
-    import json
-
     from em3.data.loading import tables_data
     from em3.registry.registry import gate_champion_metrics, model_version
     from em3.train import train
