@@ -4,7 +4,9 @@
    at each history length, on batches whose histories are full (every slot a real item, drawn uniformly from a
    synthetic catalogue). Samples/s: one process, configurations interleaved (A, B, C, D, A, B, …), each measurement
    at least ``--min-seconds`` of training steps as ``em3.train.trainer`` runs them (batch building included); the
-   median over ``--repeats`` rounds, and the ratio to ``two_stage`` as the median of the per-round ratios. Peak
+   median over ``--repeats`` rounds, and the ratio to ``two_stage`` as the median of the per-round ratios, after a
+   warm-up pass over the batches (em3's read-through cache then holds the history items; what re-encoding them
+   every ``model.content_cache_every`` steps costs is bench/catalogue_scale.py's measure). Peak
    memory: each configuration in a fresh process, the growth during one training step after a warm-up step
    (``em3.profiling.PeakMemory``: RSS high-water mark on CPU, ``torch.cuda.max_memory_allocated`` on CUDA).
    ``--token-widths encoders`` gives the catalogue the widths the default encoders store (9 image tokens of 1,280
@@ -177,8 +179,9 @@ def bench_training(settings: Settings, lengths: Sequence[int], repeats: int, min
         peaks = peaks_in_fresh_processes(settings, length)
         rows = full_history_rows(settings, length, N_BATCHES * settings.batch_size)
         trainees = {name: Trainee(name, settings, store, rows) for name in CONFIGS}
-        for trainee in trainees.values():
-            trainee.step()  # warm-up
+        for trainee in trainees.values():  # warm-up: one pass over the rotation, so that em3's read-through cache
+            for _ in range(N_BATCHES):  # holds every history item, as it does between its refreshes in training
+                trainee.step()
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in CONFIGS}
         for _ in range(repeats):
             for name, trainee in trainees.items():
