@@ -151,6 +151,12 @@ def _cell(value: Any) -> str:
     return fmt_metric(value) if isinstance(value, float) else str(value)
 
 
+def plotted(days: list[dict[str, Any]], key: str) -> list[float]:
+    """Each day's ``key`` for a plot: NaN (a gap) where the day has none; 0 stays 0 (a warm start that needed no
+    step)."""
+    return [np.nan if row.get(key) is None else float(row[key]) for row in days]
+
+
 def replay_plot(days: list[dict[str, Any]]) -> bytes:
     """PNG: test AUC per day of the registered model and the champion it was compared with (promotions marked),
     and the steps each day's warm-started model trained against the from-scratch model's."""
@@ -163,7 +169,7 @@ def replay_plot(days: list[dict[str, Any]]) -> bytes:
     x = np.arange(len(days))
     fig, (auc_ax, steps_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for key, name in (("test_auc", "new model"), ("champion_auc", "champion, same rows")):
-        auc_ax.plot(x, [row.get(key) or np.nan for row in days], marker="o", label=name)
+        auc_ax.plot(x, plotted(days, key), marker="o", label=name)
     promoted = [i for i, row in enumerate(days) if row.get("alias") == "champion"]
     promoted_auc = [days[i]["test_auc"] for i in promoted]
     auc_ax.scatter(promoted, promoted_auc, s=160, facecolors="none", edgecolors="green", label="promoted")
@@ -178,7 +184,7 @@ def replay_plot(days: list[dict[str, Any]]) -> bytes:
     width = 0.4
     steps_ax.bar(x - width / 2, [row.get("steps") or 0 for row in days], width, label="warm start: trained")
     steps_ax.bar(x + width / 2, [row.get("scratch_steps") or 0 for row in days], width, label="from scratch: to best")
-    steps_ax.plot(x, [row.get("steps_to_reach") or np.nan for row in days], "k^", label="warm start: to reach it")
+    steps_ax.plot(x, plotted(days, "steps_to_reach"), "k^", label="warm start: to reach it")
     steps_ax.set(xticks=x, xticklabels=labels, ylabel="optimiser steps", title="Steps per day")
     steps_ax.tick_params(axis="x", rotation=45)
     steps_ax.legend(fontsize=8)

@@ -18,7 +18,7 @@ import yaml
 from em3.cli import main
 from em3.config import ConfigError, IngestConfig, ValidateConfig, parse_config
 from em3.daily import FEATURES, TABLES, day_of_run, fetch_part, publish_part
-from em3.replay import best_point, shifted_source, source_days, steps_to_reach
+from em3.replay import best_point, plotted, shifted_source, source_days, steps_to_reach
 from em3.validation.contract import interaction_files
 from em3.validation.drift import no_drift_section
 from em3.validation.modalities import content_summary
@@ -101,6 +101,8 @@ def test_the_steps_a_warm_start_takes_to_reach_the_scratch_model() -> None:
     assert best_point(scratch) == (0.65, 20)
     assert steps_to_reach(warm, 0.65) == 10, "within 0.002 of the scratch model's best"
     assert steps_to_reach(warm, 0.70) is None
+    days = [{"steps_to_reach": 0}, {"steps_to_reach": 92}, {"outcome": "stopped by validate"}]
+    assert plotted(days, "steps_to_reach")[:2] == [0.0, 92.0] and np.isnan(plotted(days, "steps_to_reach")[2])
 
 
 class KubeflowApi(BaseHTTPRequestHandler):
