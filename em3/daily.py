@@ -55,7 +55,7 @@ def fetch_part(dataset_uri: str, part: str, dest: Path) -> bool:
     if dataset_uri.startswith(S3):
         from em3.daily_s3 import fetch_part_s3
 
-        return fetch_part_s3(dataset_uri, part, dest)
+        return fetch_part_s3(dataset_uri, part, dest, MARKERS[part])
     source = Path(dataset_uri) / part
     if not (source / MARKERS[part]).is_file():
         return False

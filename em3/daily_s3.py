@@ -29,8 +29,9 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
 
 
-def fetch_part_s3(dataset_uri: str, part: str, dest: Path) -> bool:
-    """Download the dataset's ``part`` into ``dest`` (empty or absent); False when it has none yet."""
+def fetch_part_s3(dataset_uri: str, part: str, dest: Path, marker: str) -> bool:
+    """Download the dataset's ``part`` into ``dest`` (empty or absent), its ``marker`` last, so that a fetch cut
+    short never leaves a folder that looks complete; False when the dataset has none yet."""
     dataset = _open(dataset_uri)
     listing = dest.parent / f".{dest.name}.{LISTING}"
     if not dataset.fetch(f"{part}/{LISTING}", listing):
@@ -39,7 +40,7 @@ def fetch_part_s3(dataset_uri: str, part: str, dest: Path) -> bool:
         files = _read_listing(listing, f"{dataset.uri}{part}/{LISTING}")
     finally:
         listing.unlink(missing_ok=True)
-    for rel, sha in files.items():
+    for rel, sha in sorted(files.items(), key=lambda file: file[0] == marker):
         target = dest / rel
         if not dataset.fetch(f"{OBJECTS}/{sha}", target):
             raise DataError(f"{dataset.uri}{OBJECTS}/{sha}: missing, though {part}/{LISTING} lists it for {rel}")

@@ -75,10 +75,12 @@ def test_a_damaged_object_or_a_listing_that_leaves_the_folder_is_refused(dataset
     publish_part(tables(tmp_path / "t", {"2020-03-01": b"rows"}), uri, TABLES)
     listing_key = f"em3/dataset/{TABLES}/current.json"
     listing = json.loads(s3.get_object(Bucket=bucket, Key=listing_key)["Body"].read())
-    rel, sha = next(iter(listing["files"].items()))
+    sha = listing["files"]["users.parquet"]  # listed after manifest.json, the marker: fetched before it
     s3.put_object(Bucket=bucket, Key=f"em3/dataset/objects/{sha}", Body=b"other bytes")
     with pytest.raises(DataError, match=rf"objects/{sha}: its bytes do not have that hash"):
         fetch_part(uri, TABLES, tmp_path / "damaged")
+
+    assert not (tmp_path / "damaged" / "manifest.json").exists(), "the marker comes last: never looks complete"
 
     hostile = {"files": {"../../outside.txt": sha}}
     s3.put_object(Bucket=bucket, Key=listing_key, Body=json.dumps(hostile).encode())
