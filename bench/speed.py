@@ -374,7 +374,9 @@ def main() -> None:
     started = time.perf_counter()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
-    settings = Settings(args.items, args.batch_size, args.backbone, str(device), args.threads, 0, args.token_widths)
+    settings = Settings(
+        args.items, args.batch_size, args.backbone, str(device), args.threads, token_widths=args.token_widths
+    )
     command = shlex.join([os.path.relpath(sys.executable), *sys.argv])
     machine = machine_info(device)  # before the run: the load average says how busy the machine was
     print(command, flush=True)

@@ -124,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     machine = machine_info()
-    settings = speed.Settings(args.items, args.batch_size, args.backbone, "cpu", 1, 0, args.token_widths)
+    settings = speed.Settings(args.items, args.batch_size, args.backbone, "cpu", 1, token_widths=args.token_widths)
     store = speed.catalogue(settings)
     rows = speed.full_history_rows(settings, args.length, speed.N_BATCHES * args.batch_size)
     profiled = {name: Profiled(name, args, store, rows) for name in CONFIGS}

@@ -14,19 +14,17 @@ re-ingested day's old partition) stay until removed by hand (``aws s3 rm``); run
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 from em3.errors import DataError
-from em3.sources import S3Source, check_relative, open_source
+from em3.sources import S3Source, check_relative, file_sha256, open_source
 
 LISTING = "current.json"
 OBJECTS = "objects"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1 << 20
 
 
 def fetch_part_s3(dataset_uri: str, part: str, dest: Path, marker: str) -> bool:
@@ -44,7 +42,7 @@ def fetch_part_s3(dataset_uri: str, part: str, dest: Path, marker: str) -> bool:
         target = dest / rel
         if not dataset.fetch(f"{OBJECTS}/{sha}", target):
             raise DataError(f"{dataset.uri}{OBJECTS}/{sha}: missing, though {part}/{LISTING} lists it for {rel}")
-        if _sha256(target) != sha:
+        if file_sha256(target) != sha:
             raise DataError(f"{dataset.uri}{OBJECTS}/{sha}: its bytes do not have that hash (a damaged object)")
     return True
 
@@ -54,7 +52,9 @@ def publish_part_s3(folder: Path, dataset_uri: str, part: str, marker: str) -> s
     if not (folder / marker).is_file():
         raise DataError(f"{folder}: not a complete {part} output (no {marker}); nothing published")
     dataset = _open(dataset_uri)
-    files = {path.relative_to(folder).as_posix(): _sha256(path) for path in sorted(folder.rglob("*")) if path.is_file()}
+    files = {
+        path.relative_to(folder).as_posix(): file_sha256(path) for path in sorted(folder.rglob("*")) if path.is_file()
+    }
     for rel, sha in files.items():
         key = f"{dataset.prefix}{OBJECTS}/{sha}"
         if dataset.stamp(f"{OBJECTS}/{sha}") is None:  # content-addressed: already there means already these bytes
@@ -84,11 +84,3 @@ def _read_listing(path: Path, name: str) -> dict[str, str]:
         if not isinstance(sha, str) or not _SHA256.match(sha):
             raise DataError(f"{name}: {rel!r} has no sha256 hash ({sha!r})")
     return files
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -31,6 +31,12 @@ BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 UNSAFE_PATH = r"^/|^[A-Za-z]:|\\|\x00|(?:^|/)\.\.(?:/|$)"
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, hex (read in chunks)."""
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
 def check_relative(path: str, what: str) -> str:
     """``path`` if it is a non-empty relative path inside its root, else a DataError naming ``what``."""
     if not path or re.search(UNSAFE_PATH, path):
@@ -86,8 +92,7 @@ class LocalSource:
         path = self._path(rel)
         if not path.is_file():
             return None
-        with path.open("rb") as file:
-            return {"sha256": hashlib.file_digest(file, "sha256").hexdigest()}
+        return {"sha256": file_sha256(path)}
 
     def read_stamp(self, rel: str, sha256: str) -> dict[str, Any]:
         return {"sha256": sha256}

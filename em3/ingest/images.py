@@ -21,10 +21,10 @@ from tqdm.contrib.concurrent import thread_map
 
 from em3.config import IngestConfig
 from em3.ingest.raw import shown_name
-from em3.sources import OutsideSource, Source
+from em3.sources import OutsideSource, Source, file_sha256
 from em3.validation.contract import IMAGE_SUMS
 from em3.validation.engine import Checked
-from em3.validation.images import IO_WORKERS, file_sha256, format_matches_name, inspect_image
+from em3.validation.images import IO_WORKERS, format_matches_name, inspect_image
 from em3.validation.suites import check_images
 
 SHOWN_FILES = 20

@@ -9,7 +9,6 @@ is accepted when it decodes, and its real format is recorded (``manifest.json`` 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +58,3 @@ def format_matches_name(image_format: str, name: str) -> bool:
     """Whether the bytes' format is the one the file name's suffix promises (unknown suffixes promise nothing)."""
     expected = FORMATS_OF_SUFFIX.get(Path(name).suffix.lower())
     return expected is None or image_format in expected
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()

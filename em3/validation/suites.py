@@ -18,10 +18,10 @@ import pandas as pd
 from tqdm.contrib.concurrent import thread_map
 
 from em3.config import IngestConfig
-from em3.sources import UNSAFE_PATH
+from em3.sources import UNSAFE_PATH, file_sha256
 from em3.validation.contract import read_image_sums
 from em3.validation.engine import MODALITY, ROWS, Checked, check_table
-from em3.validation.images import IO_WORKERS, file_sha256, inspect_image
+from em3.validation.images import IO_WORKERS, inspect_image
 from em3.validation.suite_file import load_suite
 
 DAY_TIME = r"^(?P<day>\d{4}-\d{2}-\d{2})(?P<time>[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
