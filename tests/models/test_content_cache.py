@@ -104,3 +104,42 @@ def test_training_on_a_10000_item_catalogue_fuses_only_the_history_items_its_ste
     assert [caches[kind].fused_items for kind in ("catalogue", "read")] == [sum(map(len, encoded[k])) for k in encoded]
     fused = sum(len(rows) for rows in encoded["read"])
     assert 0 < fused < data.store.n_rows / 4
+
+
+def test_a_cache_restored_without_its_never_used_counter_never_gives_one_slot_to_two_items():
+    """A checkpoint written before ``never_used_from`` existed restores it as 0 while the first slots are owned:
+    the owned slots are skipped, so reads stay right and every slot keeps one item, also when a stale item keeps
+    its own slot."""
+    scale, store = torch.ones(()), Store()
+    cache = ReadThroughCache(n_items=50, width=3, capacity=6)
+    encode, _ = encoder(scale)
+    cache.refresh(store, [scale], encode)
+    cache.read(torch.tensor([1, 2, 3]), encode)
+    cache.never_used_from.zero_()
+    scale.mul_(2)
+    cache.refresh(store, [scale], encode)  # 1, 2, 3 stale: re-fused into their own slots 0, 1, 2
+    for rows in ([4, 1, 5], [6, 7, 8, 2], [1, 9]):
+        torch.testing.assert_close(cache.read(torch.tensor(rows), encode), expected(rows, scale))
+        owners = [owner for owner in cache.slot_owner.tolist() if owner >= 0]
+        assert len(owners) == len(set(owners)), "an item in two slots"
+        assert all(
+            cache.slot_of_item[owner] == slot for slot, owner in enumerate(cache.slot_owner.tolist()) if owner >= 0
+        )
+        assert int((cache.slot_of_item >= 0).sum()) == len(owners), "an item points at a slot it does not own"
+
+
+def test_a_full_cache_never_gives_a_stale_items_own_slot_to_another_item_of_the_same_read():
+    scale, store = torch.ones(()), Store()
+    cache = ReadThroughCache(n_items=50, width=3, capacity=3)
+    encode, fused = encoder(scale)
+    cache.refresh(store, [scale], encode)
+    cache.read(torch.tensor([1, 2, 3]), encode)  # full
+    scale.mul_(2)
+    cache.refresh(store, [scale], encode)
+    for rows in ([1, 4], [3, 1, 5], [1, 4, 5]):
+        torch.testing.assert_close(cache.read(torch.tensor(rows), encode), expected(rows, scale))
+    assert sorted(cache.slot_owner.tolist()) == [1, 4, 5]
+    assert all(cache.slot_of_item[owner] == slot for slot, owner in enumerate(cache.slot_owner.tolist()))
+    fused.clear()
+    cache.read(torch.tensor([1, 4, 5]), encode)
+    assert fused == [], "1, 4 and 5 were kept fresh"
