@@ -35,7 +35,7 @@ from em3.train.checkpoint import load_checkpoint, save_checkpoint
 from em3.train.data_source import data_line, training_data
 from em3.train.distributed import SINGLE_PROCESS, Distributed, current
 from em3.train.optim import Optimizer, clip_gradients, make_optimizer, set_learning_rate
-from em3.train.warm_start import table_ids, warm_start
+from em3.train.warm_start import table_ids, trained_items, warm_start
 
 POSTFIX_EVERY = 20  # steps between loss read-outs on the progress bar
 
@@ -136,6 +136,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
         "history": [],
         "stopped_by": None,
         "warm_start": started_from,  # in the checkpoint: a resumed run still says where it began
+        "trained_items": torch.from_numpy(trained_ids(cfg, data, started_from is not None)),
     }
     if resume:
         if not checkpoint.exists():
@@ -198,10 +199,11 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
     if best_weights.exists():  # else stopped before the first validation: the current weights are the model
         load_model(model, str(best_weights), device=str(device))
     model.eval()  # trained: the fill and the evaluations below read it as served
+    trained = loop["trained_items"].numpy() if "trained_items" in loop else seen_in_training(data)
     if cfg.model.unseen_ids_from_content:
-        fill_unseen_item_ids(model, data.store, seen_in_training(data))
+        fill_unseen_item_ids(model, data.store, trained)
     # whole or not at all; metrics/train.json marks the run done
-    save_model_dir(out / "model", model, cfg, shapes, table_ids(data))
+    save_model_dir(out / "model", model, cfg, shapes, table_ids(data, trained))
     metrics = {
         "name": cfg.name,
         "seed": cfg.seed,
@@ -228,19 +230,27 @@ def seen_in_training(data: RankingData) -> np.ndarray:
     return np.bincount(data.train.item.numpy(), minlength=data.n_items) > 0
 
 
+def trained_ids(cfg: Config, data: RankingData, warm: bool) -> np.ndarray:
+    """(n_items,) True for the item rows whose ID embedding was learned: seen in this run's training, or, for a warm
+    start, learned by the model it started from (its training may reach back before this run's window)."""
+    seen = seen_in_training(data)
+    return seen | trained_items(cfg.train.init_from, data) if warm else seen
+
+
 @contextmanager
-def as_reported(model: Ranker, data: RankingData, cfg: Config) -> Iterator[None]:
-    """The model as training will report it: with ``model.unseen_ids_from_content``, the items no training row
-    showed get their ID from their content (``fill_unseen_item_ids``), as after training; afterwards the ID table
-    and the map are restored, so that training goes on exactly as without the pass. Validation reads the model this
-    way, so the epoch it chooses is the model it reports (one rule for choice and report)."""
+def as_reported(model: Ranker, data: RankingData, cfg: Config, trained: np.ndarray) -> Iterator[None]:
+    """The model as training will report it: with ``model.unseen_ids_from_content``, the items whose ID no training
+    learned (``trained`` False) get their ID from their content (``fill_unseen_item_ids``), as after training;
+    afterwards the ID table and the map are restored, so that training goes on exactly as without the pass.
+    Validation reads the model this way, so the epoch it chooses is the model it reports (one rule for choice and
+    report)."""
     if not (cfg.model.unseen_ids_from_content and model.uses_content):
         yield
         return
     saved = model.item_embed.weight.detach().clone(), model.content_to_id.clone()
     was_training = model.training
     model.eval()
-    fill_unseen_item_ids(model, data.store, seen_in_training(data))
+    fill_unseen_item_ids(model, data.store, trained)
     model.train(was_training)
     try:
         yield
@@ -256,7 +266,8 @@ def _validate(
     """Validate the model as it would be reported (``as_reported``) and keep the best weights; ``epoch`` -1 is the
     warm-started model before training (every rank gets the same metrics, hence takes the same decisions; rank 0
     logs and saves)."""
-    with as_reported(model, data, cfg):
+    trained = loop["trained_items"].numpy() if "trained_items" in loop else seen_in_training(data)
+    with as_reported(model, data, cfg, trained):
         valid = evaluate(model, data.valid, data, cfg, ctx)
     loop["history"].append({"epoch": epoch, "step": loop["step"], **valid})
     if ctx.is_main:

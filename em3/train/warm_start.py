@@ -36,15 +36,28 @@ from em3.models.ranker import ModelShapes, Ranker
 REGISTRY_PREFIX = "models:/"
 
 
-def table_ids(data: RankingData) -> dict[str, Any]:
+def table_ids(data: RankingData, trained: np.ndarray | None = None) -> dict[str, Any]:
     """What the rows of a model's tables stand for (saved as ``ids.json`` with the model): the item of each item
-    row, the user of each user index and each context field's values, position i for row i + 1."""
+    row, the user of each user index and each context field's values, position i for row i + 1; and the items
+    whose ID embedding training learned (``trained``, (n_items,) by item row; the rest came from content)."""
+    items = [str(item) for item in data.store.item_ids]
     return {
-        "items": [str(item) for item in data.store.item_ids],
+        "items": items,
+        "trained_items": [] if trained is None else [items[row - 1] for row in np.flatnonzero(trained[1:]) + 1],
         "users": [str(user) for user in data.user_ids] if data.user_ids is not None else _numbers(data.n_users),
         "context": dict(zip(_context_names(data), _vocabularies(data), strict=True)),
         "numeric": list(data.inputs.get("numeric", [])),
     }
+
+
+def trained_items(init_from: str, data: RankingData) -> np.ndarray:
+    """(n_items,) True for the item rows whose ID the model in ``init_from`` learned in training (its ``ids.json``
+    lists them; none for a model saved before it did): carried over, they are not refilled from content as the
+    items no training showed are."""
+    ids = json.loads((_model_dir(init_from) / IDS).read_text())
+    trained = np.zeros(data.n_items, dtype=bool)
+    trained[1:] = pd.Index(ids.get("trained_items", [])).get_indexer(data.store.item_ids) >= 0
+    return trained
 
 
 def _context_names(data: RankingData) -> list[str]:

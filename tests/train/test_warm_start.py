@@ -92,6 +92,32 @@ def test_a_warm_started_run_records_its_start_and_saves_its_ids(champion, tmp_pa
     assert metrics["best_epoch"] == best["epoch"] and metrics["valid"]["auc"] == pytest.approx(best["auc"], abs=1e-9)
 
 
+def test_items_the_champion_trained_keep_their_ids_when_this_window_does_not_show_them(champion, tmp_path) -> None:
+    """A warm start's window may be shorter than the champion's: items the champion learned an ID for, shown in no
+    row of this window, keep that ID; only items no training learned are filled from content."""
+    run, cfg = champion
+    champion_ids = json.loads((run / "model" / IDS).read_text())
+    old_data = load_tables(run.parent, run.parent / "store", max_history=4, category_min_rows=1)
+    seen = sorted({old_data.store.item_ids[row - 1] for row in old_data.train.item.tolist()})
+    assert champion_ids["trained_items"] == sorted(seen, key=champion_ids["items"].index) and len(seen) > 6
+    items = [*(f"i{k}" for k in range(5, 20)), "i30"]  # only i5-i9 shown below
+    root = write_tables(tmp_path, [f"u{u}" for u in range(10)], items, 10, 5, logged=5)
+    data = load_tables(root, root / "store", max_history=4, category_min_rows=1)
+    warm = with_updates(cfg, output_dir=tmp_path / "warm", train={"init_from": str(run), "max_steps": 4})
+    train(warm, data, test=False)
+    new, _ = load_model_dir(tmp_path / "warm" / "model")
+    old, _ = load_model_dir(run / "model")
+    trained = json.loads((tmp_path / "warm" / "model" / IDS).read_text())["trained_items"]
+    carried = [item for item in seen if item in items[5:]]
+    assert carried and trained == sorted({*items[:5], *carried}, key=items.index)
+    for item in carried:  # the champion's row (no row of this window moves it; weight decay barely does)
+        row, old_row = data.store.item_ids.index(item) + 1, champion_ids["items"].index(item) + 1
+        torch.testing.assert_close(new.item_embed.weight[row], old.item_embed.weight[old_row], rtol=1e-3, atol=1e-5)
+        content = item_embedding_tables(new, data.store, 64)["content"][row : row + 1]
+        refilled = new.id_from_content(torch.from_numpy(content))
+        assert not torch.allclose(refilled[0], new.item_embed.weight[row], atol=1e-3), "would not tell a refill"
+
+
 def test_a_warm_start_keeps_its_starting_weights_when_no_epoch_beats_them(champion, tmp_path, monkeypatch) -> None:
     """Validation that only gets worse with training (forced here: the selection is what is tested) returns the
     warm-started weights, not the last or any trained epoch's."""
