@@ -122,6 +122,6 @@ def fetched_init(cfg: Config) -> Iterator[Config]:
         print(f"train.init_from {source}: {error}; training from scratch", flush=True)
         yield cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": None})})
         return
-    with fetched_model_dir(source, cfg.registry) as path:
+    with fetched_model_dir(source, cfg.registry, progress=cfg.train.progress) as path:
         print(f"warm start from {source}: {path}", flush=True)
         yield cfg.model_copy(update={"train": cfg.train.model_copy(update={"init_from": str(path)})})

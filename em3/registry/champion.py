@@ -35,7 +35,8 @@ def champion_on_test(cfg: Config, data: RankingData) -> dict[str, Any] | None:
     if CHAMPION not in aliases:
         return None
     version = int(aliases[CHAMPION])
-    with fetched_model_dir(f"models:/{cfg.registry.model_name}/{version}", cfg.registry) as path:
+    uri = f"models:/{cfg.registry.model_name}/{version}"
+    with fetched_model_dir(uri, cfg.registry, progress=cfg.train.progress) as path:
         if not (path / IDS).is_file():
             return {"version": version, "skipped": f"champion v{version} was saved without {IDS}"}
         try:

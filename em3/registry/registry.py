@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import re
 import tempfile
 from collections.abc import Iterator
@@ -197,16 +198,34 @@ def load(uri: str, cfg: RegistryConfig | None = None, device: str = "cpu") -> Ra
 
 
 @contextmanager
-def fetched_model_dir(uri: str, cfg: RegistryConfig | None = None) -> Iterator[Path]:
+def fetched_model_dir(uri: str, cfg: RegistryConfig | None = None, progress: bool = True) -> Iterator[Path]:
     """The em3 model folder (weights, config, shapes, ids) of ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``,
-    downloaded into a temporary folder named after the version (``em3-<name>-v<N>-...``) for the duration."""
+    downloaded into a temporary folder named after the version (``em3-<name>-v<N>-...``) for the duration;
+    ``progress=False`` silences MLflow's own download bar (a bar a line per file in a pipeline's log)."""
     from mlflow.artifacts import download_artifacts
 
     version = model_version(uri, cfg)
     tracking_uri = (cfg or RegistryConfig()).tracking_uri
     with tempfile.TemporaryDirectory(prefix=f"em3-{version.name}-v{version.version}-") as tmp:
         download = mlflow_errors_as_registry_errors(download_artifacts)
-        yield em3_files(Path(download(artifact_uri=version.source, dst_path=tmp, tracking_uri=tracking_uri)))
+        with artifact_progress(progress):
+            path = Path(download(artifact_uri=version.source, dst_path=tmp, tracking_uri=tracking_uri))
+        yield em3_files(path)
+
+
+@contextmanager
+def artifact_progress(enabled: bool) -> Iterator[None]:
+    """MLflow's artifact progress bars on or off for the duration (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``, read
+    when a transfer starts); the variable is restored after."""
+    name, before = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ[name] = "true" if enabled else "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def em3_files(path: Path) -> Path:

@@ -48,7 +48,7 @@ def fetch_model(uri: str, cfg: Config, dst: Path) -> ModelRef:
     """Download the MLflow Model of ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``runs:/RUN_ID``."""
     from mlflow.artifacts import download_artifacts
 
-    from em3.registry.registry import model_version
+    from em3.registry.registry import artifact_progress, model_version
     from em3.registry.tracking import MODEL_ARTIFACTS, RegistryError, mlflow_errors_as_registry_errors
 
     if uri.startswith("runs:/"):
@@ -58,7 +58,8 @@ def fetch_model(uri: str, cfg: Config, dst: Path) -> ModelRef:
         found = model_version(uri, cfg.registry)
         name, version, run_id, source = found.name, int(found.version), found.run_id, found.source
     download = mlflow_errors_as_registry_errors(download_artifacts)
-    path = Path(download(artifact_uri=source, dst_path=str(dst), tracking_uri=cfg.registry.tracking_uri))
+    with artifact_progress(cfg.score.progress):
+        path = Path(download(artifact_uri=source, dst_path=str(dst), tracking_uri=cfg.registry.tracking_uri))
     if not (path / "MLmodel").is_file():
         raise RegistryError(
             f"{uri} (run {run_id}) has no MLflow Model to serve: logged before serving existed "

@@ -86,3 +86,7 @@ def test_a_daily_run_warm_starts_from_the_registered_champion_or_from_scratch_be
         assert fetched.train.init_from is None
     said = capsys.readouterr().out
     assert "train.init_from models:/nothing_yet@champion" in said and "training from scratch" in said
+    for progress in (True, False):  # MLflow's download bar follows train.progress
+        with fetched_init(with_updates(warm, train={"progress": progress})):
+            pass
+        assert ("Downloading artifacts" in capsys.readouterr().err) == progress
