@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -129,10 +131,19 @@ def load_benchmark_data(key: str):
 WORKER_THREADS = 1  # torch threads of each training process (the pool runs settings.workers of them at once)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     import torch
 
     torch.set_num_threads(WORKER_THREADS)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int, every: float = 2.0) -> None:
+    """Stop this worker once the benchmark process ``parent`` is gone (killed alone, e.g. by ``kill PID``): a worker
+    must not train on as an orphan. Its run resumes from its checkpoints when the benchmark is started again."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> dict:
@@ -318,7 +329,10 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
     if cfg.data.source == "tables":
         prepare_data(cfg, settings.synthetic_impressions)
     search, final = (search_jobs(settings) if settings.chosen_from is None else []), []
-    with ProcessPoolExecutor(settings.workers, mp_context=get_context("spawn"), initializer=_worker_init) as pool:
+    spawn = get_context("spawn")
+    with ProcessPoolExecutor(
+        settings.workers, mp_context=spawn, initializer=_worker_init, initargs=(os.getpid(),)
+    ) as pool:
         search_results = run_jobs(pool, cfg, search, settings.work_dir, "search (validation)", twins(search, []))
         if settings.chosen_from is None:
             chosen = best_overrides(search, search_results)
