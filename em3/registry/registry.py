@@ -217,7 +217,8 @@ def fetched_model_dir(uri: str, cfg: RegistryConfig | None = None, progress: boo
 def artifact_progress(enabled: bool) -> Iterator[None]:
     """MLflow's artifact progress bars on or off for the duration (``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``, read
     when a transfer starts); the variable is restored after."""
-    name, before = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    before = os.environ.get(name)
     os.environ[name] = "true" if enabled else "false"
     try:
         yield

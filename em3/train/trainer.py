@@ -35,7 +35,7 @@ from em3.train.checkpoint import load_checkpoint, save_checkpoint
 from em3.train.data_source import data_line, training_data
 from em3.train.distributed import SINGLE_PROCESS, Distributed, current
 from em3.train.optim import Optimizer, clip_gradients, make_optimizer, set_learning_rate
-from em3.train.warm_start import table_ids, trained_items, warm_start
+from em3.train.warm_start import table_ids, warm_start
 
 POSTFIX_EVERY = 20  # steps between loss read-outs on the progress bar
 
@@ -122,7 +122,10 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
     device = ctx.device(resolve_device(cfg.train.device, "train.device"))
     shapes = model_shapes(data)
     model = Ranker(cfg.model, shapes).to(device)
-    started_from = warm_start(model, data, cfg) if cfg.train.init_from and not resume else None
+    started_from, trained = None, seen_in_training(data)  # trained: the item rows whose ID training learned
+    if cfg.train.init_from and not resume:
+        started_from, learned_before = warm_start(model, data, cfg)
+        trained |= learned_before  # a warm start's window may not show items its model learned
     if model.use_similarity:
         model.set_similarity_scaling(*similarity_scaling(split_similarity(data.store, data.train)))
     optimizer = make_optimizer(model, cfg.train)
@@ -136,12 +139,12 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
         "history": [],
         "stopped_by": None,
         "warm_start": started_from,  # in the checkpoint: a resumed run still says where it began
-        "trained_items": torch.from_numpy(trained_ids(cfg, data, started_from is not None)),
+        "trained_items": torch.from_numpy(trained),  # in the checkpoint: a resumed run fills what this one would
     }
     if resume:
         if not checkpoint.exists():
             raise FileNotFoundError(f"cannot resume: no checkpoint at {checkpoint}; run without --resume first")
-        loop = load_checkpoint(checkpoint, model, optimizer)
+        loop.update(load_checkpoint(checkpoint, model, optimizer))  # a key older checkpoints lack keeps its start
         model.resume_content_cache(data.store)
         if loop["stopped_by"] == "max_steps":
             loop["stopped_by"] = None  # continue up to the (new) step budget
@@ -199,7 +202,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
     if best_weights.exists():  # else stopped before the first validation: the current weights are the model
         load_model(model, str(best_weights), device=str(device))
     model.eval()  # trained: the fill and the evaluations below read it as served
-    trained = loop["trained_items"].numpy() if "trained_items" in loop else seen_in_training(data)
+    trained = loop["trained_items"].numpy()
     if cfg.model.unseen_ids_from_content:
         fill_unseen_item_ids(model, data.store, trained)
     # whole or not at all; metrics/train.json marks the run done
@@ -228,13 +231,6 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
 def seen_in_training(data: RankingData) -> np.ndarray:
     """(n_items,) True for the item rows that some training row shows as its target."""
     return np.bincount(data.train.item.numpy(), minlength=data.n_items) > 0
-
-
-def trained_ids(cfg: Config, data: RankingData, warm: bool) -> np.ndarray:
-    """(n_items,) True for the item rows whose ID embedding was learned: seen in this run's training, or, for a warm
-    start, learned by the model it started from (its training may reach back before this run's window)."""
-    seen = seen_in_training(data)
-    return seen | trained_items(cfg.train.init_from, data) if warm else seen
 
 
 @contextmanager
@@ -266,8 +262,7 @@ def _validate(
     """Validate the model as it would be reported (``as_reported``) and keep the best weights; ``epoch`` -1 is the
     warm-started model before training (every rank gets the same metrics, hence takes the same decisions; rank 0
     logs and saves)."""
-    trained = loop["trained_items"].numpy() if "trained_items" in loop else seen_in_training(data)
-    with as_reported(model, data, cfg, trained):
+    with as_reported(model, data, cfg, loop["trained_items"].numpy()):
         valid = evaluate(model, data.valid, data, cfg, ctx)
     loop["history"].append({"epoch": epoch, "step": loop["step"], **valid})
     if ctx.is_main:

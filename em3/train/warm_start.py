@@ -41,23 +41,14 @@ def table_ids(data: RankingData, trained: np.ndarray | None = None) -> dict[str,
     row, the user of each user index and each context field's values, position i for row i + 1; and the items
     whose ID embedding training learned (``trained``, (n_items,) by item row; the rest came from content)."""
     items = [str(item) for item in data.store.item_ids]
+    learned = [] if trained is None else [item for item, was in zip(items, trained[1:], strict=True) if was]
     return {
         "items": items,
-        "trained_items": [] if trained is None else [items[row - 1] for row in np.flatnonzero(trained[1:]) + 1],
+        "trained_items": learned,
         "users": [str(user) for user in data.user_ids] if data.user_ids is not None else _numbers(data.n_users),
         "context": dict(zip(_context_names(data), _vocabularies(data), strict=True)),
         "numeric": list(data.inputs.get("numeric", [])),
     }
-
-
-def trained_items(init_from: str, data: RankingData) -> np.ndarray:
-    """(n_items,) True for the item rows whose ID the model in ``init_from`` learned in training (its ``ids.json``
-    lists them; none for a model saved before it did): carried over, they are not refilled from content as the
-    items no training showed are."""
-    ids = json.loads((_model_dir(init_from) / IDS).read_text())
-    trained = np.zeros(data.n_items, dtype=bool)
-    trained[1:] = pd.Index(ids.get("trained_items", [])).get_indexer(data.store.item_ids) >= 0
-    return trained
 
 
 def _context_names(data: RankingData) -> list[str]:
@@ -77,9 +68,11 @@ def _numbers(n: int) -> list[str]:
     return [str(i) for i in range(1, n)]
 
 
-def warm_start(model: Ranker, data: RankingData, cfg: Config) -> dict[str, Any]:
+def warm_start(model: Ranker, data: RankingData, cfg: Config) -> tuple[dict[str, Any], np.ndarray]:
     """Load ``cfg.train.init_from`` (a run folder or a model folder; a ``models:/`` URI is fetched into one by
-    em3.workflow.fetched_init) into ``model`` by id (see the module's docstring); returns what was carried over."""
+    em3.workflow.fetched_init) into ``model`` by id (see the module's docstring); returns what was carried over,
+    and (n_items,) True for the item rows whose ID the starting model learned in training (its ``ids.json`` lists
+    them; none for a model saved before it did): carried over, they are not refilled from content."""
     source = cfg.train.init_from
     old, old_cfg, ids = _saved_model(_model_dir(source), source)
     for key in ("variant", "backbone", "embed_dim", "fusion", "history_mode", "pooled_projection"):
@@ -88,7 +81,9 @@ def warm_start(model: Ranker, data: RankingData, cfg: Config) -> dict[str, Any]:
                 f"train.init_from: {source} has model.{key} {getattr(old_cfg.model, key)!r}, this run "
                 f"{getattr(cfg.model, key)!r}: a warm start needs the same architecture"
             )
-    return {"init_from": source, **carry_over(old, ids, model, data, source)}
+    learned = np.zeros(data.n_items, dtype=bool)
+    learned[1:] = pd.Index(ids.get("trained_items", [])).get_indexer(data.store.item_ids) >= 0
+    return {"init_from": source, **carry_over(old, ids, model, data, source)}, learned
 
 
 def rebuilt_for(directory: Path, data: RankingData, shapes: ModelShapes) -> tuple[Ranker, Config]:

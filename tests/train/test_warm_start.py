@@ -49,7 +49,9 @@ def test_a_warm_start_carries_every_weight_over_by_id(champion, tmp_path) -> Non
     root = write_tables(tmp_path, users, items, 10, 1)
     data = load_tables(root, root / "store", max_history=4, category_min_rows=1)
     model = type(old)(old.cfg, replace(old.shapes, n_items=data.n_items, n_users=data.n_users))
-    summary = warm_start(model, data, with_updates(cfg, train={"init_from": str(run)}))
+    summary, learned = warm_start(model, data, with_updates(cfg, train={"init_from": str(run)}))
+    carried = {item for item, was in zip(data.store.item_ids, learned[1:], strict=True) if was}
+    assert carried == set(old_ids["trained_items"]) & set(data.store.item_ids) and not learned[0]
     state, old_state = model.state_dict(), old.state_dict()
 
     old_row = {item: row + 1 for row, item in enumerate(old_ids["items"])}
