@@ -8,7 +8,7 @@ INSTALLED := $(VENV)/.installed
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 
-.PHONY: install demo test test-slow test-all test-containers image image-cuda lint lock clean
+.PHONY: install demo test test-slow test-all test-containers image image-cuda image-cuda-base lint lock clean
 
 install: $(INSTALLED)
 
@@ -46,6 +46,13 @@ image: wheels/.torch-2.13.0  ## the CPU component image EM3_IMAGE (BASE_IMAGE: a
 image-cuda:  ## the train step's image EM3_GPU_IMAGE (CUDA_BASE_IMAGE: Dockerfile.cuda's default; not built by CI)
 	docker build -f Dockerfile.cuda $(if $(CUDA_BASE_IMAGE),--build-arg BASE_IMAGE=$(CUDA_BASE_IMAGE)) $(IMAGE_LABELS) \
 		-t $(EM3_GPU_IMAGE) .
+
+# Where the pytorch/pytorch image cannot be pulled: BASE_IMAGE plus PyPI's torch 2.13.0 for Linux, which is the CUDA
+# build with its CUDA libraries as nvidia-* wheels (about 5 GB), then `make image-cuda CUDA_BASE_IMAGE=$(TORCH_CUDA_BASE)`.
+TORCH_CUDA_BASE ?= localhost/torch-cuda:2.13.0
+image-cuda-base:  ## a CUDA torch base TORCH_CUDA_BASE for image-cuda, from BASE_IMAGE and PyPI
+	printf 'ARG BASE_IMAGE\nFROM $${BASE_IMAGE}\nRUN python3 -m pip install --no-cache-dir --break-system-packages torch==2.13.0\n' \
+		| docker build --build-arg BASE_IMAGE=$(BASE_IMAGE) -t $(TORCH_CUDA_BASE) -
 
 wheels/.torch-2.13.0:  # the CPU torch wheel, installed in the image from the build context
 	$(PYTHON) -m pip download -qq --no-deps --index-url $(TORCH_INDEX_URL) --dest $(@D) torch==2.13.0

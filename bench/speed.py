@@ -66,7 +66,11 @@ PRESETS = {  # option: (full run, --quick, help)
     "min_seconds": (1.0, 0.2, "least training time per configuration and round"),
     "feature_items": (128, 16, "items through the feature stage"),
 }
-TARGETS = {"speed_ratio": 1 / 1.5, "lora_peak_ratio": 0.5, "feature_overhead": 0.2}
+TARGETS = {  # em3 costs at most 1.3× two_stage a sample (issue 20; issue 5 asked 1.5×)
+    "speed_ratio": 1 / 1.3,
+    "lora_peak_ratio": 0.5,
+    "feature_overhead": 0.2,
+}
 N_USERS, N_BATCHES, CLICK_RATE = 1000, 4, 0.3
 TOKEN_WIDTHS = {  # --token-widths: the synthetic catalogue's tokens
     "small": {},  # SyntheticConfig's: 9 image tokens of 48 numbers, 12 text tokens of 32 (cheap to generate)

@@ -112,6 +112,9 @@ class LoRAConfig(Section):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
+COENGAGEMENT_WEIGHTS = {"em3": 0.5, "two_stage": 0.0}  # docs/benchmarks.md, "The co-engagement objective"
+
+
 class ModelConfig(Section):
     variant: Literal["id_only", "two_stage", "em3"] = "em3"
     backbone: Literal["din", "dcn"] = "din"
@@ -173,12 +176,13 @@ class ModelConfig(Section):
     cic_weight: float = Field(0.1, ge=0, description="λ of the CIC loss; 0 disables CIC")
     cic_temperature: float = Field(0.1, gt=0)
     cic_dim: int = Field(32, gt=0)
-    coengagement_weight: float = Field(
-        0.0,
+    coengagement_weight: float | None = Field(
+        None,
         ge=0,
         description="content variants: weight of the co-engagement loss, which pulls together the content "
         "embeddings of a training positive's item and the user's earlier positive items (in-batch negatives, "
-        "duplicates masked; em3.losses); 0 disables it",
+        "duplicates masked; em3.losses); 0 disables it; unset: the variant's own, chosen on validation "
+        f"({COENGAGEMENT_WEIGHTS}: em3 gains behaviour similarity at no AUC cost, two_stage loses AUC)",
     )
     coengagement_temperature: float = Field(0.1, gt=0)
     coengagement_window: int = Field(
@@ -188,6 +192,13 @@ class ModelConfig(Section):
     attention_hidden: tuple[int, ...] = (64,)
     cross_layers: int = Field(2, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
+
+    @property
+    def coengagement_loss_weight(self) -> float:
+        """The co-engagement weight this variant trains with: ``coengagement_weight``, or the variant's own."""
+        if self.coengagement_weight is not None:
+            return self.coengagement_weight
+        return COENGAGEMENT_WEIGHTS.get(self.variant, 0.0)
 
 
 class TrainConfig(Section):

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from em3.config import ConfigError
+from em3.config import COENGAGEMENT_WEIGHTS, ConfigError
 
 CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared configuration (DESIGN §3)
     "id_only": {"model.variant": "id_only"},
@@ -22,6 +22,8 @@ CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared confi
     "em3_frozen_history": {"model.variant": "em3", "model.history_mode": "frozen"},
     "em3_full_history": {"model.variant": "em3", "model.history_mode": "full"},
     "em3_no_cic": {"model.variant": "em3", "model.cic_weight": 0.0},
+    "em3_no_coengagement": {"model.variant": "em3", "model.coengagement_weight": 0.0},
+    "two_stage_coengagement": {"model.variant": "two_stage", "model.coengagement_weight": COENGAGEMENT_WEIGHTS["em3"]},
     "em3_fine_tokens": {"model.variant": "em3", "model.content_tokens": "fine"},
     "em3_summary_tokens": {"model.variant": "em3", "model.content_tokens": "summary"},
 }

@@ -40,6 +40,7 @@ ABLATIONS = {
     "em3_frozen_history": "LoRA (vs frozen history)",
     "em3_full_history": "LoRA (vs full history)",
     "em3_no_cic": "CIC",
+    "em3_no_coengagement": "co-engagement",
     "em3_fine_tokens": "summary tokens",
     "em3_summary_tokens": "fine tokens",
     "two_stage_mlp": "token fusion trained end to end (vs an MLP on pooled vectors)",
@@ -157,7 +158,7 @@ def targets(results: dict, bench: BenchConfig) -> list[dict]:
                         backbone, f"{config} mean test AUC", level, goal, math.nan, math.nan, _at_least(level, goal)
                     )
                 )
-        for metric in ("material_similarity", "behaviour_similarity"):
+        for metric in ("material_similarity", "behaviour_similarity"):  # met: the paper's gain, interval above 0
             change = em3["relative_to_two_stage"][metric]  # mean of per-seed relative changes, t interval
             rows.append(
                 _target(
@@ -167,7 +168,7 @@ def targets(results: dict, bench: BenchConfig) -> list[dict]:
                     TARGETS[f"{metric}_relative"],
                     change["low"],
                     change["high"],
-                    _at_least(change["diff"], TARGETS[f"{metric}_relative"]),
+                    _at_least(change["diff"], TARGETS[f"{metric}_relative"]) and change["low"] > 0,
                 )
             )
         for config, part in ABLATIONS.items():

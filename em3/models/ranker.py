@@ -63,7 +63,7 @@ class Ranker(nn.Module):
             self.content = TokenContent(shapes.image_dim, shapes.text_dim, cfg, shapes.n_items, cache)
             self.history_content = HistoryContent(self.content, cfg.history_mode, cfg.lora, cfg.content_cache_every)
         self.use_cic = cfg.variant == "em3" and cfg.cic_weight > 0
-        self.use_coengagement = self.content is not None and cfg.coengagement_weight > 0
+        self.use_coengagement = self.content is not None and cfg.coengagement_loss_weight > 0
         if self.use_cic:
             self.cic_content_head = nn.Linear(dim, cfg.cic_dim)
             self.cic_id_head = nn.Linear(dim, cfg.cic_dim)
@@ -167,7 +167,7 @@ class Ranker(nn.Module):
             loss = loss + self.cfg.cic_weight * losses["cic"]
         if self.use_coengagement:
             losses["coengagement"] = self._coengagement(batch, target_content, history_content)
-            loss = loss + self.cfg.coengagement_weight * losses["coengagement"]
+            loss = loss + self.cfg.coengagement_loss_weight * losses["coengagement"]
         losses["loss"] = loss
         return logits, losses
 

@@ -5,6 +5,7 @@ it reaches the tower."""
 import pytest
 import torch
 
+from em3.config import COENGAGEMENT_WEIGHTS
 from em3.data.dataset import make_batch
 from em3.losses import coengagement_loss
 from em3.models import Ranker
@@ -74,10 +75,16 @@ def test_its_gradient_reaches_the_content_tower(small_config, small_data, varian
     assert model.backbone.parameters().__next__().grad is None, "the objective reads content only"
 
 
-def test_off_by_default_and_absent_without_a_content_tower(small_config, small_data):
-    for model in (
-        ranker(small_config, small_data),
-        ranker(small_config, small_data, variant="id_only", coengagement_weight=1.0),
-    ):
+def test_each_variant_has_its_own_default_and_zero_or_no_content_tower_turns_it_off(small_config, small_data):
+    """em3 trains with the objective unless told otherwise, two_stage without it (each chosen on validation)."""
+    cases = {("em3", None): True, ("two_stage", None): False, ("em3", 0.0): False, ("id_only", 1.0): False}
+    for (variant, weight), on in cases.items():
+        model = ranker(small_config, small_data, variant=variant, coengagement_weight=weight)
         batch = make_batch(small_data.train, torch.arange(64), small_data.store, model.content_inputs)
-        assert "coengagement" not in model(batch)[1]
+        losses = model(batch)[1]
+        assert ("coengagement" in losses) == on, (variant, weight)
+        if on:
+            expected = losses["bce"] + model.cfg.cic_weight * losses["cic"]
+            expected = expected + COENGAGEMENT_WEIGHTS["em3"] * losses["coengagement"]
+            assert COENGAGEMENT_WEIGHTS["em3"] > 0
+            assert losses["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
