@@ -185,6 +185,15 @@ class ModelConfig(Section):
         f"({COENGAGEMENT_WEIGHTS}: em3 gains behaviour similarity at no AUC cost, two_stage loses AUC)",
     )
     coengagement_temperature: float = Field(0.1, gt=0)
+    neighbourhood_weight: float = Field(
+        0.0,
+        ge=0,
+        description="content variants: weight of a loss that keeps the frozen content's neighbourhoods in the "
+        "content embedding: for each target item of a batch, the KL divergence between the softmax of its cosines "
+        "to the batch's other items in the frozen space (material similarity's) and in the content embedding "
+        "(em3.losses); 0 disables it",
+    )
+    neighbourhood_temperature: float = Field(0.1, gt=0)
     coengagement_window: int = Field(
         1, ge=1, description="co-engagement pairs a positive with this many of the user's latest earlier positives"
     )

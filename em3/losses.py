@@ -1,6 +1,7 @@
-"""Contrastive losses over the items of a batch: Content-ID-Contrastive (CIC) learning, which aligns an item's
-content embedding with its ID embedding, and co-engagement, which pulls together the content embeddings of items
-that one user engaged with in turn (em3's addition beyond the paper, DESIGN §3)."""
+"""Losses over the items of a batch: Content-ID-Contrastive (CIC) learning, which aligns an item's content embedding
+with its ID embedding; co-engagement, which pulls together the content embeddings of items that one user engaged
+with in turn; and neighbourhood keeping, which keeps the frozen content's in-batch neighbourhoods in the content
+embedding (the last two em3's additions beyond the paper, DESIGN §3)."""
 
 import torch
 import torch.nn.functional as F
@@ -37,3 +38,22 @@ def coengagement_loss(
     if len(items) < 2:
         return content.sum() * 0.0
     return paired_info_nce(content, partner, items, partner_items, temperature)
+
+
+def neighbourhood_loss(content: torch.Tensor, frozen: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Keeps the frozen content's neighbourhoods: for each item with frozen content, the KL divergence from the
+    softmax of its cosines to the batch's other such items in the frozen space (N, D_f; the target, no gradient) to
+    the softmax of its cosines in the content embedding (N, D). 0 when they agree; fewer than 3 such items: 0."""
+    has = frozen.norm(dim=-1) > 0
+    content, frozen = content[has], frozen[has].float()
+    n = len(content)
+    if n < 3:
+        return content.sum() * 0.0
+    others = ~torch.eye(n, dtype=torch.bool, device=content.device)
+
+    def cosines(vectors: torch.Tensor) -> torch.Tensor:
+        unit = F.normalize(vectors, dim=-1)
+        return (unit @ unit.T)[others].view(n, n - 1) / temperature  # (N, N - 1): the item itself left out
+
+    target = F.log_softmax(cosines(frozen.detach()), dim=-1)
+    return F.kl_div(F.log_softmax(cosines(content), dim=-1), target, reduction="batchmean", log_target=True)

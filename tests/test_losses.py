@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from em3.losses import cic_loss, coengagement_loss, paired_info_nce
+from em3.losses import cic_loss, coengagement_loss, neighbourhood_loss, paired_info_nce
 
 
 def _nce(logits_row: list[float], positive: int) -> float:
@@ -80,4 +80,35 @@ def test_coengagement_pulls_the_pairs_and_trains_both_sides():
 def test_coengagement_of_fewer_than_two_pairs_is_zero_and_keeps_the_graph():
     content = torch.randn(1, 4, requires_grad=True)
     value = coengagement_loss(content, torch.randn(1, 4), torch.tensor([1]), torch.tensor([2]), temperature=0.1)
+    assert value.item() == 0.0 and value.requires_grad
+
+
+def test_neighbourhood_keeping_is_zero_where_the_spaces_agree_and_trains_only_the_content():
+    frozen = torch.randn(8, 6)
+    same_space = frozen @ torch.linalg.qr(torch.randn(6, 6))[0]  # a rotation keeps every cosine
+    assert neighbourhood_loss(same_space, frozen, temperature=0.1).item() == pytest.approx(0.0, abs=1e-5)
+    content = torch.randn(8, 6, requires_grad=True)
+    frozen.requires_grad_(True)
+    value = neighbourhood_loss(content, frozen, temperature=0.1)
+    value.backward()
+    assert value.item() > 0.01 and content.grad.abs().sum() > 0 and frozen.grad is None
+
+
+def test_neighbourhood_keeping_is_the_kl_of_each_items_softmax_over_the_others():
+    content, frozen = torch.randn(5, 3), torch.randn(5, 4)
+    frozen[2] = 0.0  # an item without frozen content takes no part
+
+    def rows(vectors: torch.Tensor) -> list[torch.Tensor]:
+        unit = torch.nn.functional.normalize(vectors[[0, 1, 3, 4]], dim=-1)
+        sims = unit @ unit.T / 0.5
+        return [torch.softmax(torch.cat([sims[i, :i], sims[i, i + 1 :]]), 0) for i in range(4)]
+
+    expected = sum((p * (p / q).log()).sum() for p, q in zip(rows(frozen), rows(content), strict=True)) / 4
+    assert neighbourhood_loss(content, frozen, temperature=0.5).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_neighbourhood_keeping_of_fewer_than_three_items_is_zero_and_keeps_the_graph():
+    content = torch.randn(4, 3, requires_grad=True)
+    frozen = torch.cat([torch.randn(2, 3), torch.zeros(2, 3)])
+    value = neighbourhood_loss(content, frozen, temperature=0.1)
     assert value.item() == 0.0 and value.requires_grad

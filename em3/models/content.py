@@ -40,6 +40,16 @@ def drop_modalities(
     return replace(content, pooled=pooled, present=content.present & ~lose, **masks)
 
 
+def frozen_space(content: ItemContent, dims: tuple[int, int]) -> torch.Tensor:
+    """(N, d_img + d_txt) the items' frozen content as material similarity reads it (DESIGN §2): each modality's pooled
+    vector L2-normalised, a missing one zeros (em3.data.content_similarity.unit_concat for a batch)."""
+    parts = content.pooled.float().split(dims, dim=-1)
+    return torch.cat(
+        [torch.nn.functional.normalize(part, dim=-1) * content.present[..., m, None] for m, part in enumerate(parts)],
+        dim=-1,
+    )
+
+
 class PooledContent(nn.Module):
     """``two_stage``: frozen pooled image+text features through a trainable projection.
 

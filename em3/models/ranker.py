@@ -19,9 +19,9 @@ from em3.data.dataset import Batch, ContentInputs
 from em3.data.token_store import ItemContent, TokenStore
 from em3.errors import DataError
 from em3.layers import FieldEmbeddings
-from em3.losses import cic_loss, coengagement_loss
+from em3.losses import cic_loss, coengagement_loss, neighbourhood_loss
 from em3.models.backbones import BACKBONES
-from em3.models.content import PooledContent, TokenContent, drop_modalities
+from em3.models.content import PooledContent, TokenContent, drop_modalities, frozen_space
 from em3.models.history import HistoryContent
 
 
@@ -64,6 +64,7 @@ class Ranker(nn.Module):
             self.history_content = HistoryContent(self.content, cfg.history_mode, cfg.lora, cfg.content_cache_every)
         self.use_cic = cfg.variant == "em3" and cfg.cic_weight > 0
         self.use_coengagement = self.content is not None and cfg.coengagement_loss_weight > 0
+        self.use_neighbourhood = self.content is not None and cfg.neighbourhood_weight > 0
         if self.use_cic:
             self.cic_content_head = nn.Linear(dim, cfg.cic_dim)
             self.cic_id_head = nn.Linear(dim, cfg.cic_dim)
@@ -137,6 +138,7 @@ class Ranker(nn.Module):
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Click logits (B,) and named losses; ``losses["loss"]`` is what training minimises."""
+        full_target_content = batch.target_content  # before modality dropout: the frozen neighbourhoods kept
         if self.training and self.cfg.modality_dropout and batch.target_content is not None:
             dims = (self.shapes.image_dim, self.shapes.text_dim)
             rate, text_share = self.cfg.modality_dropout, self.cfg.modality_dropout_text_share
@@ -145,7 +147,8 @@ class Ranker(nn.Module):
         target_id = self.item_embed(batch.item)  # (B, E)
         target, history = target_id, self.item_embed(batch.history)  # (B, E), (B, L, E)
         if self.content is not None:
-            target_content = self._target_content(batch)[batch.target_pos]  # (B, E)
+            unique_target_content = self._target_content(batch)  # (Ut, E)
+            target_content = unique_target_content[batch.target_pos]  # (B, E)
             history_content = self._history_content(batch)[batch.history_pos]  # (B, L, E)
             target = torch.cat([target_id, target_content], dim=-1)  # (B, 2E)
             history = torch.cat([history, history_content], dim=-1)  # (B, L, 2E)
@@ -168,6 +171,13 @@ class Ranker(nn.Module):
         if self.use_coengagement:
             losses["coengagement"] = self._coengagement(batch, target_content, history_content)
             loss = loss + self.cfg.coengagement_loss_weight * losses["coengagement"]
+        if self.use_neighbourhood:
+            dims = (self.shapes.image_dim, self.shapes.text_dim)
+            frozen = frozen_space(full_target_content, dims)  # (Ut, d_img + d_txt)
+            losses["neighbourhood"] = neighbourhood_loss(
+                unique_target_content, frozen, self.cfg.neighbourhood_temperature
+            )
+            loss = loss + self.cfg.neighbourhood_weight * losses["neighbourhood"]
         losses["loss"] = loss
         return logits, losses
 
