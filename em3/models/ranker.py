@@ -171,7 +171,8 @@ class Ranker(nn.Module):
         if self.use_coengagement:
             losses["coengagement"] = self._coengagement(batch, target_content, history_content)
             loss = loss + self.cfg.coengagement_loss_weight * losses["coengagement"]
-        if self.use_neighbourhood:
+        # a prediction batch of a model with a content cache carries no content: there is nothing to keep
+        if self.use_neighbourhood and full_target_content is not None:
             dims = (self.shapes.image_dim, self.shapes.text_dim)
             frozen = frozen_space(full_target_content, dims)  # (Ut, d_img + d_txt)
             losses["neighbourhood"] = neighbourhood_loss(

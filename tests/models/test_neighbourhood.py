@@ -57,3 +57,13 @@ def test_off_by_default_and_absent_without_a_content_tower(small_config, small_d
     ):
         batch = make_batch(small_data.train, torch.arange(64), small_data.store, model.content_inputs)
         assert "neighbourhood" not in model(batch)[1]
+
+
+def test_a_model_that_keeps_neighbourhoods_predicts_from_its_content_cache(small_config, small_data):
+    model = ranker(small_config, small_data, neighbourhood_weight=1.0, content_cache_every=50).eval()
+    model.refresh_content_cache(small_data.store)
+    assert model.has_content_cache and model.prediction_inputs.target is None
+    batch = make_batch(small_data.valid, torch.arange(64), small_data.store, model.prediction_inputs)
+    with torch.no_grad():
+        logits, losses = model(batch)
+    assert logits.shape == (64,) and torch.isfinite(logits).all() and "neighbourhood" not in losses
