@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from em3.config import COENGAGEMENT_WEIGHTS, ConfigError
+from em3.config import EM3_OBJECTIVE_WEIGHTS, ConfigError
 
 CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared configuration (DESIGN §3)
     "id_only": {"model.variant": "id_only"},
@@ -23,9 +23,12 @@ CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared confi
     "em3_full_history": {"model.variant": "em3", "model.history_mode": "full"},
     "em3_no_cic": {"model.variant": "em3", "model.cic_weight": 0.0},
     "em3_no_coengagement": {"model.variant": "em3", "model.coengagement_weight": 0.0},
-    "two_stage_coengagement": {"model.variant": "two_stage", "model.coengagement_weight": COENGAGEMENT_WEIGHTS["em3"]},
+    "em3_no_neighbourhood": {"model.variant": "em3", "model.neighbourhood_weight": 0.0},
     "em3_fine_tokens": {"model.variant": "em3", "model.content_tokens": "fine"},
     "em3_summary_tokens": {"model.variant": "em3", "model.content_tokens": "summary"},
+} | {  # two_stage with em3's objectives beyond the paper, at em3's weights: which of em3's gains they alone give
+    f"two_stage_{name}": {"model.variant": "two_stage", f"model.{name}_weight": EM3_OBJECTIVE_WEIGHTS[f"{name}_weight"]}
+    for name in ("coengagement", "neighbourhood")
 }
 BASELINE = "two_stage"
 LR_GRID = (3e-4, 1e-3, 3e-3)  # searched for every configuration on every backbone alike (DESIGN §3)

@@ -41,6 +41,7 @@ ABLATIONS = {
     "em3_full_history": "LoRA (vs full history)",
     "em3_no_cic": "CIC",
     "em3_no_coengagement": "co-engagement",
+    "em3_no_neighbourhood": "neighbourhood keeping",
     "em3_fine_tokens": "summary tokens",
     "em3_summary_tokens": "fine tokens",
     "two_stage_mlp": "token fusion trained end to end (vs an MLP on pooled vectors)",

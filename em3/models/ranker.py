@@ -64,7 +64,7 @@ class Ranker(nn.Module):
             self.history_content = HistoryContent(self.content, cfg.history_mode, cfg.lora, cfg.content_cache_every)
         self.use_cic = cfg.variant == "em3" and cfg.cic_weight > 0
         self.use_coengagement = self.content is not None and cfg.coengagement_loss_weight > 0
-        self.use_neighbourhood = self.content is not None and cfg.neighbourhood_weight > 0
+        self.use_neighbourhood = self.content is not None and cfg.neighbourhood_loss_weight > 0
         if self.use_cic:
             self.cic_content_head = nn.Linear(dim, cfg.cic_dim)
             self.cic_id_head = nn.Linear(dim, cfg.cic_dim)
@@ -178,7 +178,7 @@ class Ranker(nn.Module):
             losses["neighbourhood"] = neighbourhood_loss(
                 unique_target_content, frozen, self.cfg.neighbourhood_temperature
             )
-            loss = loss + self.cfg.neighbourhood_weight * losses["neighbourhood"]
+            loss = loss + self.cfg.neighbourhood_loss_weight * losses["neighbourhood"]
         losses["loss"] = loss
         return logits, losses
 

@@ -5,7 +5,7 @@ it reaches the tower."""
 import pytest
 import torch
 
-from em3.config import COENGAGEMENT_WEIGHTS
+from em3.config import EM3_OBJECTIVE_WEIGHTS
 from em3.data.dataset import make_batch
 from em3.losses import coengagement_loss
 from em3.models import Ranker
@@ -22,7 +22,8 @@ CONTENT_VARIANTS = {
 
 def ranker(small_config, small_data, **model) -> Ranker:
     torch.manual_seed(0)
-    cfg = with_updates(small_config, model={"modality_dropout": 0.0, "content_cache_every": 0, **model})
+    no_other = {"modality_dropout": 0.0, "content_cache_every": 0, "neighbourhood_weight": 0.0}  # unless asked
+    cfg = with_updates(small_config, model={**no_other, **model})
     return Ranker(cfg.model, model_shapes(small_data)).train()
 
 
@@ -85,6 +86,6 @@ def test_each_variant_has_its_own_default_and_zero_or_no_content_tower_turns_it_
         assert ("coengagement" in losses) == on, (variant, weight)
         if on:
             expected = losses["bce"] + model.cfg.cic_weight * losses["cic"]
-            expected = expected + COENGAGEMENT_WEIGHTS["em3"] * losses["coengagement"]
-            assert COENGAGEMENT_WEIGHTS["em3"] > 0
+            expected = expected + EM3_OBJECTIVE_WEIGHTS["coengagement_weight"] * losses["coengagement"]
+            assert EM3_OBJECTIVE_WEIGHTS["coengagement_weight"] > 0
             assert losses["loss"].item() == pytest.approx(expected.item(), rel=1e-6)

@@ -126,7 +126,7 @@ def test_history_modes_run_in_the_full_model(small_config, small_data, mode):
     assert isinstance(model.history_content, HistoryContent)
     batch = make_batch(small_data.train, torch.arange(16), small_data.store, TOKENS)
     logits, losses = model(batch)
-    assert logits.shape == (16,) and set(losses) == {"bce", "cic", "coengagement", "loss"}
+    assert logits.shape == (16,) and set(losses) == {"bce", "cic", "coengagement", "neighbourhood", "loss"}
     losses["loss"].backward()
 
 

@@ -84,18 +84,19 @@ def torchrun(config: Config, out: Path, *script: str) -> None:
 
 
 def test_two_processes_take_the_one_process_step(small_config, small_data, tmp_path):
-    """Without dropout, modality dropout (both random per process), CIC and co-engagement (whose negatives are the
-    batch) a step on 2 × 32 rows is the step on 64 rows: the replicas stay identical and match one process,
-    validation split over the ranks gives one process's metrics, and only rank 0 writes. (Rank 0 alone finishes the
-    saved model, filling unseen items' IDs: off here.) The history's fusions come from the catalogue cache, which
-    fuses every item at the same steps in any number of processes: the read-through cache fuses an item when *this*
-    process first reads it after a refresh, so ranks reading different rows hold fusions of different ages (each
-    within the bound), and a sharded run is not the one-process run to rounding."""
+    """Without dropout, modality dropout (both random per process), CIC, co-engagement and neighbourhood keeping (whose
+    negatives or neighbours are the batch) a step on 2 × 32 rows is the step on 64 rows: the replicas stay identical
+    and match one process, validation split over the ranks gives one process's metrics, and only rank 0 writes.
+    (Rank 0 alone finishes the saved model, filling unseen items' IDs: off here.) The history's fusions come from
+    the catalogue cache, which fuses every item at the same steps in any number of processes: the read-through cache
+    fuses an item when *this* process first reads it after a refresh, so ranks reading different rows hold fusions
+    of different ages (each within the bound), and a sharded run is not the one-process run to rounding."""
     model = {
         "dropout": 0.0,
         "modality_dropout": 0.0,
         "cic_weight": 0.0,
         "coengagement_weight": 0.0,
+        "neighbourhood_weight": 0.0,
         "unseen_ids_from_content": False,
         "content_cache": "catalogue",
         "content_cache_every": 50,
