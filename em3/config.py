@@ -188,6 +188,9 @@ class ModelConfig(Section):
         f"({EM3_OBJECTIVE_WEIGHTS['coengagement_weight']}), and 0 for the other variants",
     )
     coengagement_temperature: float = Field(0.1, gt=0)
+    coengagement_window: int = Field(
+        1, ge=1, description="co-engagement pairs a positive with this many of the user's latest earlier positives"
+    )
     neighbourhood_weight: float | None = Field(
         None,
         ge=0,
@@ -198,9 +201,6 @@ class ModelConfig(Section):
         f"({EM3_OBJECTIVE_WEIGHTS['neighbourhood_weight']}), and 0 for the other variants",
     )
     neighbourhood_temperature: float = Field(0.1, gt=0)
-    coengagement_window: int = Field(
-        1, ge=1, description="co-engagement pairs a positive with this many of the user's latest earlier positives"
-    )
     mlp_hidden: tuple[int, ...] = (128, 64)
     attention_hidden: tuple[int, ...] = (64,)
     cross_layers: int = Field(2, ge=1)

@@ -1,7 +1,8 @@
 """Losses over the items of a batch: Content-ID-Contrastive (CIC) learning, which aligns an item's content embedding
 with its ID embedding; co-engagement, which pulls together the content embeddings of items that one user engaged
 with in turn; and neighbourhood keeping, which keeps the frozen content's in-batch neighbourhoods in the content
-embedding (the last two em3's additions beyond the paper, DESIGN §3)."""
+embedding (the last two em3's additions beyond the paper: DESIGN §3 names co-engagement; docs/benchmarks.md says
+why neighbourhood keeping joined it)."""
 
 import torch
 import torch.nn.functional as F
