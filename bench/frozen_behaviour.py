@@ -18,9 +18,10 @@ import numpy as np
 
 from em3.bench.quality import benchmark_config
 from em3.config import load_config
+from em3.data.content_similarity import unit_content
 from em3.data.loading import load_data
 from em3.evaluation.similarity import behaviour_similarity
-from em3.evaluation.stage import shared_inputs
+from em3.evaluation.stage import HELD_OUT, IN_SAMPLE, shared_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,12 +35,13 @@ def main() -> None:
     cfg = benchmark_config(load_config(args.config), args.work_dir, synthetic=args.synthetic_impressions > 0)
     data = load_data(cfg)
     k = cfg.evaluate.k_neighbours
-    for split in ("valid", "test"):
-        shared = shared_inputs(data, cfg.evaluate, split)
-        raw = np.asarray(shared.raw_content[np.arange(data.store.n_rows)], dtype=np.float32)  # (n_rows, D)
-        for name, reference in shared.behaviour.items():
-            value, _ = behaviour_similarity(raw, reference.interactions, reference.popular_items, k)
-            print(f"{split:5s} {name:32s} {value:.4f}  ({len(reference.popular_items)} popular items, k={k})")
+    raw = np.asarray(unit_content(data.store)[np.arange(data.store.n_rows)], dtype=np.float32)  # (n_rows, D)
+    references = {split: shared_inputs(data, cfg.evaluate, split).behaviour for split in ("valid", "test")}
+    rows = [("valid", HELD_OUT), ("test", HELD_OUT), ("train", IN_SAMPLE)]  # in-sample: the same for both splits
+    for split, name in rows:
+        reference = references["valid" if split == "train" else split][name]
+        value, _ = behaviour_similarity(raw, reference.interactions, reference.popular_items, k)
+        print(f"{split:5s} {name:32s} {value:.4f}  ({len(reference.popular_items)} popular items, k={k})")
 
 
 if __name__ == "__main__":

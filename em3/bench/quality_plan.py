@@ -26,9 +26,15 @@ CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared confi
     "em3_no_neighbourhood": {"model.variant": "em3", "model.neighbourhood_weight": 0.0},
     "em3_fine_tokens": {"model.variant": "em3", "model.content_tokens": "fine"},
     "em3_summary_tokens": {"model.variant": "em3", "model.content_tokens": "summary"},
-} | {  # two_stage with em3's objectives beyond the paper, at em3's weights: which of em3's gains they alone give
-    f"two_stage_{name}": {"model.variant": "two_stage", f"model.{name}_weight": EM3_OBJECTIVE_WEIGHTS[f"{name}_weight"]}
-    for name in ("coengagement", "neighbourhood")
+    # two_stage with em3's objectives beyond the paper, at em3's weights: which of em3's gains they alone give
+    "two_stage_coengagement": {
+        "model.variant": "two_stage",
+        "model.coengagement_weight": EM3_OBJECTIVE_WEIGHTS["coengagement_weight"],
+    },
+    "two_stage_neighbourhood": {
+        "model.variant": "two_stage",
+        "model.neighbourhood_weight": EM3_OBJECTIVE_WEIGHTS["neighbourhood_weight"],
+    },
 }
 BASELINE = "two_stage"
 LR_GRID = (3e-4, 1e-3, 3e-3)  # searched for every configuration on every backbone alike (DESIGN §3)
