@@ -151,20 +151,24 @@ def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> 
 
     ``twin``: a job with this very config but for name and folder (a final run's chosen search trial of its seed,
     or a search trial's final run from an earlier benchmark). When it finished, its model is the one this job would
-    train (the test flag changes no step), so it is reused: scored for a final run, read for a search trial."""
+    train (the test flag changes no step), so it is reused: scored for a final run, read for a search trial.
+    A final run that finished before its per-item similarity scores were kept is scored again, not trained."""
     from em3.evaluation.stage import evaluate_run, shared_inputs
     from em3.train import train
 
     cfg = job_config(base, job, work_dir)
     result_path = cfg.output_dir / "quality.json"
-    if (previous := _finished(cfg)) is not None:
-        return previous
+    trained = _finished(cfg)
+    if trained is not None and (job.stage == "search" or (cfg.output_dir / PER_ITEM).is_file()):
+        return trained
     data = load_benchmark_data(data_key(cfg))
     twin_cfg = job_config(base, twin, work_dir) if twin is not None else None
-    trained = _finished(twin_cfg) if twin_cfg is not None and _placeless(twin_cfg) == _placeless(cfg) else None
     trained_in = cfg.output_dir
-    if trained is not None:  # where the twin's model is (it may have reused another run's itself)
-        trained_in = work_dir / trained["trained_in"] if "trained_in" in trained else twin_cfg.output_dir
+    reusable = trained is None and twin_cfg is not None and _placeless(twin_cfg) == _placeless(cfg)
+    if reusable and (trained := _finished(twin_cfg)) is not None:
+        trained_in = twin_cfg.output_dir
+    if trained is not None and "trained_in" in trained:  # where the model is (it may have reused another run's)
+        trained_in = work_dir / trained["trained_in"]
     if trained is None:
         metrics = train(cfg, data, resume=_resumable(cfg), test=job.stage == "final").metrics
         trained = {
@@ -183,9 +187,20 @@ def run_job(base: Config, job: Job, work_dir: Path, twin: Job | None = None) -> 
         cfg.output_dir.mkdir(parents=True, exist_ok=True)
         with atomic_file(cfg.output_dir / "test_logits.npy") as tmp, open(tmp, "wb") as handle:
             np.save(handle, scored.logits)
+        behaviour = scored.behaviour if scored.behaviour is not None else np.array([])  # no content embedding
+        with atomic_file(cfg.output_dir / PER_ITEM) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, material_similarity=scored.material, behaviour_similarity=behaviour)
         record["test"] = scored.metrics
     write_json(result_path, record)
     return record
+
+
+PER_ITEM = "test_per_item.npz"  # a final run's per-item similarity scores: cold items' material, popular behaviour
+
+
+def _per_item_scores(folder: Path) -> dict[str, np.ndarray]:
+    with np.load(folder / PER_ITEM) as saved:
+        return dict(saved)
 
 
 STARTED = "started.json"  # the config a run was started with (a checkpoint of another config is never resumed)
@@ -343,11 +358,11 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
             log(f"settings chosen by the search of {settings.chosen_from}: {json.dumps(chosen)}")
         final = final_jobs(settings, chosen)
         final_results = run_jobs(pool, cfg, final, settings.work_dir, "final runs (test)", twins(search, final))
-    logits = {
-        job.name: np.load(job_config(cfg, job, settings.work_dir).output_dir / "test_logits.npy") for job in final
-    }
+    folders = {job.name: job_config(cfg, job, settings.work_dir).output_dir for job in final}
+    logits = {name: np.load(folder / "test_logits.npy") for name, folder in folders.items()}
+    per_item = {name: _per_item_scores(folder) for name, folder in folders.items()}
     data = load_benchmark_data(data_key(job_config(cfg, final[0], settings.work_dir)))
-    summary = summarise(final, final_results, logits, data, settings, base.bench)
+    summary = summarise(final, final_results, logits, per_item, data, settings, base.bench)
     if settings.synthetic_impressions:
         summary["data"].update(synthetic_log_facts(cfg))
     trials = [{**asdict(job), **_curve(r)} for job, r in zip(search, search_results, strict=True)]

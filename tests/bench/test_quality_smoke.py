@@ -52,6 +52,13 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
             for part, slice_boot in entry["auc_by_modality_bootstrap"].items():  # the same difference, per slice
                 expected = entry["auc_by_modality"][part] - din["two_stage"]["auc_by_modality"][part]
                 assert math.isclose(slice_boot["diff"], expected, abs_tol=1e-9)
+            for metric, sim_boot in entry["similarity_bootstrap"].items():  # over seeds and the scored items
+                if sim_boot is None:  # no content embedding: no behaviour similarity to compare
+                    assert metric == "behaviour_similarity" and entry["mean"][metric] is None
+                    continue
+                expected = entry["mean"][metric] - din["two_stage"]["mean"][metric]
+                assert math.isclose(sim_boot["diff"], expected, abs_tol=1e-9)
+                assert sim_boot["low"] <= sim_boot["diff"] <= sim_boot["high"]
     by_modality = result["data"]["test_rows_by_modality"]
     assert sum(by_modality.values()) == result["data"]["test_rows"] and by_modality["image+text"] > 0
     assert set(din["em3"]["auc_by_modality"]) == set(by_modality)
@@ -84,8 +91,10 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
     assert "quote the *_bootstrap intervals" in result["intervals"]
     assert (result["machine"]["torch_threads"], result["machine"]["workers"]) == (1, 1), "what each run had"
 
+    scores = runs / "final" / "din" / "em3" / "seed1" / "test_per_item.npz"
+    scores.unlink()  # as a run scored before per-item scores were kept: scored again, not trained again
     second = run_quick(tmp_path)  # every run finished before: nothing trains again, the same summary comes out
-    assert "epoch 0: valid auc" not in second.stdout
+    assert "epoch 0: valid auc" not in second.stdout and scores.is_file()
     assert json.loads((tmp_path / "quality.json").read_text())["results"] == result["results"]
 
     third = run_quick(tmp_path, "--search-seeds", "2")  # seed 1's trials are the final runs of seed 1: reused

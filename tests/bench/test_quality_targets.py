@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from em3.bench.quality_summary import interval_verdict, tables, targets
+from em3.bench.quality_summary import SIMILARITIES, interval_verdict, tables, targets
 from em3.config import BenchConfig, load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -82,6 +82,22 @@ def test_an_ablation_earns_its_place_only_when_its_whole_interval_says_so(low, h
     assert row["verdict"] == verdict and row["met"] is (verdict == "earns its place")
     table = tables({"results": {}, "targets": [row]})
     assert table.splitlines()[-1].endswith(f"| {verdict} |")
+
+
+@pytest.mark.parametrize(
+    ("bootstrap_low", "met_expected"),
+    [(None, True), (0.02, True), (-0.01, False)],  # None: results from before the bootstrap
+)
+def test_a_similarity_target_needs_both_intervals_above_zero(bootstrap_low, met_expected):
+    summary = results(0.59, 0.60, -0.004)  # the t interval: +6 % [+1, +10], met on its own
+    if bootstrap_low is not None:
+        boot = {"diff": 0.002, "low": 0.001, "high": 0.004, "relative": 0.06, "relative_high": 0.09}
+        similarity = {metric: boot | {"relative_low": bootstrap_low} for metric in SIMILARITIES}
+        summary["din"]["em3"]["similarity_bootstrap"] = similarity
+    (row,) = [r for r in targets(summary, SAMPLE) if r["name"].startswith("em3 material similarity")]
+    assert row["met"] is met_expected
+    printed = tables({"results": {}, "targets": [row]}).splitlines()[-1]
+    assert ("bootstrap over seeds and items" in printed) is (bootstrap_low is not None)
 
 
 def test_other_data_is_not_judged_by_the_samples_levels():
