@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+import em3.models.ranker as ranker_module
 from em3.config import EM3_OBJECTIVE_WEIGHTS
 from em3.data.content_similarity import unit_concat
 from em3.data.dataset import ContentInputs, make_batch
 from em3.losses import neighbourhood_loss
-from em3.models.content import frozen_space
+from em3.models.content import drop_modalities, frozen_space
 from tests.models.test_coengagement import CONTENT_VARIANTS, ranker
 
 
@@ -80,3 +81,25 @@ def test_a_model_that_keeps_neighbourhoods_predicts_from_its_content_cache(small
     with torch.no_grad():
         logits, losses = model(batch)
     assert logits.shape == (64,) and torch.isfinite(logits).all() and "neighbourhood" not in losses
+
+
+def test_the_kept_neighbourhoods_are_those_of_the_content_before_modality_dropout(
+    small_config, small_data, monkeypatch
+):
+    """Modality dropout hides a modality from the tower, not from the target: the frozen space the loss keeps is the
+    item's whole content, so an item shown without its text still learns where its text and photo put it."""
+    targets = []
+
+    def recording(content, frozen, temperature):
+        targets.append(frozen)
+        return neighbourhood_loss(content, frozen, temperature)
+
+    monkeypatch.setattr(ranker_module, "neighbourhood_loss", recording)
+    model = ranker(small_config, small_data, neighbourhood_weight=0.5, modality_dropout=1.0, coengagement_weight=0)
+    batch = make_batch(small_data.train, torch.arange(256), small_data.store, model.content_inputs)
+    dims = (model.shapes.image_dim, model.shapes.text_dim)
+    assert batch.target_content.present.all(-1).sum() >= 3, "items with both modalities: rate 1 drops one of each"
+    model(batch)
+    (kept,) = targets
+    torch.testing.assert_close(kept, frozen_space(batch.target_content, dims))
+    assert not torch.allclose(kept, frozen_space(drop_modalities(batch.target_content, 1.0, dims), dims))
