@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from em3.config import EM3_OBJECTIVE_WEIGHTS, ConfigError
+from em3.config import COENGAGEMENT_ALONE_WEIGHT, EM3_OBJECTIVE_WEIGHTS, ConfigError
 
 CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared configuration (DESIGN §3)
     "id_only": {"model.variant": "id_only"},
@@ -26,11 +26,9 @@ CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared confi
     "em3_no_neighbourhood": {"model.variant": "em3", "model.neighbourhood_weight": 0.0},
     "em3_fine_tokens": {"model.variant": "em3", "model.content_tokens": "fine"},
     "em3_summary_tokens": {"model.variant": "em3", "model.content_tokens": "summary"},
-    # two_stage with em3's objectives beyond the paper, at em3's weights: which of em3's gains they alone give
-    "two_stage_coengagement": {
-        "model.variant": "two_stage",
-        "model.coengagement_weight": EM3_OBJECTIVE_WEIGHTS["coengagement_weight"],
-    },
+    # two_stage with em3's objectives beyond the paper, at em3's weights (co-engagement, off in em3 since
+    # neighbourhood keeping, at the weight validation chose for it alone): which of em3's gains they alone give
+    "two_stage_coengagement": {"model.variant": "two_stage", "model.coengagement_weight": COENGAGEMENT_ALONE_WEIGHT},
     "two_stage_neighbourhood": {
         "model.variant": "two_stage",
         "model.neighbourhood_weight": EM3_OBJECTIVE_WEIGHTS["neighbourhood_weight"],

@@ -77,15 +77,22 @@ def test_its_gradient_reaches_the_content_tower(small_config, small_data, varian
 
 
 def test_each_variant_has_its_own_default_and_zero_or_no_content_tower_turns_it_off(small_config, small_data):
-    """em3 trains with the objective unless told otherwise, two_stage without it (each chosen on validation)."""
-    cases = {("em3", None): True, ("two_stage", None): False, ("em3", 0.0): False, ("id_only", 1.0): False}
-    for (variant, weight), on in cases.items():
+    """em3 trains with the objective at its chosen weight (0 since neighbourhood keeping: off), two_stage without it
+    unless told, and a model without a content tower never."""
+    em3_weight = EM3_OBJECTIVE_WEIGHTS["coengagement_weight"]
+    cases = {
+        ("em3", None): em3_weight,
+        ("two_stage", None): 0.0,
+        ("two_stage", 0.5): 0.5,
+        ("em3", 0.7): 0.7,
+        ("em3", 0.0): 0.0,
+        ("id_only", 1.0): 0.0,
+    }
+    for (variant, weight), used in cases.items():
         model = ranker(small_config, small_data, variant=variant, coengagement_weight=weight)
         batch = make_batch(small_data.train, torch.arange(64), small_data.store, model.content_inputs)
         losses = model(batch)[1]
-        assert ("coengagement" in losses) == on, (variant, weight)
-        if on:
-            expected = losses["bce"] + model.cfg.cic_weight * losses["cic"]
-            expected = expected + EM3_OBJECTIVE_WEIGHTS["coengagement_weight"] * losses["coengagement"]
-            assert EM3_OBJECTIVE_WEIGHTS["coengagement_weight"] > 0
+        assert ("coengagement" in losses) == (used > 0), (variant, weight)
+        if used:
+            expected = losses["bce"] + model.cfg.cic_weight * losses.get("cic", 0) + used * losses["coengagement"]
             assert losses["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
