@@ -218,6 +218,11 @@ class ModelConfig(Section):
         """The neighbourhood-keeping weight this model trains with: ``neighbourhood_weight`` or its variant's."""
         return self._objective_weight("neighbourhood_weight")
 
+    def with_objective_weights(self) -> ModelConfig:
+        """This config with the objective weights it trains with written out (an unset one takes its variant's
+        default), so that a config saved with a run says what trained, whatever the defaults become later."""
+        return self.model_copy(update={name: self._objective_weight(name) for name in EM3_OBJECTIVE_WEIGHTS})
+
     def _objective_weight(self, name: str) -> float:
         value = getattr(self, name)
         if value is not None:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from em3.config import Config, ConfigError, load_config
+from em3.config import EM3_OBJECTIVE_WEIGHTS, Config, ConfigError, ModelConfig, load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -56,3 +56,20 @@ def test_shipped_configs_are_valid(path):
     cfg = load_config(path)
     assert cfg.name == path.stem
     assert str(cfg.output_dir).endswith(path.stem)
+
+
+def test_a_config_writes_out_the_objective_weights_its_variant_trains_with():
+    """Unset weights follow the variant's default at training time; written out, a saved config keeps saying what
+    trained after a default changes."""
+    cases = {
+        ("em3", None): EM3_OBJECTIVE_WEIGHTS,
+        ("two_stage", None): dict.fromkeys(EM3_OBJECTIVE_WEIGHTS, 0.0),
+        ("two_stage", 0.25): dict.fromkeys(EM3_OBJECTIVE_WEIGHTS, 0.25),
+        ("em3", 0.0): dict.fromkeys(EM3_OBJECTIVE_WEIGHTS, 0.0),
+    }
+    for (variant, weight), expected in cases.items():
+        model = ModelConfig(variant=variant, coengagement_weight=weight, neighbourhood_weight=weight)
+        written = model.with_objective_weights()
+        assert {name: getattr(written, name) for name in EM3_OBJECTIVE_WEIGHTS} == expected, (variant, weight)
+        assert written.coengagement_loss_weight == model.coengagement_loss_weight
+        assert written.neighbourhood_loss_weight == model.neighbourhood_loss_weight

@@ -73,9 +73,12 @@ def benchmark_config(base: Config, work_dir: Path, synthetic: bool = False) -> C
 
 
 def job_config(base: Config, job: Job, work_dir: Path) -> Config:
+    """The job's config, with its objective weights written out: a run recorded with a weight left to its variant's
+    default is not reused once that default changes (it no longer matches), and never was what it claimed."""
     overrides = {**CONFIGS[job.config], **job.overrides, "model.backbone": job.backbone, "seed": job.seed}
     cfg = with_overrides(base, overrides)
-    return cfg.model_copy(update={"name": job.name.replace("/", "_"), "output_dir": work_dir / "runs" / job.name})
+    update = {"name": job.name.replace("/", "_"), "output_dir": work_dir / "runs" / job.name}
+    return cfg.model_copy(update={**update, "model": cfg.model.with_objective_weights()})
 
 
 def prepare_data(cfg: Config, synthetic_impressions: int = 0) -> None:

@@ -112,6 +112,7 @@ def train(cfg: Config, data: RankingData, resume: bool = False, test: bool = Tru
     for name in ("train", "valid"):
         if len(getattr(data, name)) == 0:
             raise DataError(f"the {name} split is empty: check the split dates (ingest.valid_start, ingest.test_start)")
+    cfg = cfg.model_copy(update={"model": cfg.model.with_objective_weights()})  # saved as trained
     out = Path(cfg.output_dir)
     checkpoint, best_weights = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.safetensors"
     ctx = current()

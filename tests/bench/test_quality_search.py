@@ -12,12 +12,13 @@ from em3.bench.quality import (
     _resumable,
     best_overrides,
     final_jobs,
+    job_config,
     search_jobs,
     twins,
     with_overrides,
 )
-from em3.bench.quality_plan import Settings, grid_entry
-from em3.config import load_config
+from em3.bench.quality_plan import Job, Settings, grid_entry
+from em3.config import EM3_OBJECTIVE_WEIGHTS, load_config
 
 
 def test_the_search_crosses_the_learning_rates_with_every_grid_setting_alike():
@@ -121,3 +122,18 @@ def test_a_run_started_before_a_setting_existed_still_resumes(tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
     assert _resumable(cfg)
+
+
+def test_a_run_recorded_with_its_objective_weights_unset_is_not_taken_for_todays_em3(tmp_path):
+    """A weight left to the variant's default trained with whatever the default was then: such a record cannot
+    say which, so it is never reused; a job's config writes its weights out, so its own record can."""
+    base = load_config(Path(__file__).resolve().parents[2] / "configs" / "bench_quality.yaml")
+    cfg = job_config(base, Job("final", "din", "em3", 0, {}), tmp_path)
+    assert {name: getattr(cfg.model, name) for name in EM3_OBJECTIVE_WEIGHTS} == EM3_OBJECTIVE_WEIGHTS
+    cfg.output_dir.mkdir(parents=True)
+    saved = cfg.model_dump(mode="json")
+    (cfg.output_dir / "quality.json").write_text(json.dumps({"config": saved, "valid_auc": 0.6}))
+    assert _finished(cfg) == {"config": saved, "valid_auc": 0.6}
+    saved["model"] |= dict.fromkeys(EM3_OBJECTIVE_WEIGHTS)  # as runs before this rule recorded them: null
+    (cfg.output_dir / "quality.json").write_text(json.dumps({"config": saved, "valid_auc": 0.6}))
+    assert _finished(cfg) is None
