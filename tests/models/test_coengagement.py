@@ -76,12 +76,15 @@ def test_its_gradient_reaches_the_content_tower(small_config, small_data, varian
     assert model.backbone.parameters().__next__().grad is None, "the objective reads content only"
 
 
-def test_each_variant_has_its_own_default_and_zero_or_no_content_tower_turns_it_off(small_config, small_data):
-    """em3 trains with the objective at its chosen weight (0 since neighbourhood keeping: off), two_stage without it
-    unless told, and a model without a content tower never."""
-    em3_weight = EM3_OBJECTIVE_WEIGHTS["coengagement_weight"]
+@pytest.mark.parametrize("objective", ["coengagement", "neighbourhood"])
+def test_each_objective_follows_its_variants_default_and_zero_or_no_content_tower_turns_it_off(
+    small_config, small_data, objective
+):
+    """em3 trains with each objective at its chosen weight (co-engagement 0 since neighbourhood keeping: off),
+    two_stage without it unless told, and a model without a content tower never."""
+    other = {"coengagement": "neighbourhood", "neighbourhood": "coengagement"}[objective]
     cases = {
-        ("em3", None): em3_weight,
+        ("em3", None): EM3_OBJECTIVE_WEIGHTS[f"{objective}_weight"],
         ("two_stage", None): 0.0,
         ("two_stage", 0.5): 0.5,
         ("em3", 0.7): 0.7,
@@ -89,10 +92,11 @@ def test_each_variant_has_its_own_default_and_zero_or_no_content_tower_turns_it_
         ("id_only", 1.0): 0.0,
     }
     for (variant, weight), used in cases.items():
-        model = ranker(small_config, small_data, variant=variant, coengagement_weight=weight)
+        weights = {f"{objective}_weight": weight, f"{other}_weight": 0.0}
+        model = ranker(small_config, small_data, variant=variant, **weights)
         batch = make_batch(small_data.train, torch.arange(64), small_data.store, model.content_inputs)
         losses = model(batch)[1]
-        assert ("coengagement" in losses) == (used > 0), (variant, weight)
+        assert (objective in losses) == (used > 0), (variant, weight)
         if used:
-            expected = losses["bce"] + model.cfg.cic_weight * losses.get("cic", 0) + used * losses["coengagement"]
+            expected = losses["bce"] + model.cfg.cic_weight * losses.get("cic", 0) + used * losses[objective]
             assert losses["loss"].item() == pytest.approx(expected.item(), rel=1e-6)

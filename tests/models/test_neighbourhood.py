@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import em3.models.ranker as ranker_module
-from em3.config import EM3_OBJECTIVE_WEIGHTS
 from em3.data.content_similarity import unit_concat
 from em3.data.dataset import ContentInputs, make_batch
 from em3.losses import neighbourhood_loss
@@ -50,27 +49,6 @@ def test_the_loss_reads_the_batchs_unique_targets_and_reaches_only_the_tower(sma
     losses["neighbourhood"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.content.parameters())
     assert next(model.backbone.parameters()).grad is None
-
-
-def test_em3_keeps_neighbourhoods_by_default_two_stage_only_when_told(small_config, small_data):
-    weight = EM3_OBJECTIVE_WEIGHTS["neighbourhood_weight"]
-    cases = {
-        ("em3", None): weight,
-        ("two_stage", None): 0,
-        ("two_stage", 2.0): 2.0,
-        ("em3", 0.0): 0,
-        ("id_only", 1.0): 0,
-    }
-    for (variant, set_weight), used in cases.items():
-        model = ranker(
-            small_config, small_data, variant=variant, neighbourhood_weight=set_weight, coengagement_weight=0
-        )
-        batch = make_batch(small_data.train, torch.arange(64), small_data.store, model.content_inputs)
-        losses = model(batch)[1]
-        assert ("neighbourhood" in losses) == (used > 0), (variant, set_weight)
-        if used:
-            expected = losses["bce"] + losses.get("cic", 0) * model.cfg.cic_weight + used * losses["neighbourhood"]
-            assert losses["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_a_model_that_keeps_neighbourhoods_predicts_from_its_content_cache(small_config, small_data):
