@@ -12,7 +12,8 @@ def test_a_saved_model_rebuilds_with_identical_predictions(small_config, small_d
     cfg = with_updates(small_config, output_dir=tmp_path, model={"variant": variant}, train={"max_steps": 5})
     trained = train(cfg, small_data).model.eval()
     loaded, loaded_cfg = load_model_dir(tmp_path / "model")
-    assert loaded_cfg == cfg
+    assert loaded_cfg == cfg.model_copy(update={"model": cfg.model.with_objective_weights()})  # as it trained
+    assert loaded_cfg.model.coengagement_weight is not None and loaded_cfg.model.neighbourhood_weight is not None
     test = small_data.test.rows(torch.arange(64))
     expected = predict(trained, test, small_data, 32)
     torch.testing.assert_close(predict(loaded, test, small_data, 32), expected, rtol=0, atol=0)
