@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,29 +73,22 @@ def summarise(
     labels, users, cold = test.label.numpy(), test.user.numpy(), test.cold.numpy()
     slices = modality_slices(item_modalities(data.store, test.item.numpy()))
 
-    def bootstrap(backbone: str, config: str, against: str, rows: np.ndarray | slice = slice(None)) -> dict:
-        """Paired by seed: the runs of both configurations with the same seed, in one order."""
-        by_seed = [{job.seed: logits[job.name][rows] for job, _ in runs[backbone][name]} for name in (config, against)]
+    def paired(backbone: str, config: str, against: str, value: Callable[[Job], np.ndarray]) -> tuple[list, list]:
+        """``value`` of each run of both configurations, for the seeds both have, in one order."""
+        by_seed = [{job.seed: value(job) for job, _ in runs[backbone][name]} for name in (config, against)]
         seeds = sorted(by_seed[0].keys() & by_seed[1].keys())
-        return bootstrap_auc_difference(
-            labels[rows],
-            users[rows],
-            [by_seed[0][s] for s in seeds],
-            [by_seed[1][s] for s in seeds],
-            settings.n_boot,
-        )
+        return [by_seed[0][s] for s in seeds], [by_seed[1][s] for s in seeds]
+
+    def bootstrap(backbone: str, config: str, against: str, rows: np.ndarray | slice = slice(None)) -> dict:
+        model, base = paired(backbone, config, against, lambda job: logits[job.name][rows])
+        return bootstrap_auc_difference(labels[rows], users[rows], model, base, settings.n_boot)
 
     def similarity_bootstrap(backbone: str, config: str, metric: str) -> dict | None:
-        """Paired by seed and item, against two_stage; None where either model has no such scores."""
-        by_seed = [
-            {job.seed: per_item[job.name][metric] for job, _ in runs[backbone][name]} for name in (config, BASELINE)
-        ]
-        seeds = sorted(by_seed[0].keys() & by_seed[1].keys())
-        if not seeds or any(by_seed[i][s].size == 0 for i in (0, 1) for s in seeds):
+        """Against two_stage; None where either model has no such scores (no content embedding)."""
+        model, base = paired(backbone, config, BASELINE, lambda job: per_item[job.name][metric])
+        if not model or any(values.size == 0 for values in model + base):
             return None
-        return bootstrap_mean_difference(
-            [by_seed[0][s] for s in seeds], [by_seed[1][s] for s in seeds], settings.n_boot
-        )
+        return bootstrap_mean_difference(model, base, settings.n_boot)
 
     summary: dict = {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()},
@@ -184,7 +178,7 @@ def targets(results: dict, bench: BenchConfig) -> list[dict]:
                 )
         for metric in SIMILARITIES:  # met: the paper's gain, both intervals above 0
             change = em3["relative_to_two_stage"][metric]  # mean of per-seed relative changes, t interval
-            boot = em3.get("similarity_bootstrap", {}).get(metric)  # results before it lack it
+            boot = em3["similarity_bootstrap"][metric]  # over seeds and items
             row = _target(
                 backbone,
                 f"em3 {metric.replace('_', ' ')} vs two_stage (relative)",
@@ -193,12 +187,9 @@ def targets(results: dict, bench: BenchConfig) -> list[dict]:
                 change["low"],
                 change["high"],
                 _at_least(change["diff"], TARGETS[f"{metric}_relative"])
-                and change["low"] > 0
-                and (boot is None or boot["relative_low"] > 0),
+                and min(change["low"], boot["relative_low"]) > 0,
             )
-            if boot is not None:
-                row |= {"bootstrap_low": boot["relative_low"], "bootstrap_high": boot["relative_high"]}
-            rows.append(row)
+            rows.append(row | {"bootstrap_low": boot["relative_low"], "bootstrap_high": boot["relative_high"]})
         for config, part in ABLATIONS.items():
             if config in configs and "auc_vs_em3_bootstrap" in configs[config]:
                 boot = configs[config]["auc_vs_em3_bootstrap"]

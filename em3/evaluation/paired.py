@@ -75,7 +75,7 @@ def bootstrap_mean_difference(
     """Seed-averaged mean of per-item scores (e.g. behaviour similarity of each popular item; NaN: not defined) of a
     model minus the baseline's, with the 95 % interval of the two-level bootstrap over seeds and items; keys as
     ``bootstrap_auc_difference``'s."""
-    units = np.arange(len(model_values[0])) if len(model_values) else np.arange(0)
+    units = np.arange(len(model_values[0]) if len(model_values) else 0)  # each item its own unit
     return two_level_bootstrap(weighted_nanmean, units, model_values, baseline_values, n_boot, seed)
 
 

@@ -22,6 +22,8 @@ def results(two_stage: float, em3: float, low: float) -> dict:
         "relative_high": 0.02,
     }
     similarity = {"diff": 0.06, "low": 0.01, "high": 0.1}
+    similarity_boot = {"diff": 0.002, "low": 0.001, "high": 0.004, "relative": 0.06}
+    similarity_boot |= {"relative_low": 0.02, "relative_high": 0.09}
     return {
         "din": {
             "two_stage": {"mean": {"auc": two_stage}},
@@ -29,6 +31,7 @@ def results(two_stage: float, em3: float, low: float) -> dict:
                 "mean": {"auc": em3},
                 "auc_bootstrap": boot,
                 "relative_to_two_stage": {"material_similarity": similarity, "behaviour_similarity": similarity},
+                "similarity_bootstrap": dict.fromkeys(SIMILARITIES, similarity_boot),
             },
         }
     }
@@ -85,19 +88,19 @@ def test_an_ablation_earns_its_place_only_when_its_whole_interval_says_so(low, h
 
 
 @pytest.mark.parametrize(
-    ("bootstrap_low", "met_expected"),
-    [(None, True), (0.02, True), (-0.01, False)],  # None: results from before the bootstrap
+    ("t_low", "bootstrap_low", "met_expected"),
+    [(0.01, 0.02, True), (0.01, -0.01, False), (-0.01, 0.02, False)],
 )
-def test_a_similarity_target_needs_both_intervals_above_zero(bootstrap_low, met_expected):
-    summary = results(0.59, 0.60, -0.004)  # the t interval: +6 % [+1, +10], met on its own
-    if bootstrap_low is not None:
-        boot = {"diff": 0.002, "low": 0.001, "high": 0.004, "relative": 0.06, "relative_high": 0.09}
-        similarity = {metric: boot | {"relative_low": bootstrap_low} for metric in SIMILARITIES}
-        summary["din"]["em3"]["similarity_bootstrap"] = similarity
+def test_a_similarity_target_needs_both_intervals_above_zero(t_low, bootstrap_low, met_expected):
+    summary = results(0.59, 0.60, -0.004)
+    em3 = summary["din"]["em3"]
+    em3["relative_to_two_stage"] = dict.fromkeys(SIMILARITIES, {"diff": 0.06, "low": t_low, "high": 0.1})
+    boot = em3["similarity_bootstrap"]["material_similarity"]
+    em3["similarity_bootstrap"] = dict.fromkeys(SIMILARITIES, boot | {"relative_low": bootstrap_low})
     (row,) = [r for r in targets(summary, SAMPLE) if r["name"].startswith("em3 material similarity")]
     assert row["met"] is met_expected
     printed = tables({"results": {}, "targets": [row]}).splitlines()[-1]
-    assert ("bootstrap over seeds and items" in printed) is (bootstrap_low is not None)
+    assert f"bootstrap over seeds and items [{bootstrap_low:+.4f}, +0.0900]" in printed
 
 
 def test_other_data_is_not_judged_by_the_samples_levels():
