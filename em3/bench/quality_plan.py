@@ -22,7 +22,9 @@ CONFIGS: dict[str, dict[str, Any]] = {  # model overrides of each compared confi
     "em3_frozen_history": {"model.variant": "em3", "model.history_mode": "frozen"},
     "em3_full_history": {"model.variant": "em3", "model.history_mode": "full"},
     "em3_no_cic": {"model.variant": "em3", "model.cic_weight": 0.0},
-    "em3_no_coengagement": {"model.variant": "em3", "model.coengagement_weight": 0.0},
+    # em3 plus co-engagement at the weight validation chose for it alone: em3's default leaves it out since
+    # neighbourhood keeping (so "em3 without co-engagement" is em3 itself); this pair tests that choice
+    "em3_coengagement": {"model.variant": "em3", "model.coengagement_weight": COENGAGEMENT_ALONE_WEIGHT},
     "em3_no_neighbourhood": {"model.variant": "em3", "model.neighbourhood_weight": 0.0},
     "em3_fine_tokens": {"model.variant": "em3", "model.content_tokens": "fine"},
     "em3_summary_tokens": {"model.variant": "em3", "model.content_tokens": "summary"},

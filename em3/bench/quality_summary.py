@@ -46,7 +46,7 @@ ABLATIONS = {
     "em3_frozen_history": "LoRA (vs frozen history)",
     "em3_full_history": "LoRA (vs full history)",
     "em3_no_cic": "CIC",
-    "em3_no_coengagement": "co-engagement",
+    "em3_coengagement": "leaving co-engagement out",
     "em3_no_neighbourhood": "neighbourhood keeping",
     "em3_fine_tokens": "summary tokens",
     "em3_summary_tokens": "fine tokens",

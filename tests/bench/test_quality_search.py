@@ -17,7 +17,7 @@ from em3.bench.quality import (
     twins,
     with_overrides,
 )
-from em3.bench.quality_plan import Job, Settings, grid_entry
+from em3.bench.quality_plan import CONFIGS, Job, Settings, grid_entry
 from em3.config import EM3_OBJECTIVE_WEIGHTS, load_config
 
 
@@ -137,3 +137,14 @@ def test_a_run_recorded_with_its_objective_weights_unset_is_not_taken_for_todays
     saved["model"] |= dict.fromkeys(EM3_OBJECTIVE_WEIGHTS)  # as runs before this rule recorded them: null
     (cfg.output_dir / "quality.json").write_text(json.dumps({"config": saved, "valid_auc": 0.6}))
     assert _finished(cfg) is None
+
+
+def test_no_two_configurations_train_the_same_model(tmp_path):
+    """Every compared configuration differs from every other in the model it trains (after the variant's defaults
+    are written out): an ablation that a default change made equal to em3 (em3 without co-engagement, once em3's
+    default left it out) would train em3 twice and report a share of exactly nothing."""
+    base = load_config(Path(__file__).resolve().parents[2] / "configs" / "bench_quality.yaml")
+    models = {name: job_config(base, Job("final", "din", name, 0, {}), tmp_path).model for name in CONFIGS}
+    for i, first in enumerate(CONFIGS):
+        for second in list(CONFIGS)[i + 1 :]:
+            assert models[first] != models[second], f"{first} and {second} train the same model"
