@@ -31,7 +31,7 @@ from functools import cache
 from itertools import product
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from em3.atomic import atomic_file, finite_or_null, write_bytes, write_json
 from em3.bench.quality_plan import BASELINE, CONFIGS, Job, Settings
 from em3.config import Config, ConfigError, parse_config, set_dotted
 from em3.progress import progress_bar
+
+if TYPE_CHECKING:
+    from em3.data.dataset import RankingData
 
 PREPARED = "prepared.json"  # written last by prepare_data: the data folders are complete for these settings
 
@@ -366,6 +369,7 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
     per_item = {name: _per_item_scores(folder) for name, folder in folders.items()}
     data = load_benchmark_data(data_key(job_config(cfg, final[0], settings.work_dir)))
     summary = summarise(final, final_results, logits, per_item, data, settings, base.bench)
+    summary["data"]["behaviour_similarity_references"] = behaviour_references_on(data, cfg)
     if settings.synthetic_impressions:
         summary["data"].update(synthetic_log_facts(cfg))
     trials = [{**asdict(job), **_curve(r)} for job, r in zip(search, search_results, strict=True)]
@@ -377,6 +381,18 @@ def run_quality(base: Config, settings: Settings, log: Callable[[str], None] = p
     summary["protocol"] = protocol_check(search_results + final_results)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
+
+
+def behaviour_references_on(data: RankingData, cfg: Config) -> dict[str, float]:
+    """The frozen content's and chance's behaviour similarity on the test split's popular items
+    (``em3.evaluation.similarity.behaviour_references``)."""
+    from em3.evaluation.similarity import behaviour_references
+    from em3.evaluation.stage import HELD_OUT, shared_inputs
+
+    shared = shared_inputs(data, cfg.evaluate, "test")
+    reference = shared.behaviour[HELD_OUT]
+    frozen = shared.raw_content[np.arange(data.store.n_rows)].numpy().astype(np.float32)  # (n_rows, D)
+    return behaviour_references(frozen, reference.interactions, reference.popular_items, cfg.evaluate.k_neighbours)
 
 
 def synthetic_log_facts(cfg: Config) -> dict[str, Any]:

@@ -276,6 +276,12 @@ def tables(summary: dict) -> str:
             f"**{backbone}**: test AUC by the modalities of the row's item (mean over seeds; "
             "ΔAUC vs two_stage with its 95 % interval)\n\n" + _modality_table(configs)
         )
+    references = summary.get("data", {}).get("behaviour_similarity_references")
+    if references:  # results before them lack them
+        parts.append(
+            f"Behaviour similarity read against (test, no model): the frozen content {references['frozen']:.4f}, "
+            f"random neighbours {references['random']:.4f} (chance)"
+        )
     target_rows = [
         {
             "backbone": t["backbone"],

@@ -18,6 +18,7 @@ from em3.data.mapped import MappedRows
 
 CHUNK_ELEMENTS = 1 << 24  # query × item similarities held at once (64 MB of float32)
 
+RANDOM_DIM = 64  # width of the chance reference's Gaussian embedding (any width: it knows nothing)
 Vectors = np.ndarray | sp.spmatrix | sp.sparray | MappedRows  # MappedRows: e.g. em3.data.content_similarity's table
 
 
@@ -46,6 +47,20 @@ def behaviour_similarity(
     """
     per_item = neighbour_similarity(content_embeddings, interaction_vectors, popular_items, k)
     return _nanmean(per_item), per_item
+
+
+def behaviour_references(
+    frozen_content: np.ndarray, interaction_vectors: Vectors, popular_items: np.ndarray, k: int, seed: int = 0
+) -> dict[str, float]:
+    """What a behaviour similarity is read against, on the same popular items and period: ``frozen``, the frozen
+    pooled content's own (what neighbourhood keeping copies), and ``random``, a seeded Gaussian embedding's
+    (neighbours that know nothing: chance). Far apart, the metric can tell content embeddings apart; close together,
+    every embedding scores near chance whatever it learned."""
+    noise = np.random.default_rng(seed).standard_normal((len(frozen_content), RANDOM_DIM)).astype(np.float32)
+    return {
+        name: behaviour_similarity(space, interaction_vectors, popular_items, k)[0]
+        for name, space in (("frozen", frozen_content), ("random", noise))
+    }
 
 
 def interaction_matrix(items: np.ndarray, users: np.ndarray, n_items: int, n_users: int) -> sp.csr_array:

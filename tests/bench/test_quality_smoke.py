@@ -41,6 +41,9 @@ def test_quick_quality_benchmark_writes_statistics_targets_and_a_plot_and_resume
     assert result["command"].startswith("em3 bench quality --quick")
     din = result["results"]["din"]
     assert set(din) == set(CONFIGS)
+    references = result["data"]["behaviour_similarity_references"]  # what behaviour similarity is read against
+    assert set(references) == {"frozen", "random"} and all(0 <= value <= 1 for value in references.values())
+    assert f"random neighbours {references['random']:.4f} (chance)" in first.stdout
     for name, entry in din.items():
         assert sorted(entry["seeds"]) == ["0", "1"]
         assert all(0 < seed["auc"] < 1 and seed["logloss"] > 0 for seed in entry["seeds"].values())

@@ -101,3 +101,22 @@ def test_popularity_buckets_drop_empty_ones():
     bucket, labels = popularity_buckets(row_counts, 5)
     assert labels == ["0–0", "3–4", "10–20"]
     np.testing.assert_array_equal(bucket, [0, 0, 0, 0, 0, 0, 1, 1, 2, 2])
+
+
+def test_the_references_put_chance_at_random_neighbours_and_the_frozen_space_at_its_own_neighbours():
+    """Two tastes: each of 200 items is bought by 5 of the 50 users of its taste. Same-taste items share
+    5 × 5 / 50 = 0.5 buyers on average (cosine 0.5 / 5 = 0.1), other items none; a frozen space that knows the
+    taste finds same-taste neighbours (0.1), random neighbours are of the same taste half the time (0.05)."""
+    rng = np.random.default_rng(0)
+    n_items, group_users, buyers = 200, 50, 5
+    taste = np.arange(n_items + 1) % 2  # (rows,) row 0 is padding
+    users = np.zeros((n_items + 1, 2 * group_users))
+    for item in range(1, n_items + 1):
+        users[item, taste[item] * group_users + rng.choice(group_users, buyers, replace=False)] = 1
+    frozen = np.eye(2)[taste] + 0.01 * rng.standard_normal((n_items + 1, 2))  # (rows, 2) taste plus a little noise
+    popular = np.arange(1, n_items + 1)
+    references = similarity.behaviour_references(frozen, sp.csr_array(users), popular, k=10)
+    assert references["frozen"] == behaviour_similarity(frozen, sp.csr_array(users), popular, 10)[0]
+    assert references["frozen"] == pytest.approx(0.1, abs=0.02)  # 2,000 pairs: standard error about 0.003
+    assert references["random"] == pytest.approx(0.05, abs=0.02)
+    assert similarity.behaviour_references(frozen, sp.csr_array(users), popular, k=10) == references  # seeded
